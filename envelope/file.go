@@ -1,0 +1,341 @@
+package envelope
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+	"gopkg.in/yaml.v3"
+
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+)
+
+// MaxFileLen bounds a secrets file read from disk.
+const MaxFileLen = 64 << 20
+
+// MaxEntries bounds the number of entries in a secrets file.
+const MaxEntries = 10000
+
+// Entry is one named secret of a secrets file.
+type Entry struct {
+	Name     string
+	Envelope *Envelope
+	line     int
+}
+
+// Plain is a name and its plaintext value, the input of [SealFile] and the
+// output of [File.OpenAll].
+type Plain struct {
+	Name  string
+	Value []byte
+}
+
+// File is a secrets file: named entries, each sealed under its own data key,
+// in order, and an integrity manifest sealed under yet another data key that
+// lists every entry's name and the hash of its sealed body. Removing, adding,
+// reordering, renaming or replacing entries (even by an older valid version)
+// is detected.
+type File struct {
+	Entries   []Entry
+	Integrity *Envelope
+	// Path is the file name used in error messages; it is not authenticated.
+	Path string
+
+	verified bool
+}
+
+// SealFile seals each value under its own data key, bound to its name and
+// to context, and seals the manifest.
+func SealFile(ctx context.Context, values []Plain, context map[string]string, wrappers ...KeyWrapper) (*File, error) {
+	if len(values) > MaxEntries {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("%d entries; a secrets file holds at most %d", len(values), MaxEntries))
+	}
+	f := &File{}
+	seen := make(map[string]bool, len(values))
+	for _, v := range values {
+		if seen[v.Name] {
+			return nil, fail.Mark(fail.Usage, fmt.Errorf("secret %q appears twice", v.Name))
+		}
+		seen[v.Name] = true
+		e, err := Seal(ctx, v.Value, Binding{Name: v.Name, Context: context}, wrappers...)
+		if err != nil {
+			return nil, err
+		}
+		f.Entries = append(f.Entries, Entry{Name: v.Name, Envelope: e})
+	}
+	if err := f.sealManifest(ctx, wrappers); err != nil {
+		return nil, err
+	}
+	f.verified = true
+	return f, nil
+}
+
+func (f *File) manifest() []byte {
+	var buf bytes.Buffer
+	buf.WriteString("secrets-broker/manifest/v1\x00")
+	for _, e := range f.Entries {
+		buf.WriteByte(byte(len(e.Name)))
+		buf.WriteString(e.Name)
+		sum := sha256.Sum256(e.Envelope.SealedBody())
+		buf.Write(sum[:])
+	}
+	return buf.Bytes()
+}
+
+func (f *File) sealManifest(ctx context.Context, wrappers []KeyWrapper) error {
+	m, err := seal(ctx, f.manifest(), Binding{Name: ManifestName}, wrappers)
+	if err != nil {
+		return err
+	}
+	f.Integrity = m
+	return nil
+}
+
+func (f *File) where() string {
+	if f.Path == "" {
+		return "secrets file"
+	}
+	return "secrets file " + f.Path
+}
+
+// Verify opens the manifest and checks it against the entries. It is done once
+// per parsed file; Open and OpenAll call it.
+func (f *File) Verify(ctx context.Context, keys []KeyWrapper) error {
+	if f.verified {
+		return nil
+	}
+	if f.Integrity == nil {
+		return fail.Mark(fail.Integrity, fmt.Errorf("%s has no integrity manifest", f.where()))
+	}
+	got, err := f.Integrity.Open(ctx, Expect{Name: ManifestName}, keys)
+	if err != nil {
+		return fmt.Errorf("%s: integrity check: %w", f.where(), err)
+	}
+	if subtle.ConstantTimeCompare(got, f.manifest()) != 1 {
+		return fail.Mark(fail.Integrity, fmt.Errorf("%s: integrity check failed: entries were added, removed, reordered, renamed or replaced since it was sealed", f.where()))
+	}
+	f.verified = true
+	return nil
+}
+
+func (f *File) entry(name string) (*Entry, error) {
+	for i := range f.Entries {
+		if f.Entries[i].Name == name {
+			return &f.Entries[i], nil
+		}
+	}
+	names := make([]string, len(f.Entries))
+	for i, e := range f.Entries {
+		names[i] = e.Name
+	}
+	return nil, fail.Mark(fail.NotFound, fmt.Errorf("%s has no secret %q (it has: %s)", f.where(), name, strings.Join(names, ", ")))
+}
+
+// Open verifies the file and decrypts one entry.
+func (f *File) Open(ctx context.Context, name string, keys []KeyWrapper) ([]byte, error) {
+	e, err := f.entry(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Verify(ctx, keys); err != nil {
+		return nil, err
+	}
+	pt, err := e.Envelope.Open(ctx, Expect{Name: e.Name}, keys)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.where(), err)
+	}
+	return pt, nil
+}
+
+// OpenAll verifies the file and decrypts every entry, at most concurrency at
+// a time (key services answer in parallel).
+func (f *File) OpenAll(ctx context.Context, keys []KeyWrapper, concurrency int) ([]Plain, error) {
+	if err := f.Verify(ctx, keys); err != nil {
+		return nil, err
+	}
+	out := make([]Plain, len(f.Entries))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(concurrency, 1))
+	for i := range f.Entries {
+		e := f.Entries[i]
+		g.Go(func() error {
+			pt, err := e.Envelope.Open(gctx, Expect{Name: e.Name}, keys)
+			if err != nil {
+				return fmt.Errorf("%s: %w", f.where(), err)
+			}
+			out[i] = Plain{Name: e.Name, Value: pt}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		for _, p := range out {
+			clear(p.Value)
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+// Rewrap changes the keys of every entry and of the manifest, without
+// touching any ciphertext. The file must verify first.
+func (f *File) Rewrap(ctx context.Context, keys []KeyWrapper, add []KeyWrapper, remove []string) (*File, error) {
+	if err := f.Verify(ctx, keys); err != nil {
+		return nil, err
+	}
+	out := &File{Path: f.Path, Entries: make([]Entry, len(f.Entries)), verified: true}
+	for i, e := range f.Entries {
+		ne, err := e.Envelope.Rewrap(ctx, keys, add, remove)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.where(), err)
+		}
+		out.Entries[i] = Entry{Name: e.Name, Envelope: ne}
+	}
+	m, err := f.Integrity.Rewrap(ctx, keys, add, remove)
+	if err != nil {
+		return nil, fmt.Errorf("%s: manifest: %w", f.where(), err)
+	}
+	out.Integrity = m
+	return out, nil
+}
+
+// MarshalYAML returns the file as YAML, entries in order, with a header comment.
+func (f *File) MarshalYAML() []byte {
+	var buf bytes.Buffer
+	buf.WriteString("# secrets-broker secrets file, format v1 (docs/envelope.md).\n")
+	buf.WriteString("# Names are public; each value is sealed under its own data key.\n")
+	buf.WriteString("# Edit with 'secrets-broker encrypt --file', never by hand: the integrity tag\n# covers every entry.\n")
+	buf.WriteString("version: 1\nentries:\n")
+	for _, e := range f.Entries {
+		fmt.Fprintf(&buf, "  %s: %s\n", yamlKey(e.Name), e.Envelope.String())
+	}
+	if len(f.Entries) == 0 {
+		buf.Truncate(buf.Len() - 1)
+		buf.WriteString(" {}\n")
+	}
+	fmt.Fprintf(&buf, "integrity: %s\n", f.Integrity.String())
+	return buf.Bytes()
+}
+
+func yamlKey(name string) string {
+	// Names use only [A-Za-z0-9._-/:@]; quote those YAML would read as
+	// something else (numbers, booleans, null, a leading @ or :).
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(name), &n); err == nil && len(n.Content) == 1 &&
+		n.Content[0].Kind == yaml.ScalarNode && n.Content[0].Tag == "!!str" && n.Content[0].Value == name && !strings.ContainsAny(name, ":@") {
+		return name
+	}
+	return strconv.Quote(name)
+}
+
+// MarshalJSON returns the file as JSON, entries in order.
+func (f *File) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("{\n  \"version\": 1,\n  \"entries\": {")
+	for i, e := range f.Entries {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		k, _ := json.Marshal(e.Name)
+		fmt.Fprintf(&buf, "\n    %s: %q", k, e.Envelope.String())
+	}
+	if len(f.Entries) > 0 {
+		buf.WriteString("\n  ")
+	}
+	fmt.Fprintf(&buf, "},\n  \"integrity\": %q\n}\n", f.Integrity.String())
+	return buf.Bytes(), nil
+}
+
+// ParseFile reads a secrets file in YAML or JSON. path is used in error
+// messages, which name the line of the problem.
+func ParseFile(data []byte, path string) (*File, error) {
+	f := &File{Path: path}
+	ferr := func(line int, format string, args ...any) error {
+		loc := f.where()
+		if line > 0 {
+			loc = fmt.Sprintf("%s, line %d", loc, line)
+		}
+		return fail.Mark(fail.Format, fmt.Errorf("%s: %s", loc, fmt.Sprintf(format, args...)))
+	}
+	if len(data) > MaxFileLen {
+		return nil, ferr(0, "file is %d bytes long; the limit is %d", len(data), MaxFileLen)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, ferr(0, "not valid YAML or JSON: %v", err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, ferr(0, "expected a mapping with keys version, entries and integrity")
+	}
+	root := doc.Content[0]
+	seen := map[string]bool{}
+	var entriesNode *yaml.Node
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			return nil, ferr(k.Line, "keys must be plain strings")
+		}
+		if seen[k.Value] {
+			return nil, ferr(k.Line, "key %q appears twice", k.Value)
+		}
+		seen[k.Value] = true
+		switch k.Value {
+		case "version":
+			if v.Kind != yaml.ScalarNode || v.Value != "1" {
+				return nil, ferr(v.Line, "version %q is not supported by this build (it reads version 1)", v.Value)
+			}
+		case "entries":
+			if v.Kind != yaml.MappingNode {
+				return nil, ferr(v.Line, "entries must be a mapping of names to sealed values")
+			}
+			entriesNode = v
+		case "integrity":
+			if v.Kind != yaml.ScalarNode {
+				return nil, ferr(v.Line, "integrity must be a sealed value (sbe1:...)")
+			}
+			m, err := ParseText(v.Value)
+			if err != nil {
+				return nil, ferr(v.Line, "integrity: %v", err)
+			}
+			if m.Name != ManifestName {
+				return nil, ferr(v.Line, "integrity is sealed for %q, not the manifest", m.Name)
+			}
+			f.Integrity = m
+		default:
+			return nil, ferr(k.Line, "unknown key %q (expected version, entries, integrity)", k.Value)
+		}
+	}
+	for _, want := range []string{"version", "entries", "integrity"} {
+		if !seen[want] {
+			return nil, ferr(0, "missing key %q", want)
+		}
+	}
+	if len(entriesNode.Content)/2 > MaxEntries {
+		return nil, ferr(entriesNode.Line, "%d entries; the limit is %d", len(entriesNode.Content)/2, MaxEntries)
+	}
+	names := map[string]bool{}
+	for i := 0; i+1 < len(entriesNode.Content); i += 2 {
+		k, v := entriesNode.Content[i], entriesNode.Content[i+1]
+		if k.Kind != yaml.ScalarNode || v.Kind != yaml.ScalarNode {
+			return nil, ferr(k.Line, "each entry must be a name and a sealed value (sbe1:...)")
+		}
+		if names[k.Value] {
+			return nil, ferr(k.Line, "secret %q appears twice", k.Value)
+		}
+		names[k.Value] = true
+		e, err := ParseText(v.Value)
+		if err != nil {
+			return nil, ferr(v.Line, "secret %q: %v", k.Value, err)
+		}
+		if e.Name != k.Value {
+			return nil, fail.Mark(fail.Integrity, fmt.Errorf("%s, line %d: secret %q: %w: the value is sealed for secret %q", f.where(), k.Line, k.Value, ErrDecrypt, e.Name))
+		}
+		f.Entries = append(f.Entries, Entry{Name: k.Value, Envelope: e, line: k.Line})
+	}
+	return f, nil
+}
