@@ -325,15 +325,15 @@ func TestSecretsFileTamper(t *testing.T) {
 
 func TestParseFileErrorsNameLine(t *testing.T) {
 	cases := map[string]string{
-		"version: 1\nentries: {}\nintegrity: x\nextra: 1\n":  "line 3",
-		"version: 2\nentries: {}\nintegrity: sbe1:AA\n":       "version",
+		"version: 1\nentries: {}\nintegrity: x\nextra: 1\n":    "line 3",
+		"version: 2\nentries: {}\nintegrity: sbe1:AA\n":        "version",
 		"version: 1\nentries:\n  a: notsealed\nintegrity: x\n": "line 4",
 		"version: 1\nentries: []\nintegrity: x\n":              "line 2",
-		"- 1\n": "expected a mapping",
-		"version: 1\nentries: {}\n":                  "missing key",
-		"version: 1\nentries: {}\nunknown: 1\n":      `unknown key "unknown"`,
-		"version: 1\nversion: 1\n":                   "appears twice",
-		"a: &x 1\nversion: *x\n":                     "unknown key",
+		"- 1\n":                                       "expected a mapping",
+		"version: 1\nentries: {}\n":                   "missing key",
+		"version: 1\nentries: {}\nunknown: 1\n":       `unknown key "unknown"`,
+		"version: 1\nversion: 1\n":                    "appears twice",
+		"a: &x 1\nversion: *x\n":                      "unknown key",
 		"version: 1\nentries:\n  a: *x\nintegrity: x": "YAML",
 	}
 	for in, want := range cases {

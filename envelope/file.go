@@ -53,17 +53,29 @@ type File struct {
 // SealFile seals each value under its own data key, bound to its name and
 // to context, and seals the manifest.
 func SealFile(ctx context.Context, values []Plain, context map[string]string, wrappers ...KeyWrapper) (*File, error) {
+	ctxs := make([]map[string]string, len(values))
+	for i := range ctxs {
+		ctxs[i] = context
+	}
+	return SealFileEach(ctx, values, ctxs, wrappers...)
+}
+
+// SealFileEach is SealFile with a context for each value.
+func SealFileEach(ctx context.Context, values []Plain, contexts []map[string]string, wrappers ...KeyWrapper) (*File, error) {
+	if len(contexts) != len(values) {
+		return nil, fmt.Errorf("%d values but %d contexts", len(values), len(contexts))
+	}
 	if len(values) > MaxEntries {
 		return nil, fail.Mark(fail.Usage, fmt.Errorf("%d entries; a secrets file holds at most %d", len(values), MaxEntries))
 	}
 	f := &File{}
 	seen := make(map[string]bool, len(values))
-	for _, v := range values {
+	for i, v := range values {
 		if seen[v.Name] {
 			return nil, fail.Mark(fail.Usage, fmt.Errorf("secret %q appears twice", v.Name))
 		}
 		seen[v.Name] = true
-		e, err := Seal(ctx, v.Value, Binding{Name: v.Name, Context: context}, wrappers...)
+		e, err := Seal(ctx, v.Value, Binding{Name: v.Name, Context: contexts[i]}, wrappers...)
 		if err != nil {
 			return nil, err
 		}

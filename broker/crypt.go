@@ -1,0 +1,281 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+)
+
+// MaxInputLen bounds what the CLI reads from stdin or a file.
+const MaxInputLen = envelope.MaxFileLen
+
+// ReadLimited reads r up to MaxInputLen bytes, naming what in its error.
+func ReadLimited(r io.Reader, what string) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxInputLen+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w", what, err)
+	}
+	if len(data) > MaxInputLen {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("%s is larger than %d bytes", what, MaxInputLen))
+	}
+	return data, nil
+}
+
+// ParsePlainFile reads a plaintext YAML or JSON mapping of secret names to
+// string values, in order, for sealing into a secrets file.
+func ParsePlainFile(data []byte, path string) ([]envelope.Plain, error) {
+	bad := func(line int, format string, args ...any) error {
+		loc := path
+		if line > 0 {
+			loc = fmt.Sprintf("%s, line %d", path, line)
+		}
+		return fail.Mark(fail.Usage, fmt.Errorf("%s: %s", loc, fmt.Sprintf(format, args...)))
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, bad(0, "not valid YAML or JSON: %v", err)
+	}
+	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, bad(0, "expected a mapping of secret names to string values")
+	}
+	m := doc.Content[0]
+	var out []envelope.Plain
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			return nil, bad(k.Line, "secret names must be strings")
+		}
+		if v.Kind != yaml.ScalarNode || (v.Tag != "!!str" && v.Tag != "!!int" && v.Tag != "!!float" && v.Tag != "!!bool") {
+			// The value itself is never quoted in the error.
+			return nil, bad(v.Line, "secret %q: the value must be a string", k.Value)
+		}
+		if seen[k.Value] {
+			return nil, bad(k.Line, "secret %q appears twice", k.Value)
+		}
+		seen[k.Value] = true
+		if err := (envelope.Binding{Name: k.Value}).Validate(); err != nil {
+			return nil, bad(k.Line, "%v", err)
+		}
+		out = append(out, envelope.Plain{Name: k.Value, Value: []byte(v.Value)})
+	}
+	return out, nil
+}
+
+// Sealed is what the CLI reads back: one envelope in text form, or a secrets
+// file.
+type Sealed struct {
+	Single *envelope.Envelope
+	File   *envelope.File
+}
+
+// ParseSealed tells a single envelope ("sbe1:...") from a secrets file.
+func ParseSealed(data []byte, path string) (*Sealed, error) {
+	trimmed := bytes.TrimSpace(data)
+	if bytes.HasPrefix(trimmed, []byte("sbe")) && !bytes.ContainsAny(trimmed, "\n") {
+		e, err := envelope.ParseText(string(trimmed))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return &Sealed{Single: e}, nil
+	}
+	f, err := envelope.ParseFile(data, path)
+	if err != nil {
+		return nil, err
+	}
+	return &Sealed{File: f}, nil
+}
+
+// OutputFormat names how a secrets file is written.
+type OutputFormat string
+
+// The formats.
+const (
+	FormatYAML OutputFormat = "yaml"
+	FormatJSON OutputFormat = "json"
+)
+
+// ParseOutputFormat checks a --format value.
+func ParseOutputFormat(s string) (OutputFormat, error) {
+	switch OutputFormat(s) {
+	case FormatYAML, FormatJSON:
+		return OutputFormat(s), nil
+	}
+	return "", fail.Mark(fail.Usage, fmt.Errorf("format %q is not yaml or json", s))
+}
+
+// MarshalFile writes a secrets file in the format.
+func MarshalFile(f *envelope.File, format OutputFormat) []byte {
+	if format == FormatJSON {
+		b, _ := f.MarshalJSON()
+		return b
+	}
+	return f.MarshalYAML()
+}
+
+// MarshalPlain writes decrypted values as a YAML or JSON mapping, in order.
+func MarshalPlain(values []envelope.Plain, format OutputFormat) ([]byte, error) {
+	if format == FormatJSON {
+		var buf bytes.Buffer
+		buf.WriteString("{")
+		for i, v := range values {
+			if i > 0 {
+				buf.WriteString(",")
+			}
+			k, _ := json.Marshal(v.Name)
+			val, _ := json.Marshal(string(v.Value))
+			fmt.Fprintf(&buf, "\n  %s: %s", k, val)
+		}
+		buf.WriteString("\n}\n")
+		return buf.Bytes(), nil
+	}
+	m := &yaml.Node{Kind: yaml.MappingNode}
+	for _, v := range values {
+		val := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: string(v.Value)}
+		if strings.Contains(val.Value, "\n") {
+			val.Style = yaml.LiteralStyle
+		}
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v.Name}, val)
+	}
+	return yaml.Marshal(m)
+}
+
+// EntrySummary describes one sealed secret without its value.
+type EntrySummary struct {
+	Name    string            `json:"name"`
+	Created time.Time         `json:"created"`
+	KeyIDs  []string          `json:"key_ids"`
+	Context map[string]string `json:"context,omitempty"`
+	Size    int               `json:"ciphertext_bytes"`
+}
+
+// Summary is what inspect shows: names, key ids, created times, never values.
+type Summary struct {
+	Kind              string         `json:"kind"`
+	FormatVersion     int            `json:"format_version"`
+	Entries           []EntrySummary `json:"entries"`
+	IntegrityKeyIDs   []string       `json:"integrity_key_ids,omitempty"`
+	IntegrityVerified *bool          `json:"integrity_verified,omitempty"`
+}
+
+func summarize(e *envelope.Envelope) EntrySummary {
+	return EntrySummary{Name: e.Name, Created: e.Created, KeyIDs: e.KeyIDs(), Context: e.Context, Size: len(e.Ciphertext)}
+}
+
+// Inspect summarizes s. With keys, a secrets file's integrity manifest is
+// also checked.
+func (s *Sealed) Inspect(ctx context.Context, keys []envelope.KeyWrapper) (Summary, error) {
+	if s.Single != nil {
+		return Summary{Kind: "envelope", FormatVersion: envelope.Version, Entries: []EntrySummary{summarize(s.Single)}}, nil
+	}
+	sum := Summary{Kind: "secrets-file", FormatVersion: envelope.Version, IntegrityKeyIDs: s.File.Integrity.KeyIDs()}
+	for _, e := range s.File.Entries {
+		sum.Entries = append(sum.Entries, summarize(e.Envelope))
+	}
+	if len(keys) > 0 {
+		if err := s.File.Verify(ctx, keys); err != nil {
+			return sum, err
+		}
+		ok := true
+		sum.IntegrityVerified = &ok
+	}
+	return sum, nil
+}
+
+// FormatSummary renders a summary as aligned text.
+func FormatSummary(sum Summary, w io.Writer) {
+	fmt.Fprintf(w, "%s, format v%d, %d secret(s)\n", sum.Kind, sum.FormatVersion, len(sum.Entries))
+	if sum.Kind == "secrets-file" {
+		state := "not checked (no key configured)"
+		if sum.IntegrityVerified != nil {
+			state = "verified"
+		}
+		fmt.Fprintf(w, "integrity manifest: %s; keys %s\n", state, strings.Join(sum.IntegrityKeyIDs, ", "))
+	}
+	for _, e := range sum.Entries {
+		fmt.Fprintf(w, "\n%s\n  created: %s\n  keys:    %s\n  size:    %d bytes sealed\n", e.Name, e.Created.Format(time.RFC3339), strings.Join(e.KeyIDs, ", "), e.Size)
+		if len(e.Context) > 0 {
+			keys := make([]string, 0, len(e.Context))
+			for k := range e.Context {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			pairs := make([]string, len(keys))
+			for i, k := range keys {
+				pairs[i] = k + "=" + e.Context[k]
+			}
+			fmt.Fprintf(w, "  context: %s\n", strings.Join(pairs, ", "))
+		}
+	}
+}
+
+// Rotate reseals every value of s under new data keys with the wrappers
+// given, keeping names and contexts.
+func (s *Sealed) Rotate(ctx context.Context, open, seal []envelope.KeyWrapper) (*Sealed, error) {
+	if s.Single != nil {
+		pt, err := s.Single.Open(ctx, envelope.Expect{}, open)
+		if err != nil {
+			return nil, err
+		}
+		defer clear(pt)
+		e, err := envelope.Seal(ctx, pt, s.Single.Binding(), seal...)
+		if err != nil {
+			return nil, err
+		}
+		return &Sealed{Single: e}, nil
+	}
+	values, err := s.File.OpenAll(ctx, open, 8)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, v := range values {
+			clear(v.Value)
+		}
+	}()
+	// Keep each entry's own context: seal one by one, then the manifest.
+	var ctxs []map[string]string
+	for _, e := range s.File.Entries {
+		ctxs = append(ctxs, e.Envelope.Context)
+	}
+	f, err := envelope.SealFileEach(ctx, values, ctxs, seal...)
+	if err != nil {
+		return nil, err
+	}
+	f.Path = s.File.Path
+	return &Sealed{File: f}, nil
+}
+
+// Rewrap adds and removes keys without touching ciphertext.
+func (s *Sealed) Rewrap(ctx context.Context, open, add []envelope.KeyWrapper, remove []string) (*Sealed, error) {
+	if s.Single != nil {
+		e, err := s.Single.Rewrap(ctx, open, add, remove)
+		if err != nil {
+			return nil, err
+		}
+		return &Sealed{Single: e}, nil
+	}
+	f, err := s.File.Rewrap(ctx, open, add, remove)
+	if err != nil {
+		return nil, err
+	}
+	return &Sealed{File: f}, nil
+}
+
+// Marshal writes s back in its own form.
+func (s *Sealed) Marshal(format OutputFormat) []byte {
+	if s.Single != nil {
+		return []byte(s.Single.String() + "\n")
+	}
+	return MarshalFile(s.File, format)
+}

@@ -1,0 +1,206 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/providers"
+	"github.com/secrets-broker/secrets-broker/providers/awskms"
+	"github.com/secrets-broker/secrets-broker/providers/local"
+	"github.com/secrets-broker/secrets-broker/providers/transit"
+)
+
+// EnvKeys names the environment variable with comma-separated key specs,
+// used when no --key is given.
+const EnvKeys = "SECRETS_BROKER_KEYS"
+
+// KeySpecHelp documents the key specs users type.
+const KeySpecHelp = `Key specs:
+  local                 the default local key file ($SECRETS_BROKER_LOCAL_KEY or
+                        ~/.config/secrets-broker/local.key; make it with keygen)
+  local:FINGERPRINT     a local key loaded with --key-file
+  awskms:ARN            an AWS KMS key (standard AWS credentials and region
+                        settings; AWS_ENDPOINT_URL_KMS overrides the endpoint)
+  transit:MOUNT/KEY     a Vault Transit key (VAULT_ADDR, VAULT_TOKEN, ...)`
+
+// Keys is the user's key configuration: the only keys an envelope may be
+// opened or sealed with. An envelope never chooses what to connect to.
+type Keys struct {
+	// Specs are key specs (see KeySpecHelp), in order; the first seals.
+	Specs []string
+	// KeyFiles are local key files to load.
+	KeyFiles []string
+	// Vault returns the Vault client for transit keys; nil means "from the
+	// VAULT_* environment".
+	Vault func(ctx context.Context) (*api.Client, error)
+	// Cache, when set, keeps unwrapped data keys of remote key services.
+	Cache *providers.DataKeyCache
+}
+
+func (k Keys) specs() []string {
+	if len(k.Specs) > 0 {
+		return k.Specs
+	}
+	if env := os.Getenv(EnvKeys); env != "" {
+		var out []string
+		for _, s := range strings.Split(env, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// ForSealing returns the wrappers to seal with: the specs given (or in
+// $SECRETS_BROKER_KEYS), every --key-file, or else the default local key.
+func (k Keys) ForSealing(ctx context.Context) ([]envelope.KeyWrapper, error) {
+	files, err := k.loadFiles()
+	if err != nil {
+		return nil, err
+	}
+	specs := k.specs()
+	if len(specs) == 0 && len(files) > 0 {
+		out := make([]envelope.KeyWrapper, len(files))
+		for i, f := range files {
+			out[i] = f
+		}
+		return out, nil
+	}
+	if len(specs) == 0 {
+		specs = []string{"local"}
+	}
+	return k.resolve(ctx, specs, files)
+}
+
+// ForOpening returns every configured key: the specs, the key files, and the
+// default local key if its file exists.
+func (k Keys) ForOpening(ctx context.Context) ([]envelope.KeyWrapper, error) {
+	files, err := k.loadFiles()
+	if err != nil {
+		return nil, err
+	}
+	specs := k.specs()
+	out, err := k.resolve(ctx, specs, files)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		out = appendUnique(out, f)
+	}
+	if path, err := local.DefaultPath(); err == nil {
+		if _, statErr := os.Stat(path); statErr == nil {
+			def, err := local.Load(path)
+			if err != nil {
+				return nil, err
+			}
+			out = appendUnique(out, def)
+		}
+	}
+	return out, nil
+}
+
+func appendUnique(ws []envelope.KeyWrapper, w envelope.KeyWrapper) []envelope.KeyWrapper {
+	for _, x := range ws {
+		if x.KeyID() == w.KeyID() {
+			return ws
+		}
+	}
+	return append(ws, w)
+}
+
+func (k Keys) loadFiles() ([]*local.Key, error) {
+	var out []*local.Key
+	for _, p := range k.KeyFiles {
+		key, err := local.Load(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, key)
+	}
+	return out, nil
+}
+
+func (k Keys) resolve(ctx context.Context, specs []string, files []*local.Key) ([]envelope.KeyWrapper, error) {
+	var out []envelope.KeyWrapper
+	var vault *api.Client
+	for _, spec := range specs {
+		var w envelope.KeyWrapper
+		switch {
+		case spec == "local":
+			path, err := local.DefaultPath()
+			if err != nil {
+				return nil, fail.Mark(fail.KeyUnavailable, err)
+			}
+			key, err := local.Load(path)
+			if err != nil {
+				return nil, err
+			}
+			w = key
+		case strings.HasPrefix(spec, local.KeyIDPrefix):
+			for _, f := range files {
+				if f.KeyID() == spec {
+					w = f
+				}
+			}
+			if w == nil {
+				if path, err := local.DefaultPath(); err == nil {
+					if def, err := local.Load(path); err == nil && def.KeyID() == spec {
+						w = def
+					}
+				}
+			}
+			if w == nil {
+				return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("local key %s is not loaded: pass its file with --key-file", spec))
+			}
+		case strings.HasPrefix(spec, awskms.KeyIDPrefix):
+			key, err := awskms.New(ctx, strings.TrimPrefix(spec, awskms.KeyIDPrefix))
+			if err != nil {
+				return nil, err
+			}
+			w = key
+		case strings.HasPrefix(spec, transit.KeyIDPrefix):
+			if vault == nil {
+				c, err := k.vaultClient(ctx)
+				if err != nil {
+					return nil, err
+				}
+				vault = c
+			}
+			key, err := transit.New(vault, strings.TrimPrefix(spec, transit.KeyIDPrefix))
+			if err != nil {
+				return nil, err
+			}
+			w = key
+		default:
+			return nil, fail.Mark(fail.Usage, fmt.Errorf("key %q is not a key spec.\n%s", spec, KeySpecHelp))
+		}
+		if k.Cache != nil && !strings.HasPrefix(w.KeyID(), local.KeyIDPrefix) {
+			w = k.Cache.Wrap(w)
+		}
+		out = appendUnique(out, w)
+	}
+	return out, nil
+}
+
+func (k Keys) vaultClient(ctx context.Context) (*api.Client, error) {
+	if k.Vault != nil {
+		return k.Vault(ctx)
+	}
+	c, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("cannot configure the Vault client for transit keys: %w", err))
+	}
+	if c.Token() == "" {
+		return nil, fail.Mark(fail.Usage, errors.New("transit keys need a Vault token: set VAULT_TOKEN"))
+	}
+	return c, nil
+}

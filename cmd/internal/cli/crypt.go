@@ -1,0 +1,396 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/providers/local"
+)
+
+func newKeygen(env Env) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "keygen",
+		Short: "Create a local key file (mode 0600); never overwrites one",
+		Long: `Create a local key file, mode 0600 in a 0700 directory, and print its key id.
+Without --out the file is the default local key: $` + local.EnvKeyFile + `, else
+~/.config/secrets-broker/local.key. An existing file is never overwritten.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				p, err := local.DefaultPath()
+				if err != nil {
+					return err
+				}
+				out = p
+			}
+			k, err := local.New(out)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stderr, "secrets-broker: wrote local key %s\n", out)
+			fmt.Fprintln(env.Stdout, k.KeyID())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "key file to create")
+	return cmd
+}
+
+func newEncrypt(env Env) *cobra.Command {
+	var (
+		kf                          keyFlags
+		name, in, out, file, format string
+		contextPairs                []string
+	)
+	cmd := &cobra.Command{
+		Use:   "encrypt",
+		Short: "Seal one secret (stdin or --in) or a whole file of secrets (--file)",
+		Long: `Seal one secret read from standard input or --in into an envelope ("sbe1:..."),
+or, with --file, a plaintext YAML/JSON mapping of names to values into a
+secrets file. Every secret gets its own data key, bound to its name and context.
+Secrets are never taken as command-line arguments.
+
+The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`,
+		Example: `  printf %s "$DB_PASSWORD" | secrets-broker encrypt --name db_password > db_password.sbe
+  secrets-broker encrypt --file secrets.yaml --out secrets.enc.yaml --key awskms:arn:aws:kms:...`,
+		Args: noSecretArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bctx, err := parseContext(contextPairs)
+			if err != nil {
+				return err
+			}
+			ofmt, err := broker.ParseOutputFormat(format)
+			if err != nil {
+				return err
+			}
+			if file != "" && (name != "" || in != "") {
+				return usageErr("--file seals a whole file; it does not go with --name or --in")
+			}
+			if file == "" && name == "" {
+				return usageErr("--name is required: it names the secret and is bound to it (or use --file for a file of secrets)")
+			}
+			if file != "" {
+				data, path, err := readInput(env, file)
+				if err != nil {
+					return err
+				}
+				values, err := broker.ParsePlainFile(data, path)
+				clear(data)
+				if err != nil {
+					return err
+				}
+				keys, err := kf.keys().ForSealing(cmd.Context())
+				if err != nil {
+					return err
+				}
+				f, err := envelope.SealFile(cmd.Context(), values, bctx, keys...)
+				for _, v := range values {
+					clear(v.Value)
+				}
+				if err != nil {
+					return err
+				}
+				if format == "" && strings.EqualFold(filepath.Ext(out), ".json") {
+					ofmt = broker.FormatJSON
+				}
+				return writeOutput(env, out, broker.MarshalFile(f, ofmt))
+			}
+			data, _, err := readInput(env, in)
+			if err != nil {
+				return err
+			}
+			defer clear(data)
+			keys, err := kf.keys().ForSealing(cmd.Context())
+			if err != nil {
+				return err
+			}
+			e, err := envelope.Seal(cmd.Context(), data, envelope.Binding{Name: name, Context: bctx}, keys...)
+			if err != nil {
+				return err
+			}
+			return writeOutput(env, out, []byte(e.String()+"\n"))
+		},
+	}
+	kf.register(cmd, "key spec to wrap the data key with; the first seals")
+	f := cmd.Flags()
+	f.StringVar(&name, "name", "", "the secret's name (bound to the ciphertext)")
+	f.StringArrayVar(&contextPairs, "context", nil, "KEY=VALUE bound to the secret, visible in audit logs (repeatable; never a secret)")
+	f.StringVar(&in, "in", "", "read the secret from this file instead of standard input")
+	f.StringVar(&file, "file", "", "seal a plaintext YAML/JSON file of name: value pairs into a secrets file")
+	f.StringVar(&out, "out", "", "write here (mode 0600, atomically) instead of standard output")
+	f.StringVar(&format, "format", "yaml", "secrets file format: yaml or json")
+	return cmd
+}
+
+func newDecrypt(env Env) *cobra.Command {
+	var (
+		kf                           keyFlags
+		name, in, out, entry, format string
+		contextPairs                 []string
+	)
+	cmd := &cobra.Command{
+		Use:   "decrypt",
+		Short: "Open an envelope or a secrets file with the configured keys",
+		Long: `Open an envelope or a secrets file read from --in or standard input. Only the
+keys configured with --key, --key-file, $` + broker.EnvKeys + ` and the default local
+key are used: the file never chooses what to connect to. A secrets file's
+integrity manifest is checked first. Output files are written mode 0600.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			want, err := parseContext(contextPairs)
+			if err != nil {
+				return err
+			}
+			ofmt, err := broker.ParseOutputFormat(format)
+			if err != nil {
+				return err
+			}
+			data, path, err := readInput(env, in)
+			if err != nil {
+				return err
+			}
+			sealed, err := broker.ParseSealed(data, path)
+			if err != nil {
+				return err
+			}
+			keys, err := kf.keys().ForOpening(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if sealed.Single != nil {
+				if entry != "" {
+					return usageErr("--entry is for secrets files; %s holds one envelope", path)
+				}
+				pt, err := sealed.Single.Open(cmd.Context(), envelope.Expect{Name: name, Context: want}, keys)
+				if err != nil {
+					return err
+				}
+				defer clear(pt)
+				return writeOutput(env, out, pt)
+			}
+			if name != "" || len(want) > 0 {
+				return usageErr("--name and --context are for single envelopes; use --entry NAME for one secret of a file")
+			}
+			if entry != "" {
+				pt, err := sealed.File.Open(cmd.Context(), entry, keys)
+				if err != nil {
+					return err
+				}
+				defer clear(pt)
+				return writeOutput(env, out, pt)
+			}
+			values, err := sealed.File.OpenAll(cmd.Context(), keys, 8)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				for _, v := range values {
+					clear(v.Value)
+				}
+			}()
+			plain, err := broker.MarshalPlain(values, ofmt)
+			if err != nil {
+				return err
+			}
+			defer clear(plain)
+			return writeOutput(env, out, plain)
+		},
+	}
+	kf.register(cmd, "key spec allowed to open")
+	f := cmd.Flags()
+	f.StringVar(&in, "in", "", "read the envelope or secrets file from this file instead of standard input")
+	f.StringVar(&out, "out", "", "write the plaintext here (mode 0600, atomically) instead of standard output")
+	f.StringVar(&name, "name", "", "require the envelope to be sealed for this secret name")
+	f.StringArrayVar(&contextPairs, "context", nil, "require KEY=VALUE in the envelope's context (repeatable)")
+	f.StringVar(&entry, "entry", "", "print only this secret of a secrets file, as raw bytes")
+	f.StringVar(&format, "format", "yaml", "output of a whole secrets file: yaml or json")
+	return cmd
+}
+
+type rewriteFlags struct {
+	in, out, format string
+	inPlace         bool
+}
+
+func (r *rewriteFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&r.in, "in", "", "the envelope or secrets file (required)")
+	f.StringVar(&r.out, "out", "", "write the result here instead of standard output")
+	f.BoolVarP(&r.inPlace, "in-place", "w", false, "replace --in atomically")
+	f.StringVar(&r.format, "format", "", "secrets file format: yaml or json (default: the input's file extension)")
+}
+
+func (r *rewriteFlags) read(env Env) (*broker.Sealed, error) {
+	if r.in == "" {
+		return nil, usageErr("--in is required")
+	}
+	if r.inPlace && r.out != "" {
+		return nil, usageErr("--in-place and --out do not go together")
+	}
+	data, path, err := readInput(env, r.in)
+	if err != nil {
+		return nil, err
+	}
+	return broker.ParseSealed(data, path)
+}
+
+func (r *rewriteFlags) write(env Env, s *broker.Sealed) error {
+	format := r.format
+	if format == "" {
+		format = "yaml"
+		if strings.EqualFold(filepath.Ext(r.in), ".json") {
+			format = "json"
+		}
+	}
+	ofmt, err := broker.ParseOutputFormat(format)
+	if err != nil {
+		return err
+	}
+	out := r.out
+	if r.inPlace {
+		out = r.in
+	}
+	return writeOutput(env, out, s.Marshal(ofmt))
+}
+
+func newRewrap(env Env) *cobra.Command {
+	var (
+		kf      keyFlags
+		rw      rewriteFlags
+		add, rm []string
+	)
+	cmd := &cobra.Command{
+		Use:   "rewrap",
+		Short: "Add or remove keys of an envelope or secrets file without touching its ciphertext",
+		Args:  cobra.NoArgs,
+		Example: `  secrets-broker rewrap --in secrets.enc.yaml -w --add-key awskms:arn:aws:kms:eu-west-1:...
+  secrets-broker rewrap --in secrets.enc.yaml -w --remove-key local:3f2a...`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(add) == 0 && len(rm) == 0 {
+				return usageErr("nothing to do: give --add-key or --remove-key")
+			}
+			s, err := rw.read(env)
+			if err != nil {
+				return err
+			}
+			keys, err := kf.keys().ForOpening(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var addKeys []envelope.KeyWrapper
+			if len(add) > 0 {
+				addKeys, err = broker.Keys{Specs: add, KeyFiles: kf.files}.ForSealing(cmd.Context())
+				if err != nil {
+					return err
+				}
+			}
+			out, err := s.Rewrap(cmd.Context(), keys, addKeys, rm)
+			if err != nil {
+				return err
+			}
+			return rw.write(env, out)
+		},
+	}
+	kf.register(cmd, "key spec allowed to open")
+	rw.register(cmd)
+	cmd.Flags().StringArrayVar(&add, "add-key", nil, "key spec to add (repeatable)")
+	cmd.Flags().StringArrayVar(&rm, "remove-key", nil, "key id to remove (repeatable)")
+	return cmd
+}
+
+func newRotate(env Env) *cobra.Command {
+	var (
+		kf     keyFlags
+		rw     rewriteFlags
+		sealTo []string
+	)
+	cmd := &cobra.Command{
+		Use:   "rotate",
+		Short: "Reseal every secret under new data keys (same names and contexts)",
+		Long: `Open every secret and seal it again under a fresh data key. The new data keys
+are wrapped for --seal-key specs if given, else for the same key ids as before.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := rw.read(env)
+			if err != nil {
+				return err
+			}
+			open, err := kf.keys().ForOpening(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if len(sealTo) == 0 {
+				if s.Single != nil {
+					sealTo = s.Single.KeyIDs()
+				} else {
+					sealTo = s.File.Integrity.KeyIDs()
+				}
+			}
+			seal, err := broker.Keys{Specs: sealTo, KeyFiles: kf.files}.ForSealing(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out, err := s.Rotate(cmd.Context(), open, seal)
+			if err != nil {
+				return err
+			}
+			return rw.write(env, out)
+		},
+	}
+	kf.register(cmd, "key spec allowed to open")
+	rw.register(cmd)
+	cmd.Flags().StringArrayVar(&sealTo, "seal-key", nil, "key spec to wrap the new data keys with (repeatable)")
+	return cmd
+}
+
+func newInspect(env Env) *cobra.Command {
+	var (
+		kf             keyFlags
+		in             string
+		asJSON, verify bool
+	)
+	cmd := &cobra.Command{
+		Use:   "inspect",
+		Short: "Show names, key ids, contexts and created times (never values)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			data, path, err := readInput(env, in)
+			if err != nil {
+				return err
+			}
+			s, err := broker.ParseSealed(data, path)
+			if err != nil {
+				return err
+			}
+			var keys []envelope.KeyWrapper
+			if verify {
+				if keys, err = kf.keys().ForOpening(cmd.Context()); err != nil {
+					return err
+				}
+			}
+			sum, err := s.Inspect(cmd.Context(), keys)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(env.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(sum)
+			}
+			broker.FormatSummary(sum, env.Stdout)
+			return nil
+		},
+	}
+	kf.register(cmd, "key spec allowed to open (with --verify)")
+	cmd.Flags().StringVar(&in, "in", "", "the envelope or secrets file (default standard input)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&verify, "verify", false, "also check a secrets file's integrity manifest with the configured keys")
+	return cmd
+}

@@ -1,0 +1,180 @@
+// Package cli owns the secrets-broker command line: cobra commands that parse
+// flags and call the broker package. It does no work of its own.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/internal/atomicfile"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+)
+
+// Env is what a run of the command sees of its process.
+type Env struct {
+	Args           []string
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Version        string
+}
+
+// ExitCodesHelp is the exit-code table, also in docs/exit-codes.md.
+const ExitCodesHelp = `Exit codes:
+  0  success
+  1  internal error
+  2  usage: bad flag, argument, key spec or configuration
+  3  key unavailable: no configured key can unwrap the data key, or the key
+     service refused (access denied, key disabled or missing)
+  4  integrity: decryption or an integrity check failed (tampered, renamed,
+     moved or truncated data, wrong name or context)
+  5  unavailable: Vault or KMS could not be reached or is throttling; retry
+  6  not found: the secret, entry, path or field does not exist
+  7  denied: the secret source refused the request or the credentials
+  8  format: input is not a valid envelope or secrets file`
+
+// Main runs the command line and returns the process exit code.
+func Main(ctx context.Context, env Env) int {
+	root := newRoot(env)
+	root.SetArgs(env.Args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		fmt.Fprintln(env.Stderr, "secrets-broker: interrupted")
+		return 130
+	}
+	fmt.Fprintf(env.Stderr, "secrets-broker: %v\n", err)
+	return fail.KindOf(err).ExitCode()
+}
+
+func usageErr(format string, args ...any) error {
+	return fail.Mark(fail.Usage, fmt.Errorf(format, args...))
+}
+
+func newRoot(env Env) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "secrets-broker",
+		Short: "Get secrets to the services that need them, safely",
+		Long: `secrets-broker seals secrets in envelopes (a fresh data key per secret,
+wrapped by a local key, AWS KMS or Vault Transit) and opens them only where a
+configured key allows.
+
+` + broker.KeySpecHelp + `
+
+` + ExitCodesHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(env.Stdin)
+	root.SetOut(env.Stdout)
+	root.SetErr(env.Stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fail.Mark(fail.Usage, err) })
+	root.AddCommand(
+		newVersion(env),
+		newKeygen(env),
+		newEncrypt(env),
+		newDecrypt(env),
+		newRewrap(env),
+		newRotate(env),
+		newInspect(env),
+	)
+	return root
+}
+
+// noArgs refuses positional arguments, with a hint that secrets never go on
+// the command line.
+func noSecretArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErr("unexpected argument(s): secrets are never taken on the command line (they would show in ps and shell history); pipe the value on stdin or use --in FILE")
+	}
+	return nil
+}
+
+func newVersion(env Env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := env.Version
+			if v == "" {
+				v = "(devel)"
+				if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+					v = bi.Main.Version
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "secrets-broker %s (envelope format v1)\n", v)
+			return nil
+		},
+	}
+}
+
+type keyFlags struct {
+	specs []string
+	files []string
+}
+
+func (k *keyFlags) register(cmd *cobra.Command, keyHelp string) {
+	cmd.Flags().StringArrayVar(&k.specs, "key", nil, keyHelp+" (repeatable; default $"+broker.EnvKeys+", else the default local key)")
+	cmd.Flags().StringArrayVar(&k.files, "key-file", nil, "local key file to load (repeatable)")
+}
+
+func (k *keyFlags) keys() broker.Keys {
+	return broker.Keys{Specs: k.specs, KeyFiles: k.files}
+}
+
+func parseContext(pairs []string) (map[string]string, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(pairs))
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return nil, usageErr("--context %q is not KEY=VALUE", p)
+		}
+		if _, dup := out[k]; dup {
+			return nil, usageErr("--context key %q is given twice", k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// readInput reads --in (a path, or "-" for stdin).
+func readInput(env Env, in string) ([]byte, string, error) {
+	if in == "" || in == "-" {
+		if f, ok := env.Stdin.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				fmt.Fprintln(env.Stderr, "secrets-broker: reading from the terminal; end with Ctrl-D")
+			}
+		}
+		data, err := broker.ReadLimited(env.Stdin, "standard input")
+		return data, "standard input", err
+	}
+	f, err := os.Open(in)
+	if err != nil {
+		return nil, in, usageErr("cannot read input: %w", err)
+	}
+	defer f.Close()
+	data, err := broker.ReadLimited(f, in)
+	return data, in, err
+}
+
+// writeOutput writes to --out (mode 0600, atomically) or to stdout.
+func writeOutput(env Env, out string, data []byte) error {
+	if out == "" || out == "-" {
+		_, err := env.Stdout.Write(data)
+		return err
+	}
+	return atomicfile.Write(out, data, 0o600)
+}

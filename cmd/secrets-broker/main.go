@@ -1,0 +1,22 @@
+// Command secrets-broker fetches, seals, renders and refreshes secrets.
+// See README.md and docs/.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/secrets-broker/secrets-broker/cmd/internal/cli"
+)
+
+// version is set at link time: -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, cli.Env{Args: os.Args[1:], Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Version: version})
+	stop()
+	os.Exit(code)
+}
