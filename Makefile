@@ -1,0 +1,20 @@
+# The two commands README.md gives: the main job on the embedded default
+# (a local key; no Vault or AWS), and the full test suite.
+.PHONY: quickstart test build fuzz bench
+
+quickstart:
+	./scripts/quickstart.sh
+
+test:
+	./scripts/test.sh
+
+build:
+	go build -trimpath -o bin/secrets-broker ./cmd/secrets-broker
+
+# Longer fuzzing than CI does (CI runs the committed seed corpus as tests).
+fuzz:
+	go test ./envelope -run '^$$' -fuzz FuzzParseText -fuzztime 60s
+	go test ./envelope -run '^$$' -fuzz FuzzParseFile -fuzztime 60s
+
+bench:
+	./bench/envelope.sh

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# test.sh: the full test suite, as CI runs it, on a fresh machine.
+# It installs what it needs: PostgreSQL (Debian packages), a real Vault built
+# from the Go module proxy (scripts/vault-bin.sh, cached per machine) and
+# staticcheck; then gofmt, go vet, staticcheck and go test -race.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "PostgreSQL server (Debian packages) for the Vault database-engine tests"
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "PostgreSQL is missing; install Debian's postgresql package (needs root)" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq postgresql >/dev/null
+fi
+ls -d /usr/lib/postgresql/*/bin/initdb
+
+step "Vault dev server binary (built once per machine from the Go module proxy)"
+SECRETS_BROKER_VAULT_BIN="$(scripts/vault-bin.sh)"
+export SECRETS_BROKER_VAULT_BIN
+"$SECRETS_BROKER_VAULT_BIN" version
+
+step "staticcheck"
+STATICCHECK_VERSION=v0.8.2
+gobin="$(go env GOPATH)/bin"
+if ! "$gobin/staticcheck" -version 2>/dev/null | grep -q "(${STATICCHECK_VERSION#v})"; then
+	GOFLAGS=-mod=mod go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+
+step "gofmt"
+unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"
+if [[ -n "$unformatted" ]]; then
+	echo "not gofmt-formatted:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "staticcheck"
+"$gobin/staticcheck" ./...
+
+step "go test -race"
+go test -race -count=1 -timeout 30m ./...
