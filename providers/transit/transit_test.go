@@ -66,15 +66,16 @@ func TestTransitAgainstRealVault(t *testing.T) {
 		t.Fatal("another transit key opened the data key")
 	}
 
-	// Missing key.
+	// Opening with a key that does not exist. (Sealing with one is allowed by
+	// Vault itself when the policy grants "create" on transit/encrypt: Vault
+	// then creates the key, as documented for the encrypt endpoint.)
 	missing, _ := transit.New(root, "transit/missing")
-	_, err = envelope.Seal(ctx, []byte("x"), envelope.Binding{Name: "x"}, missing)
-	if err == nil {
-		t.Fatal("sealed with a missing transit key")
+	_, err = missing.UnwrapKey(ctx, e.Stanzas[0].WrappedKey, b)
+	if err == nil || fail.KindOf(err) == fail.Internal {
+		t.Fatalf("missing key: %v", err)
 	}
 
 	// A token without a policy for transit is denied.
-	v.Run(t, "policy", "write", "nothing", "-")
 	sec, err := root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{"default"}})
 	if err != nil {
 		t.Fatal(err)

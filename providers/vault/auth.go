@@ -1,0 +1,324 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/api/auth/approle"
+	"github.com/hashicorp/vault/api/auth/kubernetes"
+
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+)
+
+// Auth logs in to Vault and returns the auth response (token and its lease).
+type Auth interface {
+	// Describe names the method and role for messages, e.g. `approle (role web)`.
+	Describe() string
+	Login(ctx context.Context, client *api.Client) (*api.Secret, error)
+}
+
+func readCredFile(what, path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fail.Mark(fail.Usage, fmt.Errorf("cannot read %s file: %w", what, err))
+	}
+	v := strings.TrimSpace(string(data))
+	if v == "" {
+		return "", fail.Mark(fail.Usage, fmt.Errorf("%s file %s is empty", what, path))
+	}
+	return v, nil
+}
+
+func loginErr(a Auth, path string, err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		e.Op = "login with " + a.Describe() + " at"
+		return e
+	}
+	if fail.KindOf(err) != fail.Internal {
+		return fmt.Errorf("vault login with %s: %w", a.Describe(), err)
+	}
+	ce := classify("login with "+a.Describe()+" at", path, "", err)
+	return ce
+}
+
+// TokenAuth uses a token from File, or else the VAULT_TOKEN environment
+// variable. It is re-read at every login, so a token rotated by something
+// else on disk is picked up.
+type TokenAuth struct {
+	File string
+}
+
+// Describe names the method.
+func (t TokenAuth) Describe() string {
+	if t.File != "" {
+		return "token (file " + t.File + ")"
+	}
+	return "token (VAULT_TOKEN)"
+}
+
+// Login checks the token with lookup-self and returns its lease.
+func (t TokenAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
+	token := client.Token()
+	if t.File != "" {
+		tok, err := readCredFile("token", t.File)
+		if err != nil {
+			return nil, err
+		}
+		token = tok
+	} else if env := os.Getenv(api.EnvVaultToken); env != "" {
+		token = env
+	}
+	if token == "" {
+		return nil, fail.Mark(fail.Usage, errors.New("vault: no token: set VAULT_TOKEN, a token file, or an auth method"))
+	}
+	c, err := client.Clone()
+	if err != nil {
+		return nil, err
+	}
+	c.SetToken(token)
+	s, err := c.Auth().Token().LookupSelfWithContext(ctx)
+	if err != nil {
+		return nil, loginErr(t, "auth/token/lookup-self", err)
+	}
+	ttl, _ := s.TokenTTL()
+	renewable, _ := s.TokenIsRenewable()
+	return &api.Secret{Auth: &api.SecretAuth{ClientToken: token, LeaseDuration: int(ttl.Seconds()), Renewable: renewable}}, nil
+}
+
+// AppRoleAuth logs in with a role_id and a secret_id read from files. With
+// Wrapped, the secret_id file holds a response-wrapping token: it is
+// unwrapped once and the secret_id kept in memory for later logins.
+type AppRoleAuth struct {
+	Mount              string // default "approle"
+	RoleIDFile         string
+	SecretIDFile       string
+	Wrapped            bool
+	RemoveSecretIDFile bool // remove the secret_id file after the first successful login
+
+	mu       *sync.Mutex
+	secretID *string
+}
+
+// NewAppRoleAuth returns an AppRole login.
+func NewAppRoleAuth(a AppRoleAuth) *AppRoleAuth {
+	a.mu = &sync.Mutex{}
+	a.secretID = new(string)
+	return &a
+}
+
+// Describe names the method.
+func (a *AppRoleAuth) Describe() string { return "approle (mount " + a.mount() + ")" }
+
+func (a *AppRoleAuth) mount() string {
+	if a.Mount == "" {
+		return "approle"
+	}
+	return a.Mount
+}
+
+// Login logs in.
+func (a *AppRoleAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	roleID, err := readCredFile("AppRole role_id", a.RoleIDFile)
+	if err != nil {
+		return nil, err
+	}
+	path := "auth/" + a.mount() + "/login"
+	if *a.secretID == "" {
+		raw, err := readCredFile("AppRole secret_id", a.SecretIDFile)
+		if err != nil {
+			return nil, err
+		}
+		if a.Wrapped {
+			c, err := client.Clone()
+			if err != nil {
+				return nil, err
+			}
+			c.SetToken("")
+			s, err := c.Logical().UnwrapWithContext(ctx, raw)
+			if err != nil {
+				return nil, loginErr(a, "sys/wrapping/unwrap", err)
+			}
+			id, _ := s.Data["secret_id"].(string)
+			if id == "" {
+				return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s: the wrapped response in %s holds no secret_id", a.Describe(), a.SecretIDFile))
+			}
+			raw = id
+		}
+		*a.secretID = raw
+	}
+	ar, err := approle.NewAppRoleAuth(roleID, &approle.SecretID{FromString: *a.secretID}, approle.WithMountPath(a.mount()))
+	if err != nil {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("vault login with %s: %w", a.Describe(), err))
+	}
+	s, err := client.Auth().Login(ctx, ar)
+	if err != nil {
+		return nil, loginErr(a, path, err)
+	}
+	if a.RemoveSecretIDFile {
+		if err := os.Remove(a.SecretIDFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("vault login with %s: cannot remove the secret_id file: %w", a.Describe(), err)
+		}
+	}
+	return s, nil
+}
+
+// KubernetesAuth logs in with the pod's service-account token, as Vault
+// Agent does. The token file is re-read at every login (projected tokens
+// rotate).
+type KubernetesAuth struct {
+	Mount     string // default "kubernetes"
+	Role      string
+	TokenFile string // default /var/run/secrets/kubernetes.io/serviceaccount/token
+}
+
+// Describe names the method.
+func (k KubernetesAuth) Describe() string { return "kubernetes (role " + k.Role + ")" }
+
+// Login logs in.
+func (k KubernetesAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
+	mount := k.Mount
+	if mount == "" {
+		mount = "kubernetes"
+	}
+	opts := []kubernetes.LoginOption{kubernetes.WithMountPath(mount)}
+	if k.TokenFile != "" {
+		opts = append(opts, kubernetes.WithServiceAccountTokenPath(k.TokenFile))
+	}
+	ka, err := kubernetes.NewKubernetesAuth(k.Role, opts...)
+	if err != nil {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("vault login with %s: %w", k.Describe(), err))
+	}
+	s, err := client.Auth().Login(ctx, ka)
+	if err != nil {
+		if strings.Contains(err.Error(), "unable to read file") {
+			return nil, fail.Mark(fail.Usage, fmt.Errorf("vault login with %s: cannot read the service account token file", k.Describe()))
+		}
+		return nil, loginErr(k, "auth/"+mount+"/login", err)
+	}
+	return s, nil
+}
+
+// JWTAuth logs in with a JWT (or OIDC ID token) read from a file at every
+// login, to Vault's jwt auth method.
+type JWTAuth struct {
+	Mount   string // default "jwt"
+	Role    string
+	JWTFile string
+}
+
+// Describe names the method.
+func (j JWTAuth) Describe() string { return "jwt (role " + j.Role + ")" }
+
+// Login logs in.
+func (j JWTAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
+	mount := j.Mount
+	if mount == "" {
+		mount = "jwt"
+	}
+	jwt, err := readCredFile("JWT", j.JWTFile)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.Clone()
+	if err != nil {
+		return nil, err
+	}
+	c.SetToken("")
+	path := "auth/" + mount + "/login"
+	s, err := c.Logical().WriteWithContext(ctx, path, map[string]any{"role": j.Role, "jwt": jwt})
+	if err != nil {
+		return nil, loginErr(j, path, err)
+	}
+	if s == nil || s.Auth == nil {
+		return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s at %s: no token in the response", j.Describe(), path))
+	}
+	return s, nil
+}
+
+func (c *Client) login(ctx context.Context) (*api.Secret, error) {
+	c.loginMu.Lock()
+	defer c.loginMu.Unlock()
+	s, err := c.auth.Login(ctx, c.api)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
+		return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s: no token in the response", c.auth.Describe()))
+	}
+	c.api.SetToken(s.Auth.ClientToken)
+	return s, nil
+}
+
+// backoff returns the wait before attempt n (from 0): base doubling to max,
+// with jitter of up to a fifth either way.
+func backoff(n int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 0; i < n && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	jitter := time.Duration(rand.Int64N(int64(d)/5 + 1))
+	if rand.IntN(2) == 0 {
+		return d - jitter
+	}
+	return d + jitter
+}
+
+// keepToken renews the broker's token with Vault's LifetimeWatcher while Vault
+// extends it, and logs in again (1 s doubling to 5 min between failures) when
+// it cannot be renewed any longer.
+func (c *Client) keepToken(ctx context.Context, secret *api.Secret) {
+	for {
+		if secret.Auth.LeaseDuration == 0 {
+			return // a token that never expires (a root or periodic-less static token)
+		}
+		w, err := c.api.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: secret})
+		if err != nil {
+			return
+		}
+		go w.Start()
+	watch:
+		for {
+			select {
+			case <-ctx.Done():
+				w.Stop()
+				return
+			case <-w.RenewCh():
+			case <-w.DoneCh():
+				break watch
+			}
+		}
+		w.Stop()
+		for attempt := 0; ; attempt++ {
+			s, err := c.login(ctx)
+			if err == nil {
+				secret = s
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff(attempt, time.Second, 5*time.Minute)):
+			}
+		}
+	}
+}
+
+// relogin logs in again after a request was denied, for methods that can.
+func (c *Client) relogin(ctx context.Context) bool {
+	if t, ok := c.auth.(TokenAuth); ok && t.File == "" {
+		return false
+	}
+	_, err := c.login(ctx)
+	return err == nil
+}

@@ -1,0 +1,211 @@
+// Package vault owns reading secrets from HashiCorp Vault: the client
+// (address, namespace, TLS, the VAULT_* environment as the Vault CLI reads
+// it), logging in (token, AppRole, Kubernetes, JWT/OIDC) and keeping the
+// broker's own token alive, reading KV v1/v2 and any logical path with one
+// request per distinct path, and keeping leased secrets valid (renewing them
+// with Vault's LifetimeWatcher, fetching a fresh one at max TTL).
+//
+// Errors are *Error values that name the secret reference, the Vault path
+// and Vault's message, never a value or a token, and say whether a retry may
+// help.
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+)
+
+// Config says how to reach Vault. Empty fields take the VAULT_* environment
+// variables, as the Vault CLI does (VAULT_ADDR, VAULT_NAMESPACE, VAULT_CACERT,
+// VAULT_CAPATH, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_TLS_SERVER_NAME,
+// VAULT_SKIP_VERIFY).
+type Config struct {
+	Address       string
+	Namespace     string
+	CACert        string
+	CAPath        string
+	ClientCert    string
+	ClientKey     string
+	TLSServerName string
+	// Timeout bounds each HTTP request (default 30 s).
+	Timeout time.Duration
+	// Auth logs in; nil means the token in VAULT_TOKEN.
+	Auth Auth
+}
+
+// Client reads secrets from one Vault.
+type Client struct {
+	api      *api.Client
+	auth     Auth
+	requests atomic.Int64
+
+	loginMu sync.Mutex
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+type countingTransport struct {
+	next  http.RoundTripper
+	count *atomic.Int64
+}
+
+func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.count.Add(1)
+	return t.next.RoundTrip(r)
+}
+
+// Connect configures a client, logs in, and keeps the broker's own token
+// renewed (and re-acquired when it cannot be) until ctx ends or Close.
+func Connect(ctx context.Context, cfg Config) (*Client, error) {
+	vc := api.DefaultConfig()
+	if vc.Error != nil {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("vault: bad VAULT_* environment: %w", vc.Error))
+	}
+	if cfg.Address != "" {
+		vc.Address = cfg.Address
+	}
+	if err := checkAddress(vc.Address); err != nil {
+		return nil, err
+	}
+	if cfg.Timeout > 0 {
+		vc.Timeout = cfg.Timeout
+	}
+	vc.MaxRetries = 0 // the broker decides about retries, with backoff
+	tls := &api.TLSConfig{CACert: cfg.CACert, CAPath: cfg.CAPath, ClientCert: cfg.ClientCert, ClientKey: cfg.ClientKey, TLSServerName: cfg.TLSServerName}
+	if cfg.CACert != "" || cfg.CAPath != "" || cfg.ClientCert != "" || cfg.ClientKey != "" || cfg.TLSServerName != "" {
+		if err := vc.ConfigureTLS(tls); err != nil {
+			return nil, fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: %w", err))
+		}
+	}
+	c := &Client{auth: cfg.Auth}
+	vc.HttpClient.Transport = countingTransport{next: vc.HttpClient.Transport, count: &c.requests}
+	client, err := api.NewClient(vc)
+	if err != nil {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("vault: cannot configure a client for %s: %w", vc.Address, err))
+	}
+	if cfg.Namespace != "" {
+		client.SetNamespace(cfg.Namespace)
+	}
+	c.api = client
+	if c.auth == nil {
+		c.auth = TokenAuth{}
+	}
+	secret, err := c.login(ctx)
+	if err != nil {
+		return nil, err
+	}
+	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.stop = cancel
+	c.done = make(chan struct{})
+	go func() {
+		defer close(c.done)
+		stop := context.AfterFunc(ctx, cancel)
+		defer stop()
+		c.keepToken(kctx, secret)
+	}()
+	return c, nil
+}
+
+func checkAddress(addr string) error {
+	u, err := url.Parse(addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "unix") || (u.Host == "" && u.Scheme != "unix") {
+		return fail.Mark(fail.Usage, fmt.Errorf("vault: address %q is not a URL like https://vault.example.com:8200", addr))
+	}
+	return nil
+}
+
+// Close stops keeping the token alive.
+func (c *Client) Close() {
+	if c.stop != nil {
+		c.stop()
+		<-c.done
+	}
+}
+
+// API returns the underlying Vault API client (for Transit keys and tests).
+func (c *Client) API() *api.Client { return c.api }
+
+// Requests returns how many HTTP requests the client has sent.
+func (c *Client) Requests() int64 { return c.requests.Load() }
+
+// Error is a failed Vault request.
+type Error struct {
+	Ref     string // the secret reference as configured, if any
+	Op      string // read, write, login, renew
+	Path    string // the Vault API path
+	Status  int    // HTTP status; 0 when Vault was not reached
+	Message string // what Vault said
+	Kind    fail.Kind
+	Err     error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("vault ")
+	b.WriteString(e.Op)
+	b.WriteString(" ")
+	b.WriteString(e.Path)
+	if e.Ref != "" {
+		fmt.Fprintf(&b, " (secret %s)", e.Ref)
+	}
+	if e.Status != 0 {
+		fmt.Fprintf(&b, ": %d", e.Status)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	return b.String()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// FailKind classifies the error for exit codes and retries.
+func (e *Error) FailKind() fail.Kind { return e.Kind }
+
+// Retryable reports whether trying again later may succeed.
+func (e *Error) Retryable() bool { return e.Kind.Retryable() }
+
+// classify turns an API error into an *Error.
+func classify(op, path, ref string, err error) *Error {
+	e := &Error{Op: op, Path: path, Ref: ref, Err: err}
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		e.Status = re.StatusCode
+		e.Message = strings.Join(re.Errors, "; ")
+		switch {
+		case re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusUnauthorized:
+			e.Kind = fail.Denied
+		case re.StatusCode == http.StatusNotFound:
+			e.Kind = fail.NotFound
+		case re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500:
+			e.Kind = fail.Unavailable
+			if strings.Contains(e.Message, "sealed") {
+				e.Message += " (Vault is sealed; retrying until it is unsealed)"
+			}
+		default:
+			e.Kind = fail.Usage
+		}
+		return e
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		e.Kind = fail.Unavailable
+		e.Message = err.Error()
+		return e
+	}
+	e.Kind = fail.Unavailable
+	e.Message = "cannot reach Vault: " + err.Error()
+	return e
+}

@@ -1,0 +1,137 @@
+package vault
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Event is one delivery from Keep.
+type Event struct {
+	Secret *Secret
+	// Renewed is true when the lease was extended and the data is the same
+	// as the previous event's; false for a newly fetched secret.
+	Renewed bool
+	// Err is set when a fetch failed; Keep goes on trying with backoff while
+	// the error is retryable and stops when it is not.
+	Err error
+}
+
+// KeepOptions tunes Keep.
+type KeepOptions struct {
+	// StaticInterval is how often a secret without a lease (KV) is read
+	// again. Default 5 minutes, as Vault Agent's static_secret_render_interval.
+	StaticInterval time.Duration
+	// MinRefetch is the least time between two fetches of a leased secret,
+	// so a failing renewal never turns into a credential-minting loop.
+	// Default 1 s.
+	MinRefetch time.Duration
+}
+
+// Keep fetches ref, hands it to deliver, and keeps it valid until ctx ends:
+//
+//   - a renewable lease is renewed by Vault's LifetimeWatcher (at about 2/3
+//     of its TTL, with jitter); when Vault stops extending it (max TTL), a
+//     fresh secret is fetched before the old one expires;
+//   - a lease that cannot be renewed is fetched again at 85-95% of its TTL
+//     (consul-template's rule);
+//   - a secret without a lease is read again every StaticInterval.
+//
+// Retryable failures back off from 250 ms doubling to 1 minute, with jitter;
+// a permanent failure is delivered and ends Keep with that error.
+func (c *Client) Keep(ctx context.Context, ref Ref, opts KeepOptions, deliver func(Event)) error {
+	if opts.StaticInterval <= 0 {
+		opts.StaticInterval = 5 * time.Minute
+	}
+	if opts.MinRefetch <= 0 {
+		opts.MinRefetch = time.Second
+	}
+	var lastFetch time.Time
+	for {
+		if wait := opts.MinRefetch - time.Since(lastFetch); !lastFetch.IsZero() && wait > 0 {
+			if !sleep(ctx, wait) {
+				return ctx.Err()
+			}
+		}
+		s, err := c.fetchWithRetry(ctx, ref, deliver)
+		if err != nil {
+			return err
+		}
+		lastFetch = time.Now()
+		deliver(Event{Secret: s})
+		switch {
+		case s.Lease.ID != "" && s.Lease.Renewable:
+			if err := c.renewUntilDone(ctx, s, deliver); err != nil {
+				return err
+			}
+		case s.Lease.TTL > 0:
+			frac := 0.85 + rand.Float64()*0.10
+			if !sleep(ctx, time.Duration(float64(s.Lease.TTL)*frac)) {
+				return ctx.Err()
+			}
+		default:
+			if !sleep(ctx, opts.StaticInterval) {
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+func (c *Client) fetchWithRetry(ctx context.Context, ref Ref, deliver func(Event)) (*Secret, error) {
+	for attempt := 0; ; attempt++ {
+		s, err := c.Read(ctx, ref)
+		if err == nil {
+			return s, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		deliver(Event{Err: err})
+		if e, ok := err.(*Error); ok && !e.Retryable() {
+			return nil, err
+		}
+		if !sleep(ctx, backoff(attempt, 250*time.Millisecond, time.Minute)) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// renewUntilDone runs the LifetimeWatcher on s's lease and returns when a
+// fresh secret must be fetched (nil) or ctx ends.
+func (c *Client) renewUntilDone(ctx context.Context, s *Secret, deliver func(Event)) error {
+	w, err := c.api.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: s.Raw, Increment: int(s.Lease.TTL.Seconds())})
+	if err != nil {
+		return err
+	}
+	go w.Start()
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case r := <-w.RenewCh():
+			if r == nil || r.Secret == nil {
+				continue
+			}
+			renewed := *s
+			renewed.Lease = Lease{ID: r.Secret.LeaseID, TTL: time.Duration(r.Secret.LeaseDuration) * time.Second, Renewable: r.Secret.Renewable, IssuedAt: time.Now()}
+			s = &renewed
+			deliver(Event{Secret: s, Renewed: true})
+		case <-w.DoneCh():
+			return nil
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

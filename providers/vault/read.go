@@ -1,0 +1,308 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+)
+
+// Ref names a secret in Vault: a path, optional request parameters, an
+// optional KV v2 version and an optional field. Its text form is
+//
+//	PATH[?PARAM=VALUE&...][#FIELD]
+//
+// for example secret/data/app#password, secret/data/app?version=3#password,
+// database/creds/app, pki/issue/web?common_name=a.example.com. A path with
+// parameters other than version is written (POST) with them, as
+// consul-template does; otherwise it is read.
+type Ref struct {
+	Path    string
+	Params  map[string]string
+	Version int
+	Field   string
+}
+
+// RefHelp shows the form of a reference.
+const RefHelp = "PATH[?PARAM=VALUE&...][#FIELD], e.g. secret/data/app#password or database/creds/app"
+
+// ParseRef reads the text form of a reference.
+func ParseRef(s string) (Ref, error) {
+	bad := func(why string) (Ref, error) {
+		return Ref{}, fail.Mark(fail.Usage, fmt.Errorf("vault reference %q %s; expected %s", s, why, RefHelp))
+	}
+	rest, field, _ := strings.Cut(s, "#")
+	path, query, hasQuery := strings.Cut(rest, "?")
+	path = strings.Trim(path, "/")
+	if path == "" {
+		return bad("has no path")
+	}
+	for _, seg := range strings.Split(path, "/") {
+		if seg == "" || seg == "." || seg == ".." || strings.ContainsAny(seg, " \t\n") {
+			return bad("has an empty, dot or blank path segment")
+		}
+	}
+	r := Ref{Path: path, Field: field}
+	if hasQuery {
+		vals, err := url.ParseQuery(query)
+		if err != nil {
+			return bad("has bad parameters")
+		}
+		for k, v := range vals {
+			if len(v) != 1 {
+				return bad("repeats parameter " + k)
+			}
+			if k == "version" {
+				n, err := strconv.Atoi(v[0])
+				if err != nil || n < 1 {
+					return bad("has a version that is not a positive number")
+				}
+				r.Version = n
+				continue
+			}
+			if r.Params == nil {
+				r.Params = map[string]string{}
+			}
+			r.Params[k] = v[0]
+		}
+	}
+	if strings.Contains(field, "#") {
+		return bad("has two #")
+	}
+	return r, nil
+}
+
+// String is the text form.
+func (r Ref) String() string { return r.requestKey() + fieldSuffix(r.Field) }
+
+func fieldSuffix(f string) string {
+	if f == "" {
+		return ""
+	}
+	return "#" + f
+}
+
+// requestKey identifies the request a reference needs: references that
+// differ only in their field share one request.
+func (r Ref) requestKey() string {
+	q := url.Values{}
+	for k, v := range r.Params {
+		q.Set(k, v)
+	}
+	if r.Version > 0 {
+		q.Set("version", strconv.Itoa(r.Version))
+	}
+	if len(q) == 0 {
+		return r.Path
+	}
+	return r.Path + "?" + q.Encode()
+}
+
+// Lease is what Vault said about a secret's lifetime.
+type Lease struct {
+	ID        string
+	TTL       time.Duration
+	Renewable bool
+	// IssuedAt is when the response arrived, on the monotonic clock.
+	IssuedAt time.Time
+}
+
+// ExpiresAt is IssuedAt plus TTL; zero when there is no TTL.
+func (l Lease) ExpiresAt() time.Time {
+	if l.TTL <= 0 {
+		return time.Time{}
+	}
+	return l.IssuedAt.Add(l.TTL)
+}
+
+// Secret is one response from Vault.
+type Secret struct {
+	Ref  Ref
+	Path string
+	// Data holds the secret's fields: for KV v2, the inner data.data.
+	Data map[string]any
+	// Metadata is KV v2 metadata (version, created_time, ...); nil otherwise.
+	Metadata map[string]any
+	// Raw is Vault's whole response, as templates written for Vault Agent
+	// and consul-template see it (.Data.data.password for KV v2).
+	Raw   *api.Secret
+	Lease Lease
+	// KVv2 says the response came from a KV version 2 mount.
+	KVv2 bool
+}
+
+// Field returns one field as a string (numbers and booleans in their JSON
+// form, objects as JSON). A missing field is a NotFound error that lists the
+// field names present, never their values.
+func (s *Secret) Field(name string) (string, error) {
+	v, ok := s.Data[name]
+	if !ok {
+		names := make([]string, 0, len(s.Data))
+		for k := range s.Data {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		hint := ""
+		if !s.KVv2 && len(names) == 2 && s.Data["data"] != nil && s.Data["metadata"] != nil {
+			hint = " (this looks like KV v2 read through a v1 path: use PATH with /data/)"
+		}
+		return "", &Error{Op: "read", Path: s.Path, Ref: s.Ref.String(), Kind: fail.NotFound,
+			Message: fmt.Sprintf("no field %q; fields present: %s%s", name, strings.Join(names, ", "), hint)}
+	}
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case nil:
+		return "", nil
+	default:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return "", err
+		}
+		return string(b), nil
+	}
+}
+
+// Value returns the referenced field, or the whole data as JSON when the
+// reference names none.
+func (s *Secret) Value() (string, error) {
+	if s.Ref.Field != "" {
+		return s.Field(s.Ref.Field)
+	}
+	b, err := json.Marshal(s.Data)
+	return string(b), err
+}
+
+// Read fetches one reference. A denied request is retried once after
+// logging in again (the token may have expired), when the method can.
+func (c *Client) Read(ctx context.Context, ref Ref) (*Secret, error) {
+	s, err := c.read(ctx, ref)
+	var ve *Error
+	if errors.As(err, &ve) && ve.Kind == fail.Denied && ctx.Err() == nil && c.relogin(ctx) {
+		s, err = c.read(ctx, ref)
+	}
+	return s, err
+}
+
+func (c *Client) read(ctx context.Context, ref Ref) (*Secret, error) {
+	var raw *api.Secret
+	var err error
+	op := "read"
+	switch {
+	case len(ref.Params) > 0:
+		op = "write"
+		body := make(map[string]any, len(ref.Params))
+		for k, v := range ref.Params {
+			body[k] = v
+		}
+		raw, err = c.api.Logical().WriteWithContext(ctx, ref.Path, body)
+	case ref.Version > 0:
+		raw, err = c.api.Logical().ReadWithDataWithContext(ctx, ref.Path, map[string][]string{"version": {strconv.Itoa(ref.Version)}})
+	default:
+		raw, err = c.api.Logical().ReadWithContext(ctx, ref.Path)
+	}
+	issued := time.Now()
+	if err != nil {
+		e := classify(op, ref.Path, ref.String(), err)
+		if e.Kind == fail.NotFound && strings.Contains(e.Message, "Invalid path for a versioned K/V") {
+			e.Message += " (a KV v2 path needs /data/, e.g. " + kvV2Hint(ref.Path) + ")"
+		}
+		return nil, e
+	}
+	if raw == nil {
+		return nil, &Error{Op: op, Path: ref.Path, Ref: ref.String(), Status: 404, Kind: fail.NotFound, Message: "no secret at this path"}
+	}
+	if raw.Data == nil && len(raw.Warnings) > 0 {
+		msg := strings.Join(raw.Warnings, "; ")
+		if strings.Contains(msg, "versioned K/V") {
+			msg += " (a KV v2 path needs /data/, e.g. " + kvV2Hint(ref.Path) + ")"
+		}
+		return nil, &Error{Op: op, Path: ref.Path, Ref: ref.String(), Status: 404, Kind: fail.NotFound, Message: msg}
+	}
+	s := &Secret{Ref: ref, Path: ref.Path, Raw: raw, Data: raw.Data, Lease: Lease{ID: raw.LeaseID, TTL: time.Duration(raw.LeaseDuration) * time.Second, Renewable: raw.Renewable, IssuedAt: issued}}
+	if inner, ok := raw.Data["data"].(map[string]any); ok {
+		if meta, ok := raw.Data["metadata"].(map[string]any); ok && strings.Contains(ref.Path, "/data/") {
+			s.KVv2, s.Data, s.Metadata = true, inner, meta
+		}
+	} else if raw.Data["data"] == nil && raw.Data["metadata"] != nil && strings.Contains(ref.Path, "/data/") {
+		// KV v2 version deleted or destroyed: data is null.
+		return nil, &Error{Op: op, Path: ref.Path, Ref: ref.String(), Kind: fail.NotFound, Message: "this KV v2 version is deleted or destroyed"}
+	}
+	return s, nil
+}
+
+func kvV2Hint(path string) string {
+	mount, rest, ok := strings.Cut(path, "/")
+	if !ok {
+		return mount + "/data/NAME"
+	}
+	return mount + "/data/" + rest
+}
+
+// ReadMany fetches every reference with one request per distinct path and
+// parameters (references that differ only in field share it), at most
+// concurrency at a time. Results are in the order of refs; errors name each
+// failed reference.
+func (c *Client) ReadMany(ctx context.Context, refs []Ref, concurrency int) ([]*Secret, error) {
+	type call struct {
+		once   sync.Once
+		secret *Secret
+		err    error
+	}
+	calls := map[string]*call{}
+	for _, r := range refs {
+		if _, ok := calls[r.requestKey()]; !ok {
+			calls[r.requestKey()] = &call{}
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(concurrency, 1))
+	for key, cl := range calls {
+		var ref Ref
+		for _, r := range refs {
+			if r.requestKey() == key {
+				ref = r
+				break
+			}
+		}
+		g.Go(func() error {
+			cl.secret, cl.err = c.Read(gctx, Ref{Path: ref.Path, Params: ref.Params, Version: ref.Version})
+			return nil
+		})
+	}
+	g.Wait()
+	out := make([]*Secret, len(refs))
+	var errs []error
+	for i, r := range refs {
+		cl := calls[r.requestKey()]
+		if cl.err != nil {
+			var ve *Error
+			if errors.As(cl.err, &ve) {
+				cp := *ve
+				cp.Ref = r.String()
+				errs = append(errs, &cp)
+			} else {
+				errs = append(errs, cl.err)
+			}
+			continue
+		}
+		s := *cl.secret
+		s.Ref = r
+		out[i] = &s
+	}
+	if len(errs) > 0 {
+		return out, errors.Join(errs...)
+	}
+	return out, nil
+}
