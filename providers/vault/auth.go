@@ -42,6 +42,13 @@ func loginErr(a Auth, path string, err error) error {
 		e.Op = "login with " + a.Describe() + " at"
 		return e
 	}
+	var re *api.ResponseError
+	if errors.As(err, &re) && re.StatusCode >= 400 && re.StatusCode < 500 {
+		// Vault answers bad credentials with 400 on most methods.
+		ce := classify("login with "+a.Describe()+" at", path, "", err)
+		ce.Kind = fail.Denied
+		return ce
+	}
 	if fail.KindOf(err) != fail.Internal {
 		return fmt.Errorf("vault login with %s: %w", a.Describe(), err)
 	}
