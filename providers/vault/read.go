@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -256,7 +255,6 @@ func kvV2Hint(path string) string {
 // failed reference.
 func (c *Client) ReadMany(ctx context.Context, refs []Ref, concurrency int) ([]*Secret, error) {
 	type call struct {
-		once   sync.Once
 		secret *Secret
 		err    error
 	}
