@@ -52,6 +52,10 @@ func Main(ctx context.Context, env Env) int {
 		fmt.Fprintln(env.Stderr, "secrets-broker: interrupted")
 		return 130
 	}
+	var ee *broker.ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
 	fmt.Fprintf(env.Stderr, "secrets-broker: %v\n", err)
 	return fail.KindOf(err).ExitCode()
 }
@@ -86,6 +90,10 @@ configured key allows.
 		newRewrap(env),
 		newRotate(env),
 		newInspect(env),
+		newValidate(env),
+		newRender(env),
+		newRun(env),
+		newExec(env),
 	)
 	return root
 }

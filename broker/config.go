@@ -1,0 +1,367 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+)
+
+// MaxConfigLen bounds a config file.
+const MaxConfigLen = 4 << 20
+
+// Config is a secrets-broker configuration file (docs/config.md). It is
+// decoded strictly: an unknown key is an error naming its line.
+type Config struct {
+	Vault *VaultConfig `yaml:"vault"`
+	// Keys are key specs allowed to open envelope: secrets.
+	Keys     []string `yaml:"keys"`
+	KeyFiles []string `yaml:"key_files"`
+	// OutputRoot is the directory every output path is beneath.
+	OutputRoot string `yaml:"output_root"`
+	// FileSandbox, when set, is the only directory the template function
+	// "file" may read from. Unset, templates cannot read files.
+	FileSandbox string `yaml:"file_sandbox"`
+	// Secrets maps names to references (see SecretRefHelp), in file order.
+	Secrets SecretList  `yaml:"secrets"`
+	Outputs []Output    `yaml:"outputs"`
+	Exec    *ExecConfig `yaml:"exec"`
+
+	// Dir is the directory relative paths are resolved against: the config
+	// file's directory, or the working directory.
+	Dir string `yaml:"-"`
+	// Source names the config in messages.
+	Source string `yaml:"-"`
+}
+
+// VaultConfig says how to reach and log in to Vault. Empty fields take the
+// VAULT_* environment variables.
+type VaultConfig struct {
+	Address       string      `yaml:"address"`
+	Namespace     string      `yaml:"namespace"`
+	CACert        string      `yaml:"ca_cert"`
+	CAPath        string      `yaml:"ca_path"`
+	ClientCert    string      `yaml:"client_cert"`
+	ClientKey     string      `yaml:"client_key"`
+	TLSServerName string      `yaml:"tls_server_name"`
+	Auth          *AuthConfig `yaml:"auth"`
+}
+
+// AuthConfig chooses a Vault auth method.
+type AuthConfig struct {
+	Method             string `yaml:"method"` // token, approle, kubernetes, jwt
+	Mount              string `yaml:"mount"`
+	Role               string `yaml:"role"`
+	TokenFile          string `yaml:"token_file"`
+	RoleIDFile         string `yaml:"role_id_file"`
+	SecretIDFile       string `yaml:"secret_id_file"`
+	SecretIDWrapped    bool   `yaml:"secret_id_response_wrapped"`
+	RemoveSecretIDFile bool   `yaml:"remove_secret_id_file_after_reading"`
+	JWTFile            string `yaml:"jwt_file"`
+	TokenPath          string `yaml:"service_account_token_file"`
+}
+
+// Output is one file to write.
+type Output struct {
+	Path   string `yaml:"path"`
+	Format string `yaml:"format"` // template, dotenv, json, yaml, raw
+	// Template is a template file; TemplateText an inline template.
+	Template     string   `yaml:"template"`
+	TemplateText string   `yaml:"template_text"`
+	Secret       string   `yaml:"secret"`  // raw: the one secret
+	Secrets      []string `yaml:"secrets"` // dotenv, json, yaml: which (default all)
+	Mode         string   `yaml:"mode"`    // octal, default 0600
+	User         string   `yaml:"user"`
+	Group        string   `yaml:"group"`
+	AllowSymlink bool     `yaml:"allow_symlink"`
+	AllowEmpty   bool     `yaml:"allow_empty"`
+
+	line int
+}
+
+// ExecConfig shapes the environment of "secrets-broker exec".
+type ExecConfig struct {
+	// Env maps environment variable names to secret names; by default each
+	// secret is passed under its own name.
+	Env      map[string]string `yaml:"env"`
+	Pristine bool              `yaml:"pristine"`
+	Allow    []string          `yaml:"env_allow"`
+	Deny     []string          `yaml:"env_deny"`
+}
+
+// SecretDecl is one declared secret.
+type SecretDecl struct {
+	Name string
+	Ref  SecretRef
+	line int
+}
+
+// SecretList keeps declared secrets in file order.
+type SecretList []SecretDecl
+
+// UnmarshalYAML reads a mapping of names to references, in order.
+func (l *SecretList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: secrets must be a mapping of names to references", n.Line)
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || v.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: each secret is NAME: REFERENCE", k.Line)
+		}
+		if seen[k.Value] {
+			return fmt.Errorf("line %d: secret %q is declared twice", k.Line, k.Value)
+		}
+		seen[k.Value] = true
+		if err := validSecretName(k.Value); err != nil {
+			return fmt.Errorf("line %d: %w", k.Line, err)
+		}
+		ref, err := ParseSecretRef(v.Value)
+		if err != nil {
+			return fmt.Errorf("line %d: secret %q: %w", v.Line, k.Value, err)
+		}
+		*l = append(*l, SecretDecl{Name: k.Value, Ref: ref, line: k.Line})
+	}
+	return nil
+}
+
+var secretNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,127}$`)
+
+func validSecretName(name string) error {
+	if !secretNameRE.MatchString(name) {
+		return fmt.Errorf("secret name %q must start with a letter or _ and use letters, digits, _ . - (at most 128)", name)
+	}
+	return nil
+}
+
+// Lookup returns the declaration of name.
+func (l SecretList) Lookup(name string) (SecretDecl, bool) {
+	for _, d := range l {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return SecretDecl{}, false
+}
+
+// LoadConfig reads and checks a config file.
+func LoadConfig(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("cannot read config: %w", err))
+	}
+	defer f.Close()
+	data, err := ReadLimited(f, "config file "+path)
+	if err != nil {
+		return nil, err
+	}
+	dir, _ := filepath.Abs(filepath.Dir(path))
+	return ParseConfig(data, path, dir)
+}
+
+// ParseConfig decodes config text (YAML or JSON) strictly and checks it.
+func ParseConfig(data []byte, source, dir string) (*Config, error) {
+	if len(data) > MaxConfigLen {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("config %s is larger than %d bytes", source, MaxConfigLen))
+	}
+	c := &Config{Dir: dir, Source: source}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("config %s: %s", source, tidyYAMLError(err)))
+	}
+	// Record output lines for messages.
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) == nil && len(doc.Content) == 1 {
+		root := doc.Content[0]
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			if root.Content[i].Value == "outputs" {
+				for j, o := range root.Content[i+1].Content {
+					if j < len(c.Outputs) {
+						c.Outputs[j].line = o.Line
+					}
+				}
+			}
+		}
+	}
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func tidyYAMLError(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
+	msg = strings.ReplaceAll(msg, "\n  ", "; ")
+	msg = strings.ReplaceAll(msg, " in type broker.", " in ")
+	return msg
+}
+
+// Formats of outputs.
+const (
+	FormatTemplate = "template"
+	FormatDotenv   = "dotenv"
+	FormatRaw      = "raw"
+)
+
+// Check validates the config without contacting anything.
+func (c *Config) Check() error {
+	var errs []error
+	add := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf(format, args...))
+	}
+	if c.Vault != nil && c.Vault.Auth != nil {
+		a := c.Vault.Auth
+		switch a.Method {
+		case "token", "":
+		case "approle":
+			if a.RoleIDFile == "" || a.SecretIDFile == "" {
+				add("vault.auth: approle needs role_id_file and secret_id_file")
+			}
+		case "kubernetes":
+			if a.Role == "" {
+				add("vault.auth: kubernetes needs role")
+			}
+		case "jwt":
+			if a.Role == "" || a.JWTFile == "" {
+				add("vault.auth: jwt needs role and jwt_file")
+			}
+		default:
+			add("vault.auth: method %q is not token, approle, kubernetes or jwt", a.Method)
+		}
+	}
+	paths := map[string]int{}
+	for i := range c.Outputs {
+		o := &c.Outputs[i]
+		where := fmt.Sprintf("outputs[%d]", i)
+		if o.line > 0 {
+			where = fmt.Sprintf("line %d: output %q", o.line, o.Path)
+		}
+		if o.Path == "" {
+			add("%s: path is required", where)
+			continue
+		}
+		if !filepath.IsLocal(o.Path) {
+			add("%s: path must be relative and stay beneath output_root (no .., no absolute path)", where)
+		}
+		if prev, dup := paths[filepath.Clean(o.Path)]; dup {
+			add("%s: path is also written by output %d", where, prev)
+		}
+		paths[filepath.Clean(o.Path)] = i
+		if o.Format == "" {
+			switch {
+			case o.Template != "" || o.TemplateText != "":
+				o.Format = FormatTemplate
+			case o.Secret != "":
+				o.Format = FormatRaw
+			default:
+				o.Format = FormatDotenv
+			}
+		}
+		switch o.Format {
+		case FormatTemplate:
+			if (o.Template == "") == (o.TemplateText == "") {
+				add("%s: a template output needs exactly one of template or template_text", where)
+			}
+		case FormatRaw:
+			if o.Secret == "" {
+				add("%s: a raw output needs secret", where)
+			}
+		case FormatDotenv, string(FormatJSON), string(FormatYAML):
+		default:
+			add("%s: format %q is not template, dotenv, json, yaml or raw", where, o.Format)
+		}
+		for _, s := range append(append([]string{}, o.Secrets...), o.Secret) {
+			if s == "" {
+				continue
+			}
+			if _, ok := c.Secrets.Lookup(s); !ok {
+				add("%s: secret %q is not declared under secrets", where, s)
+			}
+		}
+		if _, err := o.FileMode(); err != nil {
+			add("%s: %v", where, err)
+		}
+	}
+	if len(c.Outputs) > 0 && c.OutputRoot == "" {
+		add("output_root is required when there are outputs: every output path is resolved beneath it")
+	}
+	if c.Exec != nil {
+		for env, s := range c.Exec.Env {
+			if !envNameRE.MatchString(env) {
+				add("exec.env: %q is not a valid environment variable name", env)
+			}
+			if _, ok := c.Secrets.Lookup(s); !ok {
+				add("exec.env: %s refers to secret %q, which is not declared", env, s)
+			}
+		}
+	}
+	for _, d := range c.Secrets {
+		if d.Ref.Scheme == "envelope" {
+			if err := (envelope.Binding{Name: d.Ref.Entry}).Validate(); d.Ref.Entry != "" && err != nil {
+				add("line %d: secret %q: entry: %v", d.line, d.Name, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fail.Mark(fail.Usage, fmt.Errorf("config %s: %w", c.Source, errors.Join(errs...)))
+	}
+	return nil
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// FileMode parses the output's mode (default 0600).
+func (o Output) FileMode() (fs.FileMode, error) {
+	if o.Mode == "" {
+		return 0o600, nil
+	}
+	m, err := strconv.ParseUint(o.Mode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("mode %q is not an octal permission like 0640", o.Mode)
+	}
+	return fs.FileMode(m), nil
+}
+
+// Resolve makes a path from the config absolute, relative to its directory.
+func (c *Config) Resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}
+
+// AddSecretFlags adds --secret NAME=REF declarations.
+func (c *Config) AddSecretFlags(flags []string) error {
+	for _, f := range flags {
+		name, ref, ok := strings.Cut(f, "=")
+		if !ok {
+			return fail.Mark(fail.Usage, fmt.Errorf("--secret %q is not NAME=REF.\n%s", f, SecretRefHelp))
+		}
+		if err := validSecretName(name); err != nil {
+			return fail.Mark(fail.Usage, fmt.Errorf("--secret %q: %w", f, err))
+		}
+		if _, dup := c.Secrets.Lookup(name); dup {
+			return fail.Mark(fail.Usage, fmt.Errorf("--secret %q: secret %q is already declared", f, name))
+		}
+		r, err := ParseSecretRef(ref)
+		if err != nil {
+			return err
+		}
+		c.Secrets = append(c.Secrets, SecretDecl{Name: name, Ref: r})
+	}
+	return nil
+}

@@ -1,0 +1,78 @@
+package broker_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+)
+
+func TestSecretRefForms(t *testing.T) {
+	good := map[string]string{
+		"vault:secret/data/app#password":        "vault",
+		"vault:database/creds/app":              "vault",
+		"vault:pki/issue/web?common_name=a.b.c": "vault",
+		"envelope:secrets.enc.yaml#db_password": "envelope",
+		"envelope:one.sbe":                      "envelope",
+		"file:/run/secrets/x":                   "file",
+	}
+	for s, scheme := range good {
+		r, err := broker.ParseSecretRef(s)
+		if err != nil || r.Scheme != scheme || r.String() != s {
+			t.Errorf("ParseSecretRef(%q) = %+v, %v", s, r, err)
+		}
+	}
+	for _, bad := range []string{"", "secret/data/app", "gcp:x", "vault:", "vault:a//b", "envelope:#x", "envelope:f#", "file:a#b"} {
+		_, err := broker.ParseSecretRef(bad)
+		if err == nil || !strings.Contains(err.Error(), "A secret reference is one of") || fail.KindOf(err) != fail.Usage {
+			t.Errorf("ParseSecretRef(%q) = %v; want an error showing the expected form", bad, err)
+		}
+	}
+}
+
+func TestConfigStrictWithLines(t *testing.T) {
+	cases := map[string]string{
+		"output_root: out\nsecrets:\n  a: file:/x\noutputs:\n  - path: a.env\n    formt: dotenv\n": "line 6: field formt not found",
+		"secrets:\n  a: nope\n":                                     "line 2",
+		"secrets:\n  a: file:/x\n  a: file:/y\n":                    "declared twice",
+		"secrets:\n  9bad: file:/x\n":                               "must start with a letter",
+		"outputs:\n  - path: x\n":                                   "output_root is required",
+		"output_root: o\noutputs:\n  - path: ../x\n":                "line 3",
+		"output_root: o\noutputs:\n  - path: /etc/x\n":              "must be relative",
+		"output_root: o\noutputs:\n  - path: x\n    secret: nope\n": `secret "nope" is not declared`,
+		"output_root: o\noutputs:\n  - path: x\n    format: toml\n": "format",
+		"output_root: o\noutputs:\n  - path: x\n    mode: rw\n":     "octal",
+		"output_root: o\noutputs:\n  - path: x\n  - path: ./x\n":    "also written",
+		"vault:\n  auth:\n    method: ldap\n":                       "not token, approle",
+		"vault:\n  auth:\n    method: approle\n":                    "role_id_file",
+		"exec:\n  env:\n    BAD-NAME: a\n":                          "not a valid environment",
+		"{\"secrets\": {\"a\": \"file:/x\"}, \"bogus\": 1}":         "field bogus not found",
+	}
+	for text, want := range cases {
+		_, err := broker.ParseConfig([]byte(text), "broker.yaml", t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "broker.yaml") {
+			t.Errorf("ParseConfig(%q) = %v; want %q", text, err, want)
+		}
+	}
+	// JSON is accepted.
+	c, err := broker.ParseConfig([]byte(`{"output_root": "o", "secrets": {"a": "file:/x", "b": "vault:secret/data/b#k"}, "outputs": [{"path": "x.env"}]}`), "c.json", "/tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Secrets) != 2 || c.Secrets[0].Name != "a" || c.Outputs[0].Format != "dotenv" {
+		t.Fatalf("parsed %+v", c)
+	}
+}
+
+func TestSecretFlags(t *testing.T) {
+	c := &broker.Config{}
+	if err := c.AddSecretFlags([]string{"DB=vault:secret/data/db#pw", "TOKEN=file:/t"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"DB", "X=nope", "DB=file:/again", "1X=file:/x"} {
+		if err := c.AddSecretFlags([]string{bad}); err == nil {
+			t.Errorf("--secret %q accepted", bad)
+		}
+	}
+}

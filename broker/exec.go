@@ -1,0 +1,369 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+)
+
+// ExecOptions shape "secrets-broker exec".
+type ExecOptions struct {
+	Command []string
+	// Pristine starts the child from an empty environment (plus Allow).
+	Pristine bool
+	// Allow and Deny are glob patterns (path.Match) of inherited variables
+	// to keep or drop. Deny wins.
+	Allow, Deny []string
+	// PassBrokerCredentials lets the broker's own VAULT_TOKEN, AWS
+	// credentials and local key path reach the child; by default they don't.
+	PassBrokerCredentials bool
+	// GitHubActions prints ::add-mask:: for every value, and every line of
+	// multi-line values, before anything else.
+	GitHubActions bool
+	// GitHubEnv, when set, is a file ($GITHUB_ENV) to append the secrets to
+	// with the heredoc syntax and a random delimiter.
+	GitHubEnv string
+	// GitLabDotenv, when set, is a dotenv report artifact to write (0600).
+	GitLabDotenv string
+	// RedactOutput passes the child's stdout and stderr through a filter that
+	// replaces every value (and its base64 and URL-encoded forms) with
+	// [redacted].
+	RedactOutput   bool
+	BaseEnv        []string
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// NoChild does only the CI steps (masks, env files) and runs nothing.
+	NoChild bool
+}
+
+// ExitError carries the child's exit status through to the process.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("command exited with status %d", e.Code) }
+
+// brokerCredentialVars never reach a child unless PassBrokerCredentials.
+var brokerCredentialVars = []string{"VAULT_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "SECRETS_BROKER_LOCAL_KEY", "SECRETS_BROKER_KEYS"}
+
+// ExecEnv maps environment variable names to declared secrets: the config's
+// exec.env, or every declared secret under its own name.
+func (b *Broker) ExecEnv() (map[string]string, error) {
+	out := map[string]string{}
+	if b.cfg.Exec != nil && len(b.cfg.Exec.Env) > 0 {
+		for k, v := range b.cfg.Exec.Env {
+			out[k] = v
+		}
+		return out, nil
+	}
+	for _, d := range b.cfg.Secrets {
+		if !envNameRE.MatchString(d.Name) {
+			return nil, fail.Mark(fail.Usage, fmt.Errorf("secret %q is not a valid environment variable name; map it with exec.env in the config", d.Name))
+		}
+		out[d.Name] = d.Name
+	}
+	if len(out) == 0 {
+		return nil, fail.Mark(fail.Usage, errors.New("no secrets declared: use --secret NAME=REF or a config with secrets"))
+	}
+	return out, nil
+}
+
+// Exec fetches every secret and runs the command with them in its
+// environment (never on its command line), forwarding signals. It returns
+// an *ExitError with the child's status when the child fails. If any secret
+// is unavailable, the command is not run.
+func (b *Broker) Exec(ctx context.Context, opts ExecOptions) error {
+	envMap, err := b.ExecEnv()
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(envMap))
+	for _, s := range envMap {
+		names = append(names, s)
+	}
+	sort.Strings(names)
+	res, err := b.Fetch(ctx, names, nil)
+	if err != nil {
+		return fmt.Errorf("not running the command: %w", err)
+	}
+	vars := make([]string, 0, len(envMap))
+	for k := range envMap {
+		vars = append(vars, k)
+	}
+	sort.Strings(vars)
+	values := make([]string, 0, len(vars))
+	for _, k := range vars {
+		values = append(values, res.Values[envMap[k]])
+	}
+	if opts.GitHubActions {
+		for _, v := range values {
+			for _, m := range GitHubMasks(v) {
+				fmt.Fprintf(opts.Stdout, "::add-mask::%s\n", m)
+			}
+		}
+	}
+	if opts.GitHubEnv != "" {
+		if err := appendGitHubEnv(opts.GitHubEnv, vars, values); err != nil {
+			return err
+		}
+	}
+	if opts.GitLabDotenv != "" {
+		var buf bytes.Buffer
+		for i, k := range vars {
+			if strings.ContainsAny(values[i], "\r\n") {
+				return fail.Mark(fail.Usage, fmt.Errorf("secret for %s is multi-line; GitLab dotenv reports cannot hold multi-line values", k))
+			}
+			fmt.Fprintf(&buf, "%s=%s\n", k, values[i])
+		}
+		if err := writeFile0600(opts.GitLabDotenv, buf.Bytes()); err != nil {
+			return err
+		}
+	}
+	if opts.NoChild {
+		return nil
+	}
+	if len(opts.Command) == 0 {
+		return fail.Mark(fail.Usage, errors.New("no command given: secrets-broker exec [flags] -- COMMAND [ARGS...]"))
+	}
+	env := b.childEnv(opts, vars, values)
+	return runChild(opts, env, values)
+}
+
+func (b *Broker) childEnv(opts ExecOptions, vars, values []string) []string {
+	pristine, allow, deny := opts.Pristine, opts.Allow, opts.Deny
+	if c := b.cfg.Exec; c != nil {
+		pristine = pristine || c.Pristine
+		allow = append(append([]string{}, allow...), c.Allow...)
+		deny = append(append([]string{}, deny...), c.Deny...)
+	}
+	if !opts.PassBrokerCredentials {
+		deny = append(deny, brokerCredentialVars...)
+	}
+	match := func(pats []string, name string) bool {
+		for _, p := range pats {
+			if ok, _ := path.Match(p, name); ok {
+				return true
+			}
+		}
+		return false
+	}
+	var env []string
+	for _, kv := range opts.BaseEnv {
+		name, _, _ := strings.Cut(kv, "=")
+		if match(deny, name) {
+			continue
+		}
+		if pristine || len(allow) > 0 {
+			if !match(allow, name) {
+				continue
+			}
+		}
+		env = append(env, kv)
+	}
+	for i, k := range vars {
+		env = append(env, k+"="+values[i])
+	}
+	return env
+}
+
+func runChild(opts ExecOptions, env []string, values []string) error {
+	cmd := exec.Command(opts.Command[0], opts.Command[1:]...)
+	cmd.Env = env
+	cmd.Stdin = opts.Stdin
+	var outR, errR *Redactor
+	if opts.RedactOutput {
+		outR, errR = NewRedactor(opts.Stdout, values), NewRedactor(opts.Stderr, values)
+		cmd.Stdout, cmd.Stderr = outR, errR
+	} else {
+		cmd.Stdout, cmd.Stderr = opts.Stdout, opts.Stderr
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		return fail.Mark(fail.Usage, fmt.Errorf("cannot start %s: %w", opts.Command[0], err))
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				cmd.Process.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	if outR != nil {
+		outR.Flush()
+		errR.Flush()
+	}
+	if err == nil {
+		return nil
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return &ExitError{Code: 128 + int(ws.Signal())}
+		}
+		return &ExitError{Code: ee.ExitCode()}
+	}
+	return err
+}
+
+// GitHubMasks returns what to mask for one value: the value and each of its
+// lines (CVE-2021-32074: a multi-line value masked whole leaks line by
+// line), escaped as workflow-command data.
+func GitHubMasks(v string) []string {
+	esc := strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A")
+	var out []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		s = strings.TrimRight(s, "\r")
+		if strings.TrimSpace(s) != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, esc.Replace(s))
+		}
+	}
+	if !strings.ContainsAny(v, "\r\n") {
+		add(v)
+		return out
+	}
+	for _, line := range strings.Split(v, "\n") {
+		add(line)
+	}
+	return out
+}
+
+func appendGitHubEnv(file string, vars, values []string) error {
+	var buf bytes.Buffer
+	for i, k := range vars {
+		var rnd [16]byte
+		rand.Read(rnd[:])
+		delim := "ghadelimiter_" + hex.EncodeToString(rnd[:])
+		fmt.Fprintf(&buf, "%s<<%s\n%s\n%s\n", k, delim, values[i], delim)
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("cannot append to GITHUB_ENV file: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("cannot append to GITHUB_ENV file: %w", err)
+	}
+	return f.Close()
+}
+
+func writeFile0600(p string, data []byte) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("cannot write %s: %w", p, err)
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return err
+}
+
+// Redactor copies to w with every secret, and its base64 and URL-encoded
+// forms, replaced by [redacted], also when a value is split across writes.
+type Redactor struct {
+	mu       sync.Mutex
+	w        io.Writer
+	patterns [][]byte
+	maxLen   int
+	pending  []byte
+}
+
+// NewRedactor makes a Redactor for values.
+func NewRedactor(w io.Writer, values []string) *Redactor {
+	r := &Redactor{w: w}
+	seen := map[string]bool{}
+	add := func(s string) {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			r.patterns = append(r.patterns, []byte(s))
+			r.maxLen = max(r.maxLen, len(s))
+		}
+	}
+	for _, v := range values {
+		add(v)
+		if len(v) >= 3 {
+			add(base64.StdEncoding.EncodeToString([]byte(v)))
+			add(base64.RawStdEncoding.EncodeToString([]byte(v)))
+			add(base64.URLEncoding.EncodeToString([]byte(v)))
+			add(url.QueryEscape(v))
+			add(url.PathEscape(v))
+		}
+	}
+	sort.Slice(r.patterns, func(i, j int) bool { return len(r.patterns[i]) > len(r.patterns[j]) })
+	return r
+}
+
+// Write filters p.
+func (r *Redactor) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pending = append(r.pending, p...)
+	if err := r.drain(false); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Flush writes what is held back.
+func (r *Redactor) Flush() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.drain(true)
+}
+
+// drain writes everything that can no longer be the start of a secret.
+func (r *Redactor) drain(all bool) error {
+	var out bytes.Buffer
+	for {
+		at, n := -1, 0
+		for _, pat := range r.patterns {
+			if i := bytes.Index(r.pending, pat); i >= 0 && (at < 0 || i < at || (i == at && len(pat) > n)) {
+				at, n = i, len(pat)
+			}
+		}
+		safe := len(r.pending)
+		if !all {
+			safe = len(r.pending) - (r.maxLen - 1)
+		}
+		if at < 0 || at >= safe {
+			if safe > 0 {
+				out.Write(r.pending[:safe])
+				r.pending = append(r.pending[:0], r.pending[safe:]...)
+			}
+			break
+		}
+		out.Write(r.pending[:at])
+		out.WriteString("[redacted]")
+		r.pending = append(r.pending[:0], r.pending[at+n:]...)
+	}
+	if out.Len() == 0 {
+		return nil
+	}
+	_, err := r.w.Write(out.Bytes())
+	return err
+}

@@ -1,0 +1,72 @@
+package broker
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/providers/vault"
+)
+
+// SecretRefHelp documents the one form of a secret reference, used in config
+// files and --secret NAME=REF flags alike.
+const SecretRefHelp = `A secret reference is one of:
+  vault:PATH[?PARAM=VALUE&...][#FIELD]  a Vault path; #FIELD picks one field, without it
+                                        the whole response data as JSON. KV v2 paths include
+                                        /data/; ?version=N pins a KV v2 version; other
+                                        parameters make it a write (pki/issue/web?common_name=x)
+  envelope:FILE#ENTRY                   one entry of a secrets file (secrets-broker encrypt --file)
+  envelope:FILE                         a file holding one envelope (sbe1:...)
+  file:PATH                             a plain file (for example a mounted Kubernetes secret)
+Examples: vault:secret/data/app#password  vault:database/creds/app
+          envelope:secrets.enc.yaml#db_password  file:/run/secrets/token`
+
+// SecretRef says where one secret comes from.
+type SecretRef struct {
+	Scheme string // "vault", "envelope" or "file"
+	Vault  vault.Ref
+	Path   string // envelope or plain file
+	Entry  string // secrets-file entry; empty for a single-envelope file
+	text   string
+}
+
+// String is the reference as written.
+func (r SecretRef) String() string { return r.text }
+
+// ParseSecretRef reads a reference; a malformed one is an error that shows
+// the expected form.
+func ParseSecretRef(s string) (SecretRef, error) {
+	bad := func(why string) (SecretRef, error) {
+		return SecretRef{}, fail.Mark(fail.Usage, fmt.Errorf("secret reference %q %s.\n%s", s, why, SecretRefHelp))
+	}
+	scheme, rest, ok := strings.Cut(s, ":")
+	if !ok || rest == "" {
+		return bad("has no scheme (vault:, envelope: or file:)")
+	}
+	r := SecretRef{Scheme: scheme, text: s}
+	switch scheme {
+	case "vault":
+		vr, err := vault.ParseRef(rest)
+		if err != nil {
+			return bad("is not a valid Vault reference")
+		}
+		r.Vault = vr
+	case "envelope":
+		path, entry, _ := strings.Cut(rest, "#")
+		if path == "" {
+			return bad("has no file")
+		}
+		if strings.Contains(s, "#") && entry == "" {
+			return bad("has an empty #ENTRY")
+		}
+		r.Path, r.Entry = path, entry
+	case "file":
+		if strings.Contains(rest, "#") {
+			return bad("has a #; file: references take no field")
+		}
+		r.Path = rest
+	default:
+		return bad("has an unknown scheme " + scheme)
+	}
+	return r, nil
+}

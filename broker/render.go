@@ -1,0 +1,511 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/providers"
+	"github.com/secrets-broker/secrets-broker/providers/vault"
+	"github.com/secrets-broker/secrets-broker/templates"
+)
+
+// Broker fetches the secrets a config declares and renders its outputs.
+type Broker struct {
+	cfg   *Config
+	cache *providers.DataKeyCache
+
+	vault *vault.Client
+	keys  []envelope.KeyWrapper
+	files map[string]*envelope.File
+}
+
+// New makes a broker for cfg. Nothing is contacted until needed.
+func New(cfg *Config) *Broker {
+	return &Broker{cfg: cfg, cache: providers.NewDataKeyCache(10000, time.Hour), files: map[string]*envelope.File{}}
+}
+
+// Close releases the Vault client and zeroes cached data keys.
+func (b *Broker) Close() {
+	if b.vault != nil {
+		b.vault.Close()
+	}
+	b.cache.Purge()
+}
+
+// VaultClient connects to Vault on first use.
+func (b *Broker) VaultClient(ctx context.Context) (*vault.Client, error) {
+	if b.vault != nil {
+		return b.vault, nil
+	}
+	vc := vault.Config{}
+	if v := b.cfg.Vault; v != nil {
+		vc = vault.Config{Address: v.Address, Namespace: v.Namespace, CACert: b.cfg.Resolve(v.CACert), CAPath: b.cfg.Resolve(v.CAPath),
+			ClientCert: b.cfg.Resolve(v.ClientCert), ClientKey: b.cfg.Resolve(v.ClientKey), TLSServerName: v.TLSServerName}
+		if a := v.Auth; a != nil {
+			switch a.Method {
+			case "token", "":
+				vc.Auth = vault.TokenAuth{File: b.cfg.Resolve(a.TokenFile)}
+			case "approle":
+				vc.Auth = vault.NewAppRoleAuth(vault.AppRoleAuth{Mount: a.Mount, RoleIDFile: b.cfg.Resolve(a.RoleIDFile), SecretIDFile: b.cfg.Resolve(a.SecretIDFile),
+					Wrapped: a.SecretIDWrapped, RemoveSecretIDFile: a.RemoveSecretIDFile})
+			case "kubernetes":
+				vc.Auth = vault.KubernetesAuth{Mount: a.Mount, Role: a.Role, TokenFile: b.cfg.Resolve(a.TokenPath)}
+			case "jwt":
+				vc.Auth = vault.JWTAuth{Mount: a.Mount, Role: a.Role, JWTFile: b.cfg.Resolve(a.JWTFile)}
+			}
+		}
+	}
+	c, err := vault.Connect(ctx, vc)
+	if err != nil {
+		return nil, err
+	}
+	b.vault = c
+	return c, nil
+}
+
+func (b *Broker) envelopeKeys(ctx context.Context) ([]envelope.KeyWrapper, error) {
+	if b.keys != nil {
+		return b.keys, nil
+	}
+	files := make([]string, len(b.cfg.KeyFiles))
+	for i, f := range b.cfg.KeyFiles {
+		files[i] = b.cfg.Resolve(f)
+	}
+	k := Keys{Specs: b.cfg.Keys, KeyFiles: files, Cache: b.cache, Vault: func(ctx context.Context) (*api.Client, error) {
+		c, err := b.VaultClient(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return c.API(), nil
+	}}
+	keys, err := k.ForOpening(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.keys = keys
+	return keys, nil
+}
+
+// Resolved holds fetched secrets.
+type Resolved struct {
+	// Values maps declared names to values.
+	Values map[string]string
+	// Vault maps template Vault calls to responses.
+	Vault map[string]*api.Secret
+	// Leases of the Vault secrets fetched, by request path.
+	Leases map[string]vault.Lease
+}
+
+// Fetch fetches the named declared secrets and the template Vault calls:
+// every distinct Vault request once, every envelope file parsed and verified
+// once. The error names every secret that failed.
+func (b *Broker) Fetch(ctx context.Context, names []string, calls []templates.VaultCall) (*Resolved, error) {
+	res := &Resolved{Values: map[string]string{}, Vault: map[string]*api.Secret{}, Leases: map[string]vault.Lease{}}
+	var errs []error
+	var vrefs []vault.Ref
+	var vnames []string
+	for _, n := range names {
+		d, ok := b.cfg.Secrets.Lookup(n)
+		if !ok {
+			errs = append(errs, fail.Mark(fail.Usage, fmt.Errorf("secret %q is not declared", n)))
+			continue
+		}
+		if d.Ref.Scheme == "vault" {
+			vrefs = append(vrefs, d.Ref.Vault)
+			vnames = append(vnames, n)
+		}
+	}
+	for _, c := range calls {
+		vrefs = append(vrefs, vault.Ref{Path: c.Path, Params: c.Params})
+		vnames = append(vnames, "")
+	}
+	if len(vrefs) > 0 {
+		vc, err := b.VaultClient(ctx)
+		if err != nil {
+			return nil, err
+		}
+		secrets, err := vc.ReadMany(ctx, vrefs, 16)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for i, s := range secrets {
+			if s == nil {
+				continue
+			}
+			res.Leases[s.Path] = s.Lease
+			if vnames[i] == "" {
+				res.Vault[calls[i-(len(vrefs)-len(calls))].Key()] = s.Raw
+				continue
+			}
+			v, err := s.Value()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("secret %s: %w", vnames[i], err))
+				continue
+			}
+			res.Values[vnames[i]] = v
+		}
+	}
+	for _, n := range names {
+		d, ok := b.cfg.Secrets.Lookup(n)
+		if !ok || d.Ref.Scheme == "vault" {
+			continue
+		}
+		v, err := b.fetchLocal(ctx, d)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("secret %s (%s): %w", n, d.Ref, err))
+			continue
+		}
+		res.Values[n] = v
+	}
+	if len(errs) > 0 {
+		return res, errors.Join(errs...)
+	}
+	return res, nil
+}
+
+func (b *Broker) fetchLocal(ctx context.Context, d SecretDecl) (string, error) {
+	p := b.cfg.Resolve(d.Ref.Path)
+	switch d.Ref.Scheme {
+	case "file":
+		f, err := os.Open(p)
+		if err != nil {
+			return "", fail.Mark(fail.NotFound, err)
+		}
+		defer f.Close()
+		data, err := ReadLimited(f, p)
+		return string(data), err
+	case "envelope":
+		keys, err := b.envelopeKeys(ctx)
+		if err != nil {
+			return "", err
+		}
+		if d.Ref.Entry == "" {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return "", fail.Mark(fail.NotFound, err)
+			}
+			e, err := envelope.ParseText(string(data))
+			if err != nil {
+				return "", fmt.Errorf("%s: %w", p, err)
+			}
+			pt, err := e.Open(ctx, envelope.Expect{}, keys)
+			return string(pt), err
+		}
+		f, ok := b.files[p]
+		if !ok {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return "", fail.Mark(fail.NotFound, err)
+			}
+			f, err = envelope.ParseFile(data, p)
+			if err != nil {
+				return "", err
+			}
+			b.files[p] = f
+		}
+		pt, err := f.Open(ctx, d.Ref.Entry, keys)
+		return string(pt), err
+	}
+	return "", fmt.Errorf("unknown scheme %q", d.Ref.Scheme)
+}
+
+// Prepared is an output ready to render: its template parsed, its needs known.
+type Prepared struct {
+	Output   Output
+	Spec     FileSpec
+	Template *templates.Template
+	Secrets  []string
+}
+
+// Prepare parses every template and works out what each output needs,
+// without contacting anything. validate runs only this.
+func (b *Broker) Prepare() ([]Prepared, error) {
+	declared := func(n string) bool { _, ok := b.cfg.Secrets.Lookup(n); return ok }
+	var out []Prepared
+	var errs []error
+	for _, o := range b.cfg.Outputs {
+		p := Prepared{Output: o}
+		mode, _ := o.FileMode()
+		p.Spec = FileSpec{Path: o.Path, Mode: mode, UID: -1, GID: -1, AllowSymlink: o.AllowSymlink, AllowEmpty: o.AllowEmpty}
+		if err := resolveOwner(&p.Spec, o); err != nil {
+			errs = append(errs, fmt.Errorf("output %s: %w", o.Path, err))
+			continue
+		}
+		switch o.Format {
+		case FormatTemplate:
+			name, text := "inline template of "+o.Path, o.TemplateText
+			if o.Template != "" {
+				name = o.Template
+				data, err := os.ReadFile(b.cfg.Resolve(o.Template))
+				if err != nil {
+					errs = append(errs, fail.Mark(fail.Usage, fmt.Errorf("output %s: cannot read template: %w", o.Path, err)))
+					continue
+				}
+				text = string(data)
+			}
+			t, err := templates.Parse(name, text, templates.Options{Declared: declared, FileSandbox: b.cfg.Resolve(b.cfg.FileSandbox)})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("output %s: %w", o.Path, err))
+				continue
+			}
+			p.Template, p.Secrets = t, t.Secrets
+		case FormatRaw:
+			p.Secrets = []string{o.Secret}
+		default:
+			p.Secrets = o.Secrets
+			if len(p.Secrets) == 0 {
+				for _, d := range b.cfg.Secrets {
+					p.Secrets = append(p.Secrets, d.Name)
+				}
+			}
+			if o.Format == FormatDotenv {
+				for _, s := range p.Secrets {
+					if !envNameRE.MatchString(s) {
+						errs = append(errs, fail.Mark(fail.Usage, fmt.Errorf("output %s: secret %q is not a valid dotenv variable name (letters, digits, _)", o.Path, s)))
+					}
+				}
+			}
+		}
+		out = append(out, p)
+	}
+	if len(errs) > 0 {
+		return nil, fail.Mark(fail.Usage, errors.Join(errs...))
+	}
+	return out, nil
+}
+
+func resolveOwner(spec *FileSpec, o Output) error {
+	if o.User != "" {
+		id, err := lookupID(o.User, func(n string) (string, error) {
+			u, err := user.Lookup(n)
+			if err != nil {
+				return "", err
+			}
+			return u.Uid, nil
+		})
+		if err != nil {
+			return fmt.Errorf("user %q: %w", o.User, err)
+		}
+		spec.UID = id
+	}
+	if o.Group != "" {
+		id, err := lookupID(o.Group, func(n string) (string, error) {
+			g, err := user.LookupGroup(n)
+			if err != nil {
+				return "", err
+			}
+			return g.Gid, nil
+		})
+		if err != nil {
+			return fmt.Errorf("group %q: %w", o.Group, err)
+		}
+		spec.GID = id
+	}
+	return nil
+}
+
+func lookupID(s string, byName func(string) (string, error)) (int, error) {
+	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
+		return n, nil
+	}
+	id, err := byName(s)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(id)
+}
+
+// Needs lists the declared secrets and Vault calls of prepared outputs,
+// each once.
+func Needs(ps []Prepared) ([]string, []templates.VaultCall) {
+	seenS := map[string]bool{}
+	seenV := map[string]bool{}
+	var names []string
+	var calls []templates.VaultCall
+	for _, p := range ps {
+		for _, s := range p.Secrets {
+			if !seenS[s] {
+				seenS[s] = true
+				names = append(names, s)
+			}
+		}
+		if p.Template != nil {
+			for _, c := range p.Template.Vault {
+				if !seenV[c.Key()] {
+					seenV[c.Key()] = true
+					calls = append(calls, c)
+				}
+			}
+		}
+	}
+	return names, calls
+}
+
+// Render produces one output's bytes from fetched secrets.
+func Render(p Prepared, r *Resolved) ([]byte, error) {
+	switch p.Output.Format {
+	case FormatTemplate:
+		return p.Template.Execute(templates.Data{Secrets: r.Values, Vault: r.Vault})
+	case FormatRaw:
+		return []byte(r.Values[p.Output.Secret]), nil
+	case FormatDotenv:
+		var buf bytes.Buffer
+		for _, s := range p.Secrets {
+			buf.WriteString(s)
+			buf.WriteString("=")
+			buf.WriteString(DotenvQuote(r.Values[s]))
+			buf.WriteByte('\n')
+		}
+		return buf.Bytes(), nil
+	default:
+		values := make([]envelope.Plain, len(p.Secrets))
+		for i, s := range p.Secrets {
+			values[i] = envelope.Plain{Name: s, Value: []byte(r.Values[s])}
+		}
+		return MarshalPlain(values, OutputFormat(p.Output.Format))
+	}
+}
+
+// DotenvQuote double-quotes a value for dotenv files: \ " $ and ` are
+// escaped, newlines kept as they are (multi-line values stay multi-line, as
+// docker compose, python-dotenv and a POSIX shell's "source" all read them).
+func DotenvQuote(v string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "$", `\$`, "`", "\\`")
+	return `"` + r.Replace(v) + `"`
+}
+
+// OutputResult is what happened to one output.
+type OutputResult struct {
+	Path    string
+	Changed bool
+	Err     error
+}
+
+// Report is the result of rendering every output.
+type Report struct {
+	Results []OutputResult
+}
+
+// Err names every output that failed, or is nil.
+func (r Report) Err() error {
+	var errs []error
+	var failed []string
+	for _, res := range r.Results {
+		if res.Err != nil {
+			failed = append(failed, res.Path)
+			errs = append(errs, res.Err)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d output(s) failed (%s); their previous files are left as they were: %w", len(failed), strings.Join(failed, ", "), errors.Join(errs...))
+}
+
+// RenderOptions tune RenderOnce.
+type RenderOptions struct {
+	// DryRun reports which files would change and writes nothing.
+	DryRun bool
+	// Timeout bounds retrying an unreachable Vault or KMS (init containers
+	// must not hang, vault #6001). Zero means one attempt.
+	Timeout time.Duration
+}
+
+// RenderOnce fetches every secret the outputs need, renders them all in
+// memory, and only then writes each one atomically. An output that fails
+// leaves its previous file intact; the report names it.
+func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, error) {
+	prepared, err := b.Prepare()
+	if err != nil {
+		return Report{}, err
+	}
+	names, calls := Needs(prepared)
+	deadline := time.Now().Add(opts.Timeout)
+	var res *Resolved
+	for attempt := 0; ; attempt++ {
+		res, err = b.Fetch(ctx, names, calls)
+		if err == nil || !fail.KindOf(err).Retryable() || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		wait := min(time.Duration(250<<min(attempt, 8))*time.Millisecond, time.Minute, time.Until(deadline))
+		select {
+		case <-ctx.Done():
+		case <-time.After(max(wait, 0)):
+		}
+	}
+	fetchErr := err
+	dir, err := OpenOutputDir(b.cfg.Resolve(b.cfg.OutputRoot))
+	if err != nil {
+		return Report{}, err
+	}
+	defer dir.Close()
+	var rep Report
+	for _, p := range prepared {
+		r := OutputResult{Path: p.Output.Path}
+		if missing := missingFor(p, res); fetchErr != nil && missing != "" {
+			r.Err = fmt.Errorf("output %s: secret %s is unavailable", p.Output.Path, missing)
+			rep.Results = append(rep.Results, r)
+			continue
+		}
+		data, err := Render(p, res)
+		if err != nil {
+			r.Err = fmt.Errorf("output %s: %w", p.Output.Path, err)
+			rep.Results = append(rep.Results, r)
+			continue
+		}
+		if opts.DryRun {
+			same, err := dir.Unchanged(p.Spec, data)
+			r.Changed, r.Err = !same, err
+		} else {
+			r.Changed, r.Err = dir.Write(p.Spec, data)
+		}
+		clear(data)
+		rep.Results = append(rep.Results, r)
+	}
+	if fetchErr != nil {
+		return rep, fetchErr
+	}
+	return rep, rep.Err()
+}
+
+func missingFor(p Prepared, r *Resolved) string {
+	if r == nil {
+		return "(all)"
+	}
+	for _, s := range p.Secrets {
+		if _, ok := r.Values[s]; !ok {
+			return s
+		}
+	}
+	if p.Template != nil {
+		for _, c := range p.Template.Vault {
+			if _, ok := r.Vault[c.Key()]; !ok {
+				return "vault:" + c.Key()
+			}
+		}
+	}
+	return ""
+}
+
+// MarshalJSONValues writes name/value pairs as a JSON object (used by exec's
+// GitLab dotenv and tests).
+func MarshalJSONValues(names []string, values map[string]string) []byte {
+	m := make(map[string]string, len(names))
+	for _, n := range names {
+		m[n] = values[n]
+	}
+	b, _ := json.Marshal(m)
+	return b
+}

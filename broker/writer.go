@@ -1,0 +1,184 @@
+package broker
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"syscall"
+
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+)
+
+// OutputDir writes files beneath one directory and never outside it: every
+// path is resolved with os.Root (openat-style), on every write, so "..",
+// absolute names and symlinks pointing out, even ones re-pointed between two
+// renders, cannot escape it.
+type OutputDir struct {
+	root *os.Root
+	dir  string
+}
+
+// OpenOutputDir opens (creating it 0700 if missing) the output root.
+func OpenOutputDir(dir string) (*OutputDir, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create output_root %s: %w", dir, err)
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open output_root %s: %w", dir, err)
+	}
+	return &OutputDir{root: r, dir: dir}, nil
+}
+
+// Close releases the directory.
+func (d *OutputDir) Close() error { return d.root.Close() }
+
+// FileSpec is how one file is written.
+type FileSpec struct {
+	Path         string // relative to the output root
+	Mode         fs.FileMode
+	UID, GID     int // -1 leaves the owner alone
+	AllowSymlink bool
+	AllowEmpty   bool
+}
+
+func (d *OutputDir) where(p string) string { return filepath.Join(d.dir, p) }
+
+// target resolves the destination: the path itself, or with AllowSymlink
+// the target of a symlink there (one level, and still beneath the root).
+func (d *OutputDir) target(spec FileSpec) (string, fs.FileInfo, error) {
+	name := filepath.ToSlash(spec.Path)
+	if !filepath.IsLocal(spec.Path) {
+		return "", nil, fail.Mark(fail.Usage, fmt.Errorf("output %s: path must stay beneath output_root %s", spec.Path, d.dir))
+	}
+	info, err := d.root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return name, nil, nil
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("output %s: %w", d.where(spec.Path), err)
+	}
+	if info.Mode()&fs.ModeSymlink != 0 {
+		if !spec.AllowSymlink {
+			return "", nil, fail.Mark(fail.Usage, fmt.Errorf("output %s is a symlink; refusing to write through it (set allow_symlink to write to its target beneath output_root)", d.where(spec.Path)))
+		}
+		link, err := d.root.Readlink(name)
+		if err != nil {
+			return "", nil, fmt.Errorf("output %s: %w", d.where(spec.Path), err)
+		}
+		if filepath.IsAbs(link) {
+			return "", nil, fail.Mark(fail.Usage, fmt.Errorf("output %s is a symlink to an absolute path; only relative links beneath output_root are followed", d.where(spec.Path)))
+		}
+		name = path.Join(path.Dir(name), filepath.ToSlash(link))
+		if !filepath.IsLocal(name) {
+			return "", nil, fail.Mark(fail.Usage, fmt.Errorf("output %s links outside output_root", d.where(spec.Path)))
+		}
+		info, err = d.root.Lstat(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return name, nil, nil
+		}
+		if err != nil || info.Mode()&fs.ModeSymlink != 0 {
+			return "", nil, fail.Mark(fail.Usage, fmt.Errorf("output %s: its link target is missing, unreadable or another link", d.where(spec.Path)))
+		}
+	}
+	if !info.Mode().IsRegular() {
+		return "", nil, fail.Mark(fail.Usage, fmt.Errorf("output %s exists and is not a regular file", d.where(spec.Path)))
+	}
+	return name, info, nil
+}
+
+// Unchanged reports whether the file already holds data with the mode and
+// owner asked for, so that writing it would change nothing.
+func (d *OutputDir) Unchanged(spec FileSpec, data []byte) (bool, error) {
+	name, info, err := d.target(spec)
+	if err != nil || info == nil {
+		return false, err
+	}
+	if info.Mode().Perm() != spec.Mode.Perm() || info.Size() != int64(len(data)) {
+		return false, nil
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		if (spec.UID >= 0 && int(st.Uid) != spec.UID) || (spec.GID >= 0 && int(st.Gid) != spec.GID) {
+			return false, nil
+		}
+	}
+	old, err := d.root.ReadFile(name)
+	if err != nil {
+		return false, nil
+	}
+	return bytes.Equal(old, data), nil
+}
+
+// Write replaces the file atomically: a temporary file in the destination
+// directory, mode and owner set on it, fsync, rename, fsync of the
+// directory. A crash at any moment leaves the old file or the new one, never
+// a mix. An unchanged file is not written (changed is false). Non-empty
+// content is never replaced by empty content unless AllowEmpty.
+func (d *OutputDir) Write(spec FileSpec, data []byte) (changed bool, err error) {
+	if spec.Mode == 0 {
+		spec.Mode = 0o600
+	}
+	same, err := d.Unchanged(spec, data)
+	if err != nil || same {
+		return false, err
+	}
+	name, info, err := d.target(spec)
+	if err != nil {
+		return false, err
+	}
+	if len(data) == 0 && info != nil && info.Size() > 0 && !spec.AllowEmpty {
+		return false, fail.Mark(fail.Usage, fmt.Errorf("output %s: refusing to replace a non-empty file with empty content (set allow_empty if that is intended)", d.where(spec.Path)))
+	}
+	dir := path.Dir(name)
+	if dir != "." {
+		if err := d.root.MkdirAll(dir, 0o700); err != nil {
+			return false, fmt.Errorf("output %s: cannot create its directory: %w", d.where(spec.Path), err)
+		}
+	}
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	tmp := path.Join(dir, "."+path.Base(name)+".tmp-"+hex.EncodeToString(rnd[:]))
+	f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return false, fmt.Errorf("output %s: cannot create a temporary file: %w", d.where(spec.Path), err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			f.Close()
+			d.root.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(spec.Mode.Perm()); err != nil {
+		return false, fmt.Errorf("output %s: cannot set mode: %w", d.where(spec.Path), err)
+	}
+	if spec.UID >= 0 || spec.GID >= 0 {
+		if err := f.Chown(spec.UID, spec.GID); err != nil {
+			return false, fmt.Errorf("output %s: cannot set owner: %w", d.where(spec.Path), err)
+		}
+	}
+	if _, err := f.Write(data); err != nil {
+		return false, fmt.Errorf("output %s: %w", d.where(spec.Path), err)
+	}
+	if err := f.Sync(); err != nil {
+		return false, fmt.Errorf("output %s: %w", d.where(spec.Path), err)
+	}
+	if err := f.Close(); err != nil {
+		return false, fmt.Errorf("output %s: %w", d.where(spec.Path), err)
+	}
+	if err := d.root.Rename(tmp, name); err != nil {
+		return false, fmt.Errorf("output %s: cannot move the new file into place: %w", d.where(spec.Path), err)
+	}
+	done = true
+	if df, err := d.root.Open(dir); err == nil {
+		df.Sync()
+		df.Close()
+	}
+	return true, nil
+}

@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/secrets-broker/secrets-broker/broker"
+)
+
+// EnvConfig names the environment variable with the default config path.
+const EnvConfig = "SECRETS_BROKER_CONFIG"
+
+type configFlags struct {
+	path    string
+	secrets []string
+}
+
+func (c *configFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&c.path, "config", "c", "", "config file, YAML or JSON (default $"+EnvConfig+")")
+	cmd.Flags().StringArrayVar(&c.secrets, "secret", nil, "declare a secret NAME=REF (repeatable), e.g. DB_PASSWORD=vault:secret/data/app#password")
+}
+
+func (c *configFlags) load() (*broker.Config, error) {
+	p := c.path
+	if p == "" {
+		p = os.Getenv(EnvConfig)
+	}
+	var cfg *broker.Config
+	if p != "" {
+		loaded, err := broker.LoadConfig(p)
+		if err != nil {
+			return nil, err
+		}
+		cfg = loaded
+	} else {
+		wd, _ := os.Getwd()
+		cfg = &broker.Config{Dir: wd, Source: "(flags)"}
+	}
+	if err := cfg.AddSecretFlags(c.secrets); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func newValidate(env Env) *cobra.Command {
+	var cf configFlags
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Check a config and its templates without contacting Vault or KMS",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := cf.load()
+			if err != nil {
+				return err
+			}
+			b := broker.New(cfg)
+			defer b.Close()
+			prepared, err := b.Prepare()
+			if err != nil {
+				return err
+			}
+			names, calls := broker.Needs(prepared)
+			fmt.Fprintf(env.Stdout, "%s: OK: %d secret(s) declared, %d output(s), %d secret(s) and %d Vault path(s) used by templates and outputs\n",
+				cfg.Source, len(cfg.Secrets), len(prepared), len(names), len(calls))
+			return nil
+		},
+	}
+	cf.register(cmd)
+	return cmd
+}
+
+type renderFlags struct {
+	cf      configFlags
+	dryRun  bool
+	timeout time.Duration
+}
+
+func (r *renderFlags) register(cmd *cobra.Command) {
+	r.cf.register(cmd)
+	cmd.Flags().BoolVar(&r.dryRun, "dry-run", false, "show which files would change; write nothing, print no value")
+	cmd.Flags().DurationVar(&r.timeout, "timeout", time.Minute, "keep retrying an unreachable or sealed Vault or a throttling KMS this long, then fail")
+}
+
+func (r *renderFlags) run(cmd *cobra.Command, env Env) error {
+	cfg, err := r.cf.load()
+	if err != nil {
+		return err
+	}
+	b := broker.New(cfg)
+	defer b.Close()
+	rep, err := b.RenderOnce(cmd.Context(), broker.RenderOptions{DryRun: r.dryRun, Timeout: r.timeout})
+	for _, res := range rep.Results {
+		state := "unchanged"
+		switch {
+		case res.Err != nil:
+			state = "FAILED"
+		case res.Changed && r.dryRun:
+			state = "would change"
+		case res.Changed:
+			state = "written"
+		}
+		fmt.Fprintf(env.Stderr, "secrets-broker: %-12s %s\n", state, res.Path)
+	}
+	return err
+}
+
+func newRender(env Env) *cobra.Command {
+	var rf renderFlags
+	cmd := &cobra.Command{
+		Use:   "render",
+		Short: "Render every output once (same as run --once)",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return rf.run(cmd, env) },
+	}
+	rf.register(cmd)
+	return cmd
+}
+
+func newRun(env Env) *cobra.Command {
+	var (
+		rf   renderFlags
+		once bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Render outputs; with --once, render every output and exit (init containers)",
+		Long: `With --once: fetch every secret, render every output in memory, write each one
+atomically, and exit 0; or exit non-zero naming every output that failed, with
+their previous files left intact. An unreachable or sealed Vault is retried
+for --timeout, then the command fails: an init container never hangs.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !once {
+				return usageErr("run without --once (the refresh daemon) is not available in this build yet; use run --once")
+			}
+			return rf.run(cmd, env)
+		},
+	}
+	rf.register(cmd)
+	cmd.Flags().BoolVar(&once, "once", false, "render every output once and exit")
+	return cmd
+}

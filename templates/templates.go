@@ -1,0 +1,426 @@
+// Package templates owns secrets-broker's templates: Go text/template with
+// missingkey=error, the secret function (declared secrets by name, and Vault
+// paths as Vault Agent and consul-template templates use them), a vetted set
+// of helper functions, a sandboxed file function, static discovery of what a
+// template needs (so it can be checked and its secrets fetched before
+// rendering, once each), and error messages with every secret value
+// replaced by [redacted].
+package templates
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"text/template"
+	"text/template/parse"
+
+	"github.com/Masterminds/sprig/v3"
+	"github.com/hashicorp/vault/api"
+	"gopkg.in/yaml.v3"
+
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+)
+
+// MaxTemplateLen bounds a template's source.
+const MaxTemplateLen = 1 << 20
+
+// MaxOutputLen bounds what one template may produce.
+const MaxOutputLen = 16 << 20
+
+// Redacted replaces secret values in error messages.
+const Redacted = "[redacted]"
+
+// Options shape parsing.
+type Options struct {
+	// Declared reports whether name is a declared secret, which
+	// `secret "name"` returns as a string.
+	Declared func(name string) bool
+	// FileSandbox is the only directory the file function reads from;
+	// empty disables the function.
+	FileSandbox string
+}
+
+// VaultCall is one `secret "path" "k=v"...` call: a Vault read, or a write
+// with parameters.
+type VaultCall struct {
+	Path   string
+	Params map[string]string
+}
+
+// Key identifies the call's request.
+func (c VaultCall) Key() string {
+	if len(c.Params) == 0 {
+		return c.Path
+	}
+	q := url.Values{}
+	for k, v := range c.Params {
+		q.Set(k, v)
+	}
+	return c.Path + "?" + q.Encode()
+}
+
+// Template is a parsed template and what it needs.
+type Template struct {
+	Name string
+	// Secrets are the declared secrets it uses, sorted.
+	Secrets []string
+	// Vault are the Vault paths it reads, sorted by key, each once.
+	Vault []VaultCall
+
+	t       *template.Template
+	sandbox string
+}
+
+// Data is what a template is rendered with.
+type Data struct {
+	// Secrets maps declared names to values.
+	Secrets map[string]string
+	// Vault maps VaultCall keys to Vault's responses.
+	Vault map[string]*api.Secret
+}
+
+// Parse parses a template and discovers what it needs. Errors name the
+// template and line.
+func Parse(name, text string, opts Options) (*Template, error) {
+	if len(text) > MaxTemplateLen {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("template %s is %d bytes long; the limit is %d", name, len(text), MaxTemplateLen))
+	}
+	tp := &Template{Name: name, sandbox: opts.FileSandbox}
+	t, err := template.New(name).Option("missingkey=error").Funcs(tp.funcs(Data{})).Parse(text)
+	if err != nil {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("template %s: %s", name, strings.TrimPrefix(err.Error(), "template: ")))
+	}
+	tp.t = t
+	declared := opts.Declared
+	if declared == nil {
+		declared = func(string) bool { return false }
+	}
+	secrets := map[string]bool{}
+	vault := map[string]VaultCall{}
+	var walkErr error
+	for _, tt := range t.Templates() {
+		if tt.Tree == nil {
+			continue
+		}
+		walk(tt.Tree.Root, func(cmd *parse.CommandNode) {
+			if walkErr != nil {
+				return
+			}
+			id, ok := cmd.Args[0].(*parse.IdentifierNode)
+			if !ok || id.Ident != "secret" {
+				return
+			}
+			line, _ := tt.Tree.ErrorContext(cmd)
+			var args []string
+			for _, a := range cmd.Args[1:] {
+				s, ok := a.(*parse.StringNode)
+				if !ok {
+					walkErr = fmt.Errorf("template %s: secret takes literal strings (a name or a Vault path), not %s", line, a)
+					return
+				}
+				args = append(args, s.Text)
+			}
+			if len(args) == 0 {
+				walkErr = fmt.Errorf("template %s: secret needs a name or a Vault path (pipelines into secret are not supported)", line)
+				return
+			}
+			if len(args) == 1 && declared(args[0]) {
+				secrets[args[0]] = true
+				return
+			}
+			call, err := vaultCall(args)
+			if err != nil {
+				walkErr = fmt.Errorf("template %s: %w", line, err)
+				return
+			}
+			vault[call.Key()] = call
+		})
+	}
+	if walkErr != nil {
+		return nil, fail.Mark(fail.Usage, walkErr)
+	}
+	for s := range secrets {
+		tp.Secrets = append(tp.Secrets, s)
+	}
+	sort.Strings(tp.Secrets)
+	keys := make([]string, 0, len(vault))
+	for k := range vault {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		tp.Vault = append(tp.Vault, vault[k])
+	}
+	return tp, nil
+}
+
+func vaultCall(args []string) (VaultCall, error) {
+	path := strings.Trim(args[0], "/")
+	if !strings.Contains(path, "/") {
+		return VaultCall{}, fmt.Errorf("secret %q is neither a declared secret nor a Vault path (MOUNT/PATH)", args[0])
+	}
+	c := VaultCall{Path: path}
+	for _, kv := range args[1:] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return VaultCall{}, fmt.Errorf("secret %q: parameter %q is not KEY=VALUE", args[0], kv)
+		}
+		if c.Params == nil {
+			c.Params = map[string]string{}
+		}
+		c.Params[k] = v
+	}
+	return c, nil
+}
+
+func walk(n parse.Node, visit func(*parse.CommandNode)) {
+	switch n := n.(type) {
+	case nil:
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			walk(c, visit)
+		}
+	case *parse.ActionNode:
+		walk(n.Pipe, visit)
+	case *parse.IfNode:
+		walkBranch(&n.BranchNode, visit)
+	case *parse.RangeNode:
+		walkBranch(&n.BranchNode, visit)
+	case *parse.WithNode:
+		walkBranch(&n.BranchNode, visit)
+	case *parse.TemplateNode:
+		walk(n.Pipe, visit)
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Cmds {
+			walk(c, visit)
+		}
+	case *parse.CommandNode:
+		visit(n)
+		for _, a := range n.Args {
+			walk(a, visit)
+		}
+	case *parse.ChainNode:
+		walk(n.Node, visit)
+	}
+}
+
+func walkBranch(b *parse.BranchNode, visit func(*parse.CommandNode)) {
+	walk(b.Pipe, visit)
+	walk(b.List, visit)
+	walk(b.ElseList, visit)
+}
+
+// Execute renders the template. An error names the template and line and
+// has every secret value replaced by [redacted].
+func (t *Template) Execute(d Data) ([]byte, error) {
+	clone, err := t.t.Clone()
+	if err != nil {
+		return nil, err
+	}
+	clone.Funcs(template.FuncMap{"secret": secretFunc(d)})
+	var buf bytes.Buffer
+	buf.Grow(256)
+	w := &limitedWriter{buf: &buf, max: MaxOutputLen}
+	if err := clone.Execute(w, nil); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "template: ")
+		return nil, fail.Mark(fail.Usage, errors.New("template "+Redact(msg, d)))
+	}
+	return buf.Bytes(), nil
+}
+
+type limitedWriter struct {
+	buf *bytes.Buffer
+	max int
+}
+
+func (w *limitedWriter) Write(p []byte) (int, error) {
+	if w.buf.Len()+len(p) > w.max {
+		return 0, fmt.Errorf("output is larger than %d bytes", w.max)
+	}
+	return w.buf.Write(p)
+}
+
+// Values lists every secret value in d: declared values and every string in
+// every Vault response (nested KV v2 data included), longest first.
+func Values(d Data) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(s string) {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	for _, v := range d.Secrets {
+		add(v)
+	}
+	var leaves func(any)
+	leaves = func(v any) {
+		switch x := v.(type) {
+		case string:
+			add(x)
+		case map[string]any:
+			for _, e := range x {
+				leaves(e)
+			}
+		case []any:
+			for _, e := range x {
+				leaves(e)
+			}
+		case json.Number:
+			add(x.String())
+		}
+	}
+	for _, s := range d.Vault {
+		if s != nil {
+			leaves(s.Data)
+			if s.Auth != nil {
+				add(s.Auth.ClientToken)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+// Redact replaces every secret value of d in msg, and their base64 forms.
+func Redact(msg string, d Data) string {
+	for _, v := range Values(d) {
+		msg = strings.ReplaceAll(msg, v, Redacted)
+		if len(v) >= 4 {
+			msg = strings.ReplaceAll(msg, base64.StdEncoding.EncodeToString([]byte(v)), Redacted)
+		}
+	}
+	return msg
+}
+
+// brokerCredentials are environment variables the env function never reads:
+// the broker's own credentials must not end up in a rendered file.
+var brokerCredentials = map[string]bool{
+	"VAULT_TOKEN": true, "AWS_SECRET_ACCESS_KEY": true, "AWS_SESSION_TOKEN": true,
+	"AWS_ACCESS_KEY_ID": true, "SECRETS_BROKER_LOCAL_KEY": true,
+}
+
+func (t *Template) funcs(d Data) template.FuncMap {
+	fm := template.FuncMap{}
+	sp := sprig.TxtFuncMap()
+	for _, name := range sprigVetted {
+		if f, ok := sp[name]; ok {
+			fm[name] = f
+		}
+	}
+	fm["secret"] = secretFunc(d)
+	fm["env"] = func(name string) (string, error) {
+		if brokerCredentials[name] {
+			return "", fmt.Errorf("env %q: the broker's own credentials are not available to templates", name)
+		}
+		return os.Getenv(name), nil
+	}
+	fm["base64Encode"] = func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	fm["base64Decode"] = func(s string) (string, error) {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return "", errors.New("base64Decode: input is not valid base64")
+		}
+		return string(b), nil
+	}
+	fm["base64URLEncode"] = func(s string) string { return base64.URLEncoding.EncodeToString([]byte(s)) }
+	fm["base64URLDecode"] = func(s string) (string, error) {
+		b, err := base64.URLEncoding.DecodeString(s)
+		if err != nil {
+			return "", errors.New("base64URLDecode: input is not valid base64url")
+		}
+		return string(b), nil
+	}
+	fm["toJSON"] = func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		return string(b), err
+	}
+	fm["toJSONPretty"] = func(v any) (string, error) {
+		b, err := json.MarshalIndent(v, "", "  ")
+		return string(b), err
+	}
+	fm["toYAML"] = func(v any) (string, error) {
+		b, err := yaml.Marshal(v)
+		return strings.TrimSuffix(string(b), "\n"), err
+	}
+	// indent follows consul-template: indent SPACES TEXT.
+	fm["indent"] = func(spaces int, s string) (string, error) {
+		if spaces < 0 || spaces > 64 {
+			return "", errors.New("indent: spaces must be 0 to 64")
+		}
+		pad := strings.Repeat(" ", spaces)
+		return pad + strings.ReplaceAll(s, "\n", "\n"+pad), nil
+	}
+	fm["shellQuote"] = ShellQuote
+	fm["file"] = func(name string) (string, error) {
+		if t.sandbox == "" {
+			return "", errors.New("file is disabled: set file_sandbox in the config to allow reading files beneath one directory")
+		}
+		root, err := os.OpenRoot(t.sandbox)
+		if err != nil {
+			return "", fmt.Errorf("file: cannot open the sandbox: %w", err)
+		}
+		defer root.Close()
+		b, err := root.ReadFile(name)
+		if err != nil {
+			return "", fmt.Errorf("file %q: cannot read it beneath the sandbox: %w", name, errors.Unwrap(err))
+		}
+		return string(b), nil
+	}
+	return fm
+}
+
+func secretFunc(d Data) func(args ...string) (any, error) {
+	return func(args ...string) (any, error) {
+		if len(args) == 1 {
+			if v, ok := d.Secrets[args[0]]; ok {
+				return v, nil
+			}
+		}
+		if len(args) == 0 {
+			return nil, errors.New("secret needs a name or a Vault path")
+		}
+		call, err := vaultCall(args)
+		if err != nil {
+			return nil, err
+		}
+		s, ok := d.Vault[call.Key()]
+		if !ok {
+			return nil, fmt.Errorf("secret %q was not fetched", call.Key())
+		}
+		return s, nil
+	}
+}
+
+// ShellQuote quotes s for POSIX shells: single quotes, with ' as '\”.
+func ShellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// sprigVetted are the Sprig functions templates get: pure string, list and
+// encoding helpers. Left out on purpose: env/expandenv (our env guards the
+// broker's credentials), network (getHostByName), randomness, dates and
+// key generation (output would change on every render and restart the
+// app), and anything touching files.
+var sprigVetted = []string{
+	"trim", "trimAll", "trimPrefix", "trimSuffix", "upper", "lower", "title", "replace",
+	"contains", "hasPrefix", "hasSuffix", "substr", "trunc", "nospace", "quote", "squote",
+	"cat", "nindent", "default", "empty", "coalesce", "ternary", "toString", "join", "splitList",
+	"list", "dict", "get", "hasKey", "keys", "pick", "omit", "sortAlpha", "uniq", "first", "last",
+	"b64enc", "b64dec", "b32enc", "b32dec", "sha1sum", "sha256sum", "toJson", "toPrettyJson",
+	"fromJson", "regexMatch", "regexReplaceAll", "regexFind", "add", "sub", "mul", "div", "mod",
+	"atoi", "int", "int64", "float64", "len",
+}
