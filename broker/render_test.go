@@ -1,0 +1,191 @@
+package broker_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/providers/local"
+)
+
+// localSetup makes a key, a sealed secrets file and a plain file, all
+// without Vault.
+func localSetup(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "local.key")
+	k, err := local.New(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(local.EnvKeyFile, keyPath)
+	t.Setenv(broker.EnvKeys, "")
+	f, err := envelope.SealFile(context.Background(), []envelope.Plain{
+		{Name: "db_password", Value: []byte(`p"w$1`)},
+		{Name: "api_key", Value: []byte("ak-123")},
+		{Name: "tls_key", Value: []byte("-----BEGIN KEY-----\nabc\n-----END KEY-----\n")},
+	}, nil, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "secrets.enc.yaml"), f.MarshalYAML(), 0o600)
+	os.WriteFile(filepath.Join(dir, "token"), []byte("file-token"), 0o600)
+	os.WriteFile(filepath.Join(dir, "app.tmpl"), []byte("db={{ secret \"db_password\" }}\ntoken={{ secret \"token\" }}\n"), 0o600)
+	return dir
+}
+
+const localConfig = `output_root: out
+secrets:
+  db_password: envelope:secrets.enc.yaml#db_password
+  api_key: envelope:secrets.enc.yaml#api_key
+  tls_key: envelope:secrets.enc.yaml#tls_key
+  token: file:token
+outputs:
+  - path: app.env
+    format: dotenv
+    secrets: [db_password, api_key]
+  - path: app.conf
+    template: app.tmpl
+    mode: "0640"
+  - path: tls/tls.key
+    secret: tls_key
+  - path: all.json
+    format: json
+    secrets: [api_key, token]
+`
+
+func loadConfig(t *testing.T, dir, text string) *broker.Config {
+	t.Helper()
+	p := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(p, []byte(text), 0o600)
+	c, err := broker.LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func read(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestRenderOnceLocal(t *testing.T) {
+	ctx := context.Background()
+	dir := localSetup(t)
+	cfg := loadConfig(t, dir, localConfig)
+	b := broker.New(cfg)
+	defer b.Close()
+
+	rep, err := b.RenderOnce(ctx, broker.RenderOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if !r.Changed {
+			t.Fatalf("dry run says %s unchanged before any render", r.Path)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out", "app.env")); !os.IsNotExist(err) {
+		t.Fatal("dry run wrote a file")
+	}
+	rep, err = b.RenderOnce(ctx, broker.RenderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	if got := read(t, filepath.Join(out, "app.env")); got != "db_password=\"p\\\"w\\$1\"\napi_key=\"ak-123\"\n" {
+		t.Fatalf("app.env = %q", got)
+	}
+	if got := read(t, filepath.Join(out, "app.conf")); got != "db=p\"w$1\ntoken=file-token\n" {
+		t.Fatalf("app.conf = %q", got)
+	}
+	if got := read(t, filepath.Join(out, "tls/tls.key")); !strings.HasPrefix(got, "-----BEGIN KEY-----\nabc") {
+		t.Fatalf("tls.key = %q", got)
+	}
+	if got := read(t, filepath.Join(out, "all.json")); got != "{\n  \"api_key\": \"ak-123\",\n  \"token\": \"file-token\"\n}\n" {
+		t.Fatalf("all.json = %q", got)
+	}
+	info, _ := os.Stat(filepath.Join(out, "app.conf"))
+	if info.Mode().Perm() != 0o640 {
+		t.Fatalf("app.conf mode %o", info.Mode().Perm())
+	}
+	info, _ = os.Stat(filepath.Join(out, "app.env"))
+	if info.Mode().Perm() != 0o600 {
+		t.Fatalf("default mode %o", info.Mode().Perm())
+	}
+	// A second render changes nothing.
+	rep, err = b.RenderOnce(ctx, broker.RenderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if r.Changed {
+			t.Fatalf("%s rewritten with unchanged content", r.Path)
+		}
+	}
+}
+
+// A failing output is named, leaves its previous file intact, and does not
+// stop the others.
+func TestRenderOnceFailureKeepsPrevious(t *testing.T) {
+	ctx := context.Background()
+	dir := localSetup(t)
+	b := broker.New(loadConfig(t, dir, localConfig))
+	if _, err := b.RenderOnce(ctx, broker.RenderOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	// The template now references a missing field of a Vault-less value;
+	// the token file disappears.
+	os.WriteFile(filepath.Join(dir, "app.tmpl"), []byte("db={{ secret \"db_password\" | base64Decode }}\n"), 0o600)
+	os.Remove(filepath.Join(dir, "token"))
+	b = broker.New(loadConfig(t, dir, localConfig))
+	defer b.Close()
+	rep, err := b.RenderOnce(ctx, broker.RenderOptions{})
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "token") || strings.Contains(msg, `p"w$1`) {
+		t.Fatalf("error %q", msg)
+	}
+	failed := map[string]bool{}
+	for _, r := range rep.Results {
+		failed[r.Path] = r.Err != nil
+	}
+	if !failed["app.conf"] || !failed["all.json"] || failed["app.env"] || failed["tls/tls.key"] {
+		t.Fatalf("failed outputs: %v", failed)
+	}
+	if got := read(t, filepath.Join(dir, "out", "app.conf")); got != "db=p\"w$1\ntoken=file-token\n" {
+		t.Fatalf("previous app.conf lost: %q", got)
+	}
+	// The template error is redacted.
+	for _, r := range rep.Results {
+		if r.Err != nil && strings.Contains(r.Err.Error(), `p"w$1`) {
+			t.Fatalf("secret in error: %v", r.Err)
+		}
+	}
+}
+
+func TestDotenvQuote(t *testing.T) {
+	cases := map[string]string{
+		"plain":          `"plain"`,
+		`a"b\c$d` + "`e": `"a\"b\\c\$d` + "\\`e\"",
+		"multi\nline":    "\"multi\nline\"",
+		"":               `""`,
+	}
+	for in, want := range cases {
+		if got := broker.DotenvQuote(in); got != want {
+			t.Errorf("DotenvQuote(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
