@@ -17,6 +17,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"text/template"
 	"text/template/parse"
 
@@ -75,6 +76,11 @@ type Template struct {
 
 	t       *template.Template
 	sandbox string
+
+	// mu serializes executions; cur is the data of the running one, read
+	// by the secret function (so executing needs no template clone).
+	mu  sync.Mutex
+	cur Data
 }
 
 // Data is what a template is rendered with.
@@ -92,7 +98,7 @@ func Parse(name, text string, opts Options) (*Template, error) {
 		return nil, fail.Mark(fail.Usage, fmt.Errorf("template %s is %d bytes long; the limit is %d", name, len(text), MaxTemplateLen))
 	}
 	tp := &Template{Name: name, sandbox: opts.FileSandbox}
-	t, err := template.New(name).Option("missingkey=error").Funcs(tp.funcs(Data{})).Parse(text)
+	t, err := template.New(name).Option("missingkey=error").Funcs(tp.funcs()).Parse(text)
 	if err != nil {
 		return nil, fail.Mark(fail.Usage, fmt.Errorf("template %s: %s", name, strings.TrimPrefix(err.Error(), "template: ")))
 	}
@@ -225,15 +231,14 @@ func walkBranch(b *parse.BranchNode, visit func(*parse.CommandNode)) {
 // Execute renders the template. An error names the template and line and
 // has every secret value replaced by [redacted].
 func (t *Template) Execute(d Data) ([]byte, error) {
-	clone, err := t.t.Clone()
-	if err != nil {
-		return nil, err
-	}
-	clone.Funcs(template.FuncMap{"secret": secretFunc(d)})
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cur = d
+	defer func() { t.cur = Data{} }()
 	var buf bytes.Buffer
 	buf.Grow(256)
 	w := &limitedWriter{buf: &buf, max: MaxOutputLen}
-	if err := clone.Execute(w, nil); err != nil {
+	if err := t.t.Execute(w, nil); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "template: ")
 		return nil, fail.Mark(fail.Usage, errors.New("template "+Redact(msg, d)))
 	}
@@ -313,7 +318,7 @@ var brokerCredentials = map[string]bool{
 	"AWS_ACCESS_KEY_ID": true, "SECRETS_BROKER_LOCAL_KEY": true,
 }
 
-func (t *Template) funcs(d Data) template.FuncMap {
+func (t *Template) funcs() template.FuncMap {
 	fm := template.FuncMap{}
 	sp := sprig.TxtFuncMap()
 	for _, name := range sprigVetted {
@@ -321,7 +326,7 @@ func (t *Template) funcs(d Data) template.FuncMap {
 			fm[name] = f
 		}
 	}
-	fm["secret"] = secretFunc(d)
+	fm["secret"] = func(args ...string) (any, error) { return secretFunc(t.cur)(args...) }
 	fm["env"] = func(name string) (string, error) {
 		if brokerCredentials[name] {
 			return "", fmt.Errorf("env %q: the broker's own credentials are not available to templates", name)
