@@ -86,6 +86,9 @@ type Output struct {
 	Group        string   `yaml:"group"`
 	AllowSymlink bool     `yaml:"allow_symlink"`
 	AllowEmpty   bool     `yaml:"allow_empty"`
+	// Bundle names a set of outputs in one directory that switch together
+	// (a certificate and its key): see OutputDir.WriteBundle.
+	Bundle string `yaml:"bundle"`
 
 	line int
 }
@@ -244,6 +247,7 @@ func (c *Config) Check() error {
 		}
 	}
 	paths := map[string]int{}
+	bundleDirs := map[string]string{}
 	for i := range c.Outputs {
 		o := &c.Outputs[i]
 		where := fmt.Sprintf("outputs[%d]", i)
@@ -295,6 +299,19 @@ func (c *Config) Check() error {
 		if _, err := o.FileMode(); err != nil {
 			add("%s: %v", where, err)
 		}
+		if o.Bundle != "" {
+			if !bundleRE.MatchString(o.Bundle) {
+				add("%s: bundle %q must be letters, digits, _ or -", where, o.Bundle)
+			}
+			if o.AllowSymlink {
+				add("%s: bundle outputs are symlinks already; allow_symlink does not apply", where)
+			}
+			dir := filepath.Dir(filepath.Clean(o.Path))
+			if prev, ok := bundleDirs[o.Bundle]; ok && prev != dir {
+				add("%s: every output of bundle %q must be in one directory (%s, not %s)", where, o.Bundle, prev, dir)
+			}
+			bundleDirs[o.Bundle] = dir
+		}
 	}
 	if len(c.Outputs) > 0 && c.OutputRoot == "" {
 		add("output_root is required when there are outputs: every output path is resolved beneath it")
@@ -321,6 +338,8 @@ func (c *Config) Check() error {
 	}
 	return nil
 }
+
+var bundleRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 

@@ -182,3 +182,22 @@ func TestDotenvReadByShell(t *testing.T) {
 		}
 	}
 }
+
+func TestGitLabDotenv(t *testing.T) {
+	b, dir := execBroker(t, "TOKEN", "glpat-123", "PW", "a b")
+	report := filepath.Join(dir, "build.env")
+	if _, _, err := runExec(t, b, broker.ExecOptions{GitLabDotenv: report, NoChild: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, report); got != "PW=a b\nTOKEN=glpat-123\n" {
+		t.Fatalf("dotenv report %q", got)
+	}
+	if info, _ := os.Stat(report); info.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %o", info.Mode().Perm())
+	}
+	b2, dir2 := execBroker(t, "ML", "a\nb")
+	_, _, err := runExec(t, b2, broker.ExecOptions{GitLabDotenv: filepath.Join(dir2, "x.env"), NoChild: true})
+	if err == nil || !strings.Contains(err.Error(), "multi-line") {
+		t.Fatalf("multi-line value: %v", err)
+	}
+}

@@ -452,27 +452,80 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 	}
 	defer dir.Close()
 	var rep Report
-	for _, p := range prepared {
-		r := OutputResult{Path: p.Output.Path}
+	bundles := map[string][]int{}
+	var order []string
+	for i, p := range prepared {
+		if b := p.Output.Bundle; b != "" {
+			if _, ok := bundles[b]; !ok {
+				order = append(order, b)
+			}
+			bundles[b] = append(bundles[b], i)
+		}
+	}
+	rendered := make([][]byte, len(prepared))
+	errs := make([]error, len(prepared))
+	for i, p := range prepared {
 		if missing := missingFor(p, res); fetchErr != nil && missing != "" {
-			r.Err = fmt.Errorf("output %s: secret %s is unavailable", p.Output.Path, missing)
-			rep.Results = append(rep.Results, r)
+			errs[i] = fmt.Errorf("output %s: secret %s is unavailable", p.Output.Path, missing)
 			continue
 		}
 		data, err := Render(p, res)
 		if err != nil {
-			r.Err = fmt.Errorf("output %s: %w", p.Output.Path, err)
-			rep.Results = append(rep.Results, r)
+			errs[i] = fmt.Errorf("output %s: %w", p.Output.Path, err)
 			continue
 		}
-		if opts.DryRun {
-			same, err := dir.Unchanged(p.Spec, data)
-			r.Changed, r.Err = !same, err
-		} else {
-			r.Changed, r.Err = dir.Write(p.Spec, data)
+		rendered[i] = data
+	}
+	for i, p := range prepared {
+		if p.Output.Bundle != "" {
+			continue
 		}
-		clear(data)
+		r := OutputResult{Path: p.Output.Path, Err: errs[i]}
+		if r.Err == nil {
+			if opts.DryRun {
+				same, err := dir.Unchanged(p.Spec, rendered[i])
+				r.Changed, r.Err = !same, err
+			} else {
+				r.Changed, r.Err = dir.Write(p.Spec, rendered[i])
+			}
+		}
 		rep.Results = append(rep.Results, r)
+	}
+	for _, name := range order {
+		idx := bundles[name]
+		var bundleErr error
+		var specs []FileSpec
+		var data [][]byte
+		for _, i := range idx {
+			if errs[i] != nil && bundleErr == nil {
+				bundleErr = fmt.Errorf("bundle %s not switched: %w", name, errs[i])
+			}
+			specs = append(specs, prepared[i].Spec)
+			data = append(data, rendered[i])
+		}
+		changed := false
+		if bundleErr == nil {
+			if opts.DryRun {
+				changed = true
+				for k, s := range specs {
+					s.AllowSymlink = true // the visible files are the bundle's own links
+					if same, _ := dir.Unchanged(s, data[k]); !same {
+						break
+					}
+					if k == len(specs)-1 {
+						changed = false
+					}
+				}
+			} else {
+				changed, bundleErr = dir.WriteBundle(name, specs, data)
+			}
+		}
+		for _, i := range idx {
+			rep.Results = append(rep.Results, OutputResult{Path: prepared[i].Output.Path, Changed: changed, Err: bundleErr})
+		}
+	}
+	for _, d := range rendered {
+		clear(d)
 	}
 	if fetchErr != nil {
 		return rep, fetchErr

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
@@ -181,4 +182,131 @@ func (d *OutputDir) Write(spec FileSpec, data []byte) (changed bool, err error) 
 		df.Close()
 	}
 	return true, nil
+}
+
+// WriteBundle switches several files of one directory as one (a certificate
+// and its key), the way Kubernetes updates a Secret volume: the files are
+// written into a fresh hidden version directory, then one symlink,
+// DIR/..NAME.data, is atomically renamed to point at it. The visible files
+// are symlinks through it (DIR/tls.crt -> ..NAME.data/tls.crt), made once.
+// A reader that resolves the files through the link never sees a
+// certificate of one version with a key of another. Nothing is written when
+// no file changed.
+func (d *OutputDir) WriteBundle(name string, specs []FileSpec, data [][]byte) (changed bool, err error) {
+	if len(specs) == 0 {
+		return false, nil
+	}
+	dir := path.Dir(filepath.ToSlash(specs[0].Path))
+	for _, s := range specs {
+		if !filepath.IsLocal(s.Path) || path.Dir(filepath.ToSlash(s.Path)) != dir {
+			return false, fail.Mark(fail.Usage, fmt.Errorf("bundle %s: every file must be in one directory beneath output_root", name))
+		}
+	}
+	link := path.Join(dir, ".."+name+".data")
+	same := true
+	for i, s := range specs {
+		cur, err := d.root.ReadFile(path.Join(link, path.Base(filepath.ToSlash(s.Path))))
+		if err != nil || !bytes.Equal(cur, data[i]) {
+			same = false
+			break
+		}
+		info, err := d.root.Stat(filepath.ToSlash(s.Path))
+		if err != nil || info.Mode().Perm() != s.Mode.Perm() {
+			same = false
+			break
+		}
+	}
+	if same {
+		return false, nil
+	}
+	if dir != "." {
+		if err := d.root.MkdirAll(dir, 0o700); err != nil {
+			return false, fmt.Errorf("bundle %s: cannot create %s: %w", name, d.where(dir), err)
+		}
+	}
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	version := ".." + name + "-" + hex.EncodeToString(rnd[:])
+	vdir := path.Join(dir, version)
+	if err := d.root.Mkdir(vdir, 0o700); err != nil {
+		return false, fmt.Errorf("bundle %s: %w", name, err)
+	}
+	cleanup := true
+	defer func() {
+		if cleanup {
+			d.root.RemoveAll(vdir)
+		}
+	}()
+	for i, s := range specs {
+		base := path.Base(filepath.ToSlash(s.Path))
+		if err := d.writeNew(path.Join(vdir, base), s, data[i]); err != nil {
+			return false, fmt.Errorf("bundle %s: %w", name, err)
+		}
+	}
+	syncDir(d.root, vdir)
+	old, _ := d.root.Readlink(link)
+	tmpLink := link + ".tmp-" + hex.EncodeToString(rnd[:])
+	if err := d.root.Symlink(version, tmpLink); err != nil {
+		return false, fmt.Errorf("bundle %s: %w", name, err)
+	}
+	if err := d.root.Rename(tmpLink, link); err != nil {
+		d.root.Remove(tmpLink)
+		return false, fmt.Errorf("bundle %s: cannot switch to the new version: %w", name, err)
+	}
+	cleanup = false
+	for _, s := range specs {
+		p := filepath.ToSlash(s.Path)
+		want := path.Join(path.Base(link), path.Base(p))
+		if cur, err := d.root.Readlink(p); err == nil && cur == want {
+			continue
+		}
+		tmp := p + ".tmp-" + hex.EncodeToString(rnd[:])
+		if err := d.root.Symlink(want, tmp); err != nil {
+			return true, fmt.Errorf("bundle %s: %w", name, err)
+		}
+		if err := d.root.Rename(tmp, p); err != nil {
+			d.root.Remove(tmp)
+			return true, fmt.Errorf("bundle %s: %w", name, err)
+		}
+	}
+	syncDir(d.root, dir)
+	if old != "" && old != version && filepath.IsLocal(old) && strings.HasPrefix(old, ".."+name+"-") {
+		d.root.RemoveAll(path.Join(dir, old))
+	}
+	return true, nil
+}
+
+// writeNew writes a new file (it must not exist) with mode and owner, fsynced.
+func (d *OutputDir) writeNew(name string, spec FileSpec, data []byte) error {
+	mode := spec.Mode
+	if mode == 0 {
+		mode = 0o600
+	}
+	f, err := d.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Chmod(mode.Perm()); err != nil {
+		return err
+	}
+	if spec.UID >= 0 || spec.GID >= 0 {
+		if err := f.Chown(spec.UID, spec.GID); err != nil {
+			return err
+		}
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(root *os.Root, dir string) {
+	if df, err := root.Open(dir); err == nil {
+		df.Sync()
+		df.Close()
+	}
 }

@@ -194,3 +194,24 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+func TestWriteOwner(t *testing.T) {
+	d, dir := openDir(t)
+	uid, gid := os.Getuid(), os.Getgid()
+	if uid == 0 {
+		uid, gid = 65534, 65534 // nobody/nogroup: only root may give files away
+	}
+	s := spec("owned")
+	s.UID, s.GID = uid, gid
+	if _, err := d.Write(s, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := os.Stat(filepath.Join(dir, "owned"))
+	st := info.Sys().(*syscall.Stat_t)
+	if int(st.Uid) != uid || int(st.Gid) != gid {
+		t.Fatalf("owner %d:%d, want %d:%d", st.Uid, st.Gid, uid, gid)
+	}
+	if changed, _ := d.Write(s, []byte("x")); changed {
+		t.Fatal("unchanged owned file rewritten")
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Server is a running test double.
@@ -37,7 +38,16 @@ type Server struct {
 	disabled map[string]bool
 	throttle int
 	calls    map[string]int
+	latency  time.Duration
+	inFlight int
+	maxIn    int
 }
+
+// SetLatency makes every request take at least d (to observe concurrency).
+func (s *Server) SetLatency(d time.Duration) { s.mu.Lock(); s.latency = d; s.mu.Unlock() }
+
+// MaxInFlight is the most requests that were being served at once.
+func (s *Server) MaxInFlight() int { s.mu.Lock(); defer s.mu.Unlock(); return s.maxIn }
 
 // Start serves on 127.0.0.1 and stops when Close is called.
 func Start() *Server {
@@ -118,7 +128,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if throttled {
 		s.throttle--
 	}
+	s.inFlight++
+	s.maxIn = max(s.maxIn, s.inFlight)
+	latency := s.latency
 	s.mu.Unlock()
+	defer func() { s.mu.Lock(); s.inFlight--; s.mu.Unlock() }()
+	time.Sleep(latency)
 	if throttled {
 		writeErr(w, apiError{400, "ThrottlingException", "Rate exceeded"})
 		return

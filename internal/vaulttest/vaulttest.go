@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -91,14 +92,21 @@ func freePort() (int, error) {
 }
 
 // Launch starts a dev server; call Stop when done.
-func Launch(ctx context.Context) (*Server, error) {
+func Launch(ctx context.Context) (*Server, error) { return launch(ctx, "") }
+
+// LaunchTLS starts a dev server with TLS (Vault's -dev-tls): its CA, server
+// certificate and key are written to certDir as vault-ca.pem, vault-cert.pem
+// and vault-key.pem.
+func LaunchTLS(ctx context.Context, certDir string) (*Server, error) { return launch(ctx, certDir) }
+
+func launch(ctx context.Context, certDir string) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		s, err := launchOnce(ctx, bin)
+		s, err := launchOnce(ctx, bin, certDir)
 		if err == nil {
 			return s, nil
 		}
@@ -107,7 +115,7 @@ func Launch(ctx context.Context) (*Server, error) {
 	return nil, lastErr
 }
 
-func launchOnce(ctx context.Context, bin string) (*Server, error) {
+func launchOnce(ctx context.Context, bin, certDir string) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -130,6 +138,10 @@ func launchOnce(ctx context.Context, bin string) (*Server, error) {
 		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
 		"-dev-no-store-token",
 		"-log-level=warn")
+	if certDir != "" {
+		s.Addr = strings.Replace(s.Addr, "http://", "https://", 1)
+		s.cmd.Args = append(s.cmd.Args, "-dev-tls", "-dev-tls-cert-dir="+certDir)
+	}
 	s.cmd.Env = append(filteredEnv(), "HOME="+home, "VAULT_DISABLE_MLOCK=true")
 	s.cmd.Stdout = lockedWriter{s}
 	s.cmd.Stderr = lockedWriter{s}
@@ -149,7 +161,7 @@ func launchOnce(ctx context.Context, bin string) (*Server, error) {
 			return nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
-		resp, err := http.Get(s.Addr + "/v1/sys/health")
+		resp, err := healthClient.Get(s.Addr + "/v1/sys/health")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -162,6 +174,10 @@ func launchOnce(ctx context.Context, bin string) (*Server, error) {
 		}
 	}
 }
+
+// healthClient only asks whether the server is up; it does not check the
+// dev server's self-signed certificate.
+var healthClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 
 // filteredEnv drops VAULT_* so the developer's own Vault settings never leak in.
 func filteredEnv() []string {
@@ -204,6 +220,17 @@ func (s *Server) Stop() {
 		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 		<-s.done
 	}
+}
+
+// StartTLS is Start with TLS; see LaunchTLS.
+func StartTLS(t testing.TB, certDir string) *Server {
+	t.Helper()
+	s, err := LaunchTLS(context.Background(), certDir)
+	if err != nil {
+		t.Fatalf("a real Vault dev server is required and could not start: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
 }
 
 // Start launches a dev server for one test and stops it at cleanup. It fails

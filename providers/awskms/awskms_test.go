@@ -205,3 +205,24 @@ func TestCacheAndConcurrency(t *testing.T) {
 		t.Fatalf("cache holds %d keys", cache.Len())
 	}
 }
+
+func TestOpenAllRunsKMSCallsConcurrentlyBounded(t *testing.T) {
+	ctx := context.Background()
+	srv, cfg := setup(t)
+	k := newKey(t, cfg, srv.CreateKey("us-east-1"))
+	var values []envelope.Plain
+	for i := range 40 {
+		values = append(values, envelope.Plain{Name: fmt.Sprintf("s%02d", i), Value: []byte("v")})
+	}
+	f, err := envelope.SealFile(ctx, values, nil, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetLatency(20 * time.Millisecond)
+	if _, err := f.OpenAll(ctx, []envelope.KeyWrapper{k}, 6); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.MaxInFlight(); got < 2 || got > 6 {
+		t.Fatalf("at most %d Decrypt calls in flight; want 2..6", got)
+	}
+}

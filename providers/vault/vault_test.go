@@ -295,3 +295,41 @@ func TestTokenFile(t *testing.T) {
 	_, err := vault.Connect(context.Background(), vault.Config{Address: v.Addr, Auth: vault.TokenAuth{File: filepath.Join(dir, "missing")}})
 	wantErr(t, err, fail.Usage, "token file")
 }
+
+func TestTLS(t *testing.T) {
+	ctx := context.Background()
+	certs := t.TempDir()
+	v := vaulttest.StartTLS(t, certs)
+	t.Setenv("VAULT_TOKEN", v.Token)
+	t.Setenv("VAULT_CACERT", "")
+	t.Setenv("VAULT_SKIP_VERIFY", "")
+	ca := filepath.Join(certs, "vault-ca.pem")
+	// Without the CA the server's certificate is refused.
+	_, err := vault.Connect(ctx, vault.Config{Address: v.Addr})
+	wantErr(t, err, fail.Unavailable, "certificate")
+	// With the CA file it works; the server name can be set apart from the
+	// address (the dev certificate is for localhost and 127.0.0.1).
+	c, err := vault.Connect(ctx, vault.Config{Address: v.Addr, CACert: ca, TLSServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	_, err = vault.Connect(ctx, vault.Config{Address: v.Addr, CACert: ca, TLSServerName: "vault.example.com"})
+	wantErr(t, err, fail.Unavailable, "vault.example.com")
+	// A client certificate is loaded and presented (the dev listener does
+	// not require one); a missing one is a usage error.
+	c, err = vault.Connect(ctx, vault.Config{Address: v.Addr, CACert: ca, ClientCert: filepath.Join(certs, "vault-cert.pem"), ClientKey: filepath.Join(certs, "vault-key.pem")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	_, err = vault.Connect(ctx, vault.Config{Address: v.Addr, CACert: ca, ClientCert: filepath.Join(certs, "nope.pem"), ClientKey: filepath.Join(certs, "nope-key.pem")})
+	wantErr(t, err, fail.Usage, "TLS")
+	// VAULT_CACERT from the environment, as the Vault CLI reads it.
+	t.Setenv("VAULT_CACERT", ca)
+	c, err = vault.Connect(ctx, vault.Config{Address: v.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
