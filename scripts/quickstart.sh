@@ -23,9 +23,21 @@ cut -c1-90 "$work/secrets.enc.yaml"
 say "secrets-broker inspect --in $work/secrets.enc.yaml --verify   # names, keys, context; never values"
 "$sb" inspect --in "$work/secrets.enc.yaml" --verify
 
-say "secrets-broker decrypt --in $work/secrets.enc.yaml --entry db_password --out $work/db_password"
-"$sb" decrypt --in "$work/secrets.enc.yaml" --entry db_password --out "$work/db_password"
-ls -l "$work/db_password"
+cp examples/quickstart/broker.yaml examples/quickstart/app.conf.tmpl "$work/"
+say "secrets-broker validate --config $work/broker.yaml   # no Vault, no KMS contacted"
+"$sb" validate --config "$work/broker.yaml"
+
+say "secrets-broker run --once --config $work/broker.yaml   # the init-container job"
+"$sb" run --once --config "$work/broker.yaml"
+ls -lR "$work/out" | sed -n '1,20p'
+echo "--- $work/out/app.conf"
+cat "$work/out/app.conf"
+
+say "secrets-broker run --once --config $work/broker.yaml   # again: nothing changed, nothing written"
+"$sb" run --once --config "$work/broker.yaml"
+
+say "secrets-broker exec --config $work/broker.yaml --redact-output -- sh -c 'echo \$api_key'"
+"$sb" exec --config "$work/broker.yaml" --redact-output -- sh -c 'echo "api_key is $api_key"'
 
 say "printf %s 's3cr3t' | secrets-broker encrypt --name api_token   # one secret, compact text form"
 token="$(printf %s 's3cr3t' | "$sb" encrypt --name api_token)"
