@@ -128,7 +128,13 @@ func (b *Broker) Fetch(ctx context.Context, names []string, calls []templates.Va
 		}
 	}
 	for _, c := range calls {
-		vrefs = append(vrefs, vault.Ref{Path: c.Path, Params: c.Params})
+		// PATH?version=N reads a KV v2 version; other parameters make a write.
+		r, err := vault.ParseRef(c.Key())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("template secret %q: %w", c.Key(), err))
+			r = vault.Ref{Path: c.Path, Params: c.Params}
+		}
+		vrefs = append(vrefs, r)
 		vnames = append(vnames, "")
 	}
 	if len(vrefs) > 0 {

@@ -333,3 +333,26 @@ func TestTLS(t *testing.T) {
 	}
 	c.Close()
 }
+
+// A logical path with parameters is a write: PKI issues a certificate.
+func TestPKIIssueWithParameters(t *testing.T) {
+	ctx := context.Background()
+	v := vaulttest.Start(t)
+	v.Run(t, "secrets", "enable", "pki")
+	v.Run(t, "write", "pki/root/generate/internal", "common_name=test-root", "ttl=24h")
+	v.Run(t, "write", "pki/roles/web", "allowed_domains=example.com", "allow_subdomains=true", "max_ttl=1h")
+	c := connect(t, v, nil)
+	s, err := c.Read(ctx, ref(t, "pki/issue/web?common_name=a.example.com&ttl=10m#certificate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := s.Value()
+	if err != nil || !strings.HasPrefix(cert, "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("certificate %q %v", cert, err)
+	}
+	if key, _ := s.Field("private_key"); !strings.Contains(key, "PRIVATE KEY") {
+		t.Fatal("no private key in the response")
+	}
+	_, err = c.Read(ctx, ref(t, "pki/issue/web?common_name=evil.org"))
+	wantErr(t, err, fail.Usage, "pki/issue/web", "evil.org")
+}
