@@ -185,3 +185,27 @@ func readFile(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// Transit keys through the CLI: one secret wrapped for a local key and a
+// Vault Transit key opens with either (DR across backends).
+func TestTransitKeyFromCLI(t *testing.T) {
+	dir := setup(t)
+	v := vaulttest.Start(t)
+	v.Run(t, "secrets", "enable", "transit")
+	v.Run(t, "write", "-f", "transit/keys/app")
+	t.Setenv("VAULT_ADDR", v.Addr)
+	t.Setenv("VAULT_TOKEN", v.Token)
+	sealed := mustRun(t, "dr-secret", "encrypt", "--name", "n", "--key", "local", "--key", "transit:transit/app")
+	inspect := mustRun(t, sealed, "inspect")
+	if !strings.Contains(inspect, "transit:transit/app") || !strings.Contains(inspect, "local:") {
+		t.Fatalf("inspect: %s", inspect)
+	}
+	// Only the Transit key configured (the default local key moved away).
+	os.Rename(filepath.Join(dir, "keys", "local.key"), filepath.Join(dir, "keys", "away.key"))
+	if got := mustRun(t, sealed, "decrypt", "--key", "transit:transit/app"); got != "dr-secret" {
+		t.Fatalf("decrypt with transit = %q", got)
+	}
+	wantExit(t, run(t, sealed, "decrypt"), 3, "no configured key")
+	t.Setenv("VAULT_TOKEN", "")
+	wantExit(t, run(t, sealed, "decrypt", "--key", "transit:transit/app"), 2, "VAULT_TOKEN")
+}
