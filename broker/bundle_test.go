@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/secrets-broker/secrets-broker/broker"
@@ -44,7 +45,7 @@ func TestBundleSwitchesAsOne(t *testing.T) {
 	// while the bundle switches 200 times.
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	var mixed, reads int
+	var mixed, reads atomic.Int64
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -63,21 +64,23 @@ func TestBundleSwitchesAsOne(t *testing.T) {
 			if err1 != nil || err2 != nil {
 				continue // that version was already cleaned up
 			}
-			reads++
+			reads.Add(1)
 			if strings.TrimPrefix(string(crt), "crt-") != strings.TrimPrefix(string(key), "key-") {
-				mixed++
+				mixed.Add(1)
 			}
 		}
 	}()
-	for n := 2; n < 202; n++ {
+	last := 1
+	for n := 2; n < 5000 && (n < 202 || reads.Load() < 50); n++ {
 		write(n)
+		last = n
 	}
 	close(stop)
 	wg.Wait()
-	if mixed > 0 || reads == 0 {
-		t.Fatalf("%d mixed pairs in %d reads", mixed, reads)
+	if mixed.Load() > 0 || reads.Load() == 0 {
+		t.Fatalf("%d mixed pairs in %d reads", mixed.Load(), reads.Load())
 	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "tls", "tls.key")); string(b) != "key-201" {
+	if b, _ := os.ReadFile(filepath.Join(dir, "tls", "tls.key")); string(b) != fmt.Sprint("key-", last) {
 		t.Fatalf("key = %q", b)
 	}
 	entries, _ := os.ReadDir(filepath.Join(dir, "tls"))

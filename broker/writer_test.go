@@ -3,6 +3,7 @@ package broker_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,10 +152,22 @@ func TestCrashLeavesOldOrNew(t *testing.T) {
 	for round := range 20 {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "SB_CRASH_WRITER="+dir, "SB_CRASH_SIZE="+strconv.Itoa(size))
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(5+round*7%40) * time.Millisecond)
+		// Wait until the writer has written once, then kill it at a varying
+		// moment of its next writes.
+		ready := make([]byte, 6)
+		if _, err := io.ReadFull(stdout, ready); err != nil || string(ready) != "ready\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("writer did not start: %q %v", ready, err)
+		}
+		time.Sleep(time.Duration(round*3%25) * time.Millisecond)
 		cmd.Process.Kill()
 		cmd.Wait()
 		data, err := os.ReadFile(filepath.Join(dir, "big.bin"))
@@ -169,8 +182,8 @@ func TestCrashLeavesOldOrNew(t *testing.T) {
 			t.Fatalf("round %d: partial or mixed file: %d bytes", round, len(data))
 		}
 	}
-	if seen < 10 {
-		t.Fatalf("the writer produced the file in only %d of 20 rounds", seen)
+	if seen != 20 {
+		t.Fatalf("the file was missing after %d of 20 rounds", 20-seen)
 	}
 }
 
@@ -184,7 +197,13 @@ func crashWriter(dir string) {
 		os.Exit(1)
 	}
 	for i := 0; ; i++ {
-		d.Write(spec("big.bin"), bytes.Repeat([]byte{byte('a' + i%26)}, size))
+		if _, err := d.Write(spec("big.bin"), bytes.Repeat([]byte{byte('a' + i%26)}, size)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if i == 0 {
+			os.Stdout.WriteString("ready\n")
+		}
 	}
 }
 
