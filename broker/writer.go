@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 )
@@ -177,11 +178,30 @@ func (d *OutputDir) Write(spec FileSpec, data []byte) (changed bool, err error) 
 		return false, fmt.Errorf("output %s: cannot move the new file into place: %w", d.where(spec.Path), err)
 	}
 	done = true
-	if df, err := d.root.Open(dir); err == nil {
-		df.Sync()
-		df.Close()
-	}
+	syncDir(d.root, dir)
+	d.removeStale(dir, "."+path.Base(name)+".tmp-", "")
 	return true, nil
+}
+
+// removeStale removes leftovers of writes that a crash interrupted:
+// entries of dir starting with prefix (other than keep) and older than a
+// minute, so a concurrent writer's fresh temporary file is never touched.
+func (d *OutputDir) removeStale(dir, prefix, keep string) {
+	f, err := d.root.Open(dir)
+	if err != nil {
+		return
+	}
+	names, _ := f.Readdirnames(-1)
+	f.Close()
+	for _, n := range names {
+		if !strings.HasPrefix(n, prefix) || n == keep {
+			continue
+		}
+		p := path.Join(dir, n)
+		if info, err := d.root.Lstat(p); err == nil && time.Since(info.ModTime()) > time.Minute {
+			d.root.RemoveAll(p)
+		}
+	}
 }
 
 // WriteBundle switches several files of one directory as one (a certificate
@@ -273,6 +293,7 @@ func (d *OutputDir) WriteBundle(name string, specs []FileSpec, data [][]byte) (c
 	if old != "" && old != version && filepath.IsLocal(old) && strings.HasPrefix(old, ".."+name+"-") {
 		d.root.RemoveAll(path.Join(dir, old))
 	}
+	d.removeStale(dir, ".."+name+"-", version)
 	return true, nil
 }
 

@@ -234,3 +234,24 @@ func TestWriteOwner(t *testing.T) {
 		t.Fatal("unchanged owned file rewritten")
 	}
 }
+
+// Leftovers of an interrupted write are removed by the next write once they
+// are a minute old; fresh ones (a concurrent writer's) are kept.
+func TestStaleTempFilesRemoved(t *testing.T) {
+	d, dir := openDir(t)
+	stale := filepath.Join(dir, ".a.env.tmp-deadbeef0000")
+	fresh := filepath.Join(dir, ".a.env.tmp-0123456789ab")
+	os.WriteFile(stale, []byte("partial"), 0o600)
+	os.WriteFile(fresh, []byte("partial"), 0o600)
+	old := time.Now().Add(-2 * time.Minute)
+	os.Chtimes(stale, old, old)
+	if _, err := d.Write(spec("a.env"), []byte("A=1\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatal("stale temporary file kept")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatal("fresh temporary file removed")
+	}
+}
