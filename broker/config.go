@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -37,6 +40,8 @@ type Config struct {
 	Secrets SecretList  `yaml:"secrets"`
 	Outputs []Output    `yaml:"outputs"`
 	Exec    *ExecConfig `yaml:"exec"`
+	// Refresh tunes the daemon (run without --once).
+	Refresh *RefreshConfig `yaml:"refresh"`
 
 	// Dir is the directory relative paths are resolved against: the config
 	// file's directory, or the working directory.
@@ -89,8 +94,35 @@ type Output struct {
 	// Bundle names a set of outputs in one directory that switch together
 	// (a certificate and its key): see OutputDir.WriteBundle.
 	Bundle string `yaml:"bundle"`
+	// Notify tells the app when the daemon changed this file.
+	Notify *NotifyConfig `yaml:"notify"`
 
 	line int
+}
+
+// NotifyConfig is how the daemon tells an app that a file changed: a signal
+// to the process in PIDFile, and/or a command (argv, no shell).
+type NotifyConfig struct {
+	Signal  string        `yaml:"signal"` // HUP, USR1, USR2, TERM, INT, QUIT
+	PIDFile string        `yaml:"pid_file"`
+	Command []string      `yaml:"command"`
+	Timeout time.Duration `yaml:"timeout"` // for Command; default 30s
+}
+
+// RefreshConfig tunes the refresh daemon.
+type RefreshConfig struct {
+	// StaticInterval is how often secrets without a lease (KV) are read
+	// again. Default 5m, as Vault Agent.
+	StaticInterval time.Duration `yaml:"static_interval"`
+	// Wait debounces rendering: after a change, wait Min for more changes,
+	// but never longer than Max since the first (consul-template's wait).
+	Wait struct {
+		Min time.Duration `yaml:"min"`
+		Max time.Duration `yaml:"max"`
+	} `yaml:"wait"`
+	// MetricsAddress serves Prometheus metrics and /healthz, e.g.
+	// 127.0.0.1:9102. Empty: off.
+	MetricsAddress string `yaml:"metrics_address"`
 }
 
 // ExecConfig shapes the environment of "secrets-broker exec".
@@ -313,6 +345,31 @@ func (c *Config) Check() error {
 			bundleDirs[o.Bundle] = dir
 		}
 	}
+	for _, o := range c.Outputs {
+		if n := o.Notify; n != nil {
+			if n.Signal == "" && len(n.Command) == 0 {
+				add("output %q: notify needs signal (with pid_file) or command", o.Path)
+			}
+			if n.Signal != "" {
+				if _, ok := Signals[strings.TrimPrefix(strings.ToUpper(n.Signal), "SIG")]; !ok {
+					add("output %q: notify signal %q is not one of HUP, INT, QUIT, TERM, USR1, USR2", o.Path, n.Signal)
+				}
+				if n.PIDFile == "" {
+					add("output %q: notify signal needs pid_file", o.Path)
+				}
+			}
+		}
+	}
+	if r := c.Refresh; r != nil {
+		if r.StaticInterval < 0 || r.Wait.Min < 0 || r.Wait.Max < 0 || (r.Wait.Max > 0 && r.Wait.Max < r.Wait.Min) {
+			add("refresh: intervals must be positive and wait.max >= wait.min")
+		}
+		if r.MetricsAddress != "" {
+			if _, _, err := net.SplitHostPort(r.MetricsAddress); err != nil {
+				add("refresh.metrics_address %q is not HOST:PORT", r.MetricsAddress)
+			}
+		}
+	}
 	if len(c.Outputs) > 0 && c.OutputRoot == "" {
 		add("output_root is required when there are outputs: every output path is resolved beneath it")
 	}
@@ -337,6 +394,12 @@ func (c *Config) Check() error {
 		return fail.Mark(fail.Usage, fmt.Errorf("config %s: %w", c.Source, errors.Join(errs...)))
 	}
 	return nil
+}
+
+// Signals are the signals notify may send.
+var Signals = map[string]syscall.Signal{
+	"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT,
+	"TERM": syscall.SIGTERM, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2,
 }
 
 var bundleRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

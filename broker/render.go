@@ -104,45 +104,130 @@ type Resolved struct {
 	Values map[string]string
 	// Vault maps template Vault calls to responses.
 	Vault map[string]*api.Secret
-	// Leases of the Vault secrets fetched, by request path.
-	Leases map[string]vault.Lease
+	// Requests maps each distinct Vault request (vault.Ref.RequestKey) to
+	// its latest response, with its lease.
+	Requests map[string]*vault.Secret
+}
+
+func newResolved() *Resolved {
+	return &Resolved{Values: map[string]string{}, Vault: map[string]*api.Secret{}, Requests: map[string]*vault.Secret{}}
+}
+
+// clone copies the maps (not the secrets), for rendering while watchers
+// update the original.
+func (r *Resolved) clone() *Resolved {
+	c := newResolved()
+	for k, v := range r.Values {
+		c.Values[k] = v
+	}
+	for k, v := range r.Vault {
+		c.Vault[k] = v
+	}
+	for k, v := range r.Requests {
+		c.Requests[k] = v
+	}
+	return c
+}
+
+// templateRef is the Vault request of a template call: PATH?version=N reads
+// a KV v2 version; other parameters make a write.
+func templateRef(c templates.VaultCall) (vault.Ref, error) {
+	r, err := vault.ParseRef(c.Key())
+	if err != nil {
+		return vault.Ref{Path: c.Path, Params: c.Params}, fmt.Errorf("template secret %q: %w", c.Key(), err)
+	}
+	return r, nil
+}
+
+// vaultRequests lists the distinct Vault requests that names and calls need.
+func (b *Broker) vaultRequests(names []string, calls []templates.VaultCall) []vault.Ref {
+	seen := map[string]bool{}
+	var out []vault.Ref
+	add := func(r vault.Ref) {
+		r.Field = ""
+		if !seen[r.RequestKey()] {
+			seen[r.RequestKey()] = true
+			out = append(out, r)
+		}
+	}
+	for _, n := range names {
+		if d, ok := b.cfg.Secrets.Lookup(n); ok && d.Ref.Scheme == "vault" {
+			add(d.Ref.Vault)
+		}
+	}
+	for _, c := range calls {
+		r, _ := templateRef(c)
+		add(r)
+	}
+	return out
+}
+
+// apply records a response to Vault request key in res: the declared
+// secrets and template calls that use it take its new values.
+func (b *Broker) apply(res *Resolved, names []string, calls []templates.VaultCall, key string, s *vault.Secret) error {
+	res.Requests[key] = s
+	var errs []error
+	for _, n := range names {
+		d, ok := b.cfg.Secrets.Lookup(n)
+		if !ok || d.Ref.Scheme != "vault" || d.Ref.Vault.RequestKey() != key {
+			continue
+		}
+		withField := *s
+		withField.Ref = d.Ref.Vault
+		v, err := withField.Value()
+		if err != nil {
+			delete(res.Values, n)
+			errs = append(errs, fmt.Errorf("secret %s: %w", n, err))
+			continue
+		}
+		res.Values[n] = v
+	}
+	for _, c := range calls {
+		if r, err := templateRef(c); err == nil && r.RequestKey() == key {
+			res.Vault[c.Key()] = s.Raw
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Fetch fetches the named declared secrets and the template Vault calls:
 // every distinct Vault request once, every envelope file parsed and verified
 // once. The error names every secret that failed.
 func (b *Broker) Fetch(ctx context.Context, names []string, calls []templates.VaultCall) (*Resolved, error) {
-	res := &Resolved{Values: map[string]string{}, Vault: map[string]*api.Secret{}, Leases: map[string]vault.Lease{}}
+	return b.fetch(ctx, names, calls, nil)
+}
+
+// fetch is Fetch reusing the responses in have (by request key) instead of
+// asking Vault again.
+func (b *Broker) fetch(ctx context.Context, names []string, calls []templates.VaultCall, have map[string]*vault.Secret) (*Resolved, error) {
+	res := newResolved()
 	var errs []error
-	var vrefs []vault.Ref
-	var vnames []string
 	for _, n := range names {
-		d, ok := b.cfg.Secrets.Lookup(n)
-		if !ok {
+		if _, ok := b.cfg.Secrets.Lookup(n); !ok {
 			errs = append(errs, fail.Mark(fail.Usage, fmt.Errorf("secret %q is not declared", n)))
-			continue
-		}
-		if d.Ref.Scheme == "vault" {
-			vrefs = append(vrefs, d.Ref.Vault)
-			vnames = append(vnames, n)
 		}
 	}
 	for _, c := range calls {
-		// PATH?version=N reads a KV v2 version; other parameters make a write.
-		r, err := vault.ParseRef(c.Key())
-		if err != nil {
-			errs = append(errs, fmt.Errorf("template secret %q: %w", c.Key(), err))
-			r = vault.Ref{Path: c.Path, Params: c.Params}
+		if _, err := templateRef(c); err != nil {
+			errs = append(errs, err)
 		}
-		vrefs = append(vrefs, r)
-		vnames = append(vnames, "")
 	}
-	if len(vrefs) > 0 {
+	var need []vault.Ref
+	for _, r := range b.vaultRequests(names, calls) {
+		if s, ok := have[r.RequestKey()]; ok {
+			if err := b.apply(res, names, calls, r.RequestKey(), s); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		need = append(need, r)
+	}
+	if len(need) > 0 {
 		vc, err := b.VaultClient(ctx)
 		if err != nil {
 			return nil, err
 		}
-		secrets, err := vc.ReadMany(ctx, vrefs, 16)
+		secrets, err := vc.ReadMany(ctx, need, 16)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -150,17 +235,9 @@ func (b *Broker) Fetch(ctx context.Context, names []string, calls []templates.Va
 			if s == nil {
 				continue
 			}
-			res.Leases[s.Path] = s.Lease
-			if vnames[i] == "" {
-				res.Vault[calls[i-(len(vrefs)-len(calls))].Key()] = s.Raw
-				continue
+			if err := b.apply(res, names, calls, need[i].RequestKey(), s); err != nil {
+				errs = append(errs, err)
 			}
-			v, err := s.Value()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("secret %s: %w", vnames[i], err))
-				continue
-			}
-			res.Values[vnames[i]] = v
 		}
 	}
 	for _, n := range names {
@@ -438,12 +515,27 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 		return Report{}, err
 	}
 	names, calls := Needs(prepared)
-	deadline := time.Now().Add(opts.Timeout)
-	var res *Resolved
+	res, fetchErr := b.fetchUntil(ctx, names, calls, nil, opts.Timeout)
+	dir, err := OpenOutputDir(b.cfg.Resolve(b.cfg.OutputRoot))
+	if err != nil {
+		return Report{}, err
+	}
+	defer dir.Close()
+	rep := writeAll(dir, prepared, res, opts.DryRun)
+	if fetchErr != nil {
+		return rep, fetchErr
+	}
+	return rep, rep.Err()
+}
+
+// fetchUntil is fetch, retrying retryable failures (Vault unreachable or
+// sealed, KMS throttling) with backoff until timeout has passed.
+func (b *Broker) fetchUntil(ctx context.Context, names []string, calls []templates.VaultCall, have map[string]*vault.Secret, timeout time.Duration) (*Resolved, error) {
+	deadline := time.Now().Add(timeout)
 	for attempt := 0; ; attempt++ {
-		res, err = b.Fetch(ctx, names, calls)
+		res, err := b.fetch(ctx, names, calls, have)
 		if err == nil || !fail.KindOf(err).Retryable() || time.Now().After(deadline) || ctx.Err() != nil {
-			break
+			return res, err
 		}
 		wait := min(time.Duration(250<<min(attempt, 8))*time.Millisecond, time.Minute, time.Until(deadline))
 		select {
@@ -451,12 +543,13 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 		case <-time.After(max(wait, 0)):
 		}
 	}
-	fetchErr := err
-	dir, err := OpenOutputDir(b.cfg.Resolve(b.cfg.OutputRoot))
-	if err != nil {
-		return Report{}, err
-	}
-	defer dir.Close()
+}
+
+// writeAll renders every prepared output from res and writes the ones
+// that rendered (all of a bundle or none of it). Outputs that need a secret
+// missing from res fail, naming it.
+func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) Report {
+	opts := RenderOptions{DryRun: dryRun}
 	var rep Report
 	bundles := map[string][]int{}
 	var order []string
@@ -471,7 +564,7 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 	rendered := make([][]byte, len(prepared))
 	errs := make([]error, len(prepared))
 	for i, p := range prepared {
-		if missing := missingFor(p, res); fetchErr != nil && missing != "" {
+		if missing := missingFor(p, res); missing != "" {
 			errs[i] = fmt.Errorf("output %s: secret %s is unavailable", p.Output.Path, missing)
 			continue
 		}
@@ -533,10 +626,7 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 	for _, d := range rendered {
 		clear(d)
 	}
-	if fetchErr != nil {
-		return rep, fetchErr
-	}
-	return rep, rep.Err()
+	return rep
 }
 
 func missingFor(p Prepared, r *Resolved) string {

@@ -28,6 +28,10 @@ type KeepOptions struct {
 	// so a failing renewal never turns into a credential-minting loop.
 	// Default 1 s.
 	MinRefetch time.Duration
+	// Initial is a secret already fetched for ref: Keep starts by keeping it
+	// instead of fetching again, so a broker that fetched everything at
+	// start does not mint a second set of dynamic credentials.
+	Initial *Secret
 }
 
 // Keep fetches ref, hands it to deliver, and keeps it valid until ctx ends:
@@ -55,12 +59,19 @@ func (c *Client) Keep(ctx context.Context, ref Ref, opts KeepOptions, deliver fu
 				return ctx.Err()
 			}
 		}
-		s, err := c.fetchWithRetry(ctx, ref, deliver)
-		if err != nil {
-			return err
+		var s *Secret
+		if opts.Initial != nil {
+			s, opts.Initial = opts.Initial, nil
+			lastFetch = s.Lease.IssuedAt
+		} else {
+			var err error
+			s, err = c.fetchWithRetry(ctx, ref, deliver)
+			if err != nil {
+				return err
+			}
+			lastFetch = time.Now()
+			deliver(Event{Secret: s})
 		}
-		lastFetch = time.Now()
-		deliver(Event{Secret: s})
 		switch {
 		case s.Lease.ID != "" && s.Lease.Renewable:
 			if err := c.renewUntilDone(ctx, s, deliver); err != nil {
@@ -68,11 +79,11 @@ func (c *Client) Keep(ctx context.Context, ref Ref, opts KeepOptions, deliver fu
 			}
 		case s.Lease.TTL > 0:
 			frac := 0.85 + rand.Float64()*0.10
-			if !sleep(ctx, time.Duration(float64(s.Lease.TTL)*frac)) {
+			if !sleep(ctx, time.Until(s.Lease.IssuedAt.Add(time.Duration(float64(s.Lease.TTL)*frac)))) {
 				return ctx.Err()
 			}
 		default:
-			if !sleep(ctx, opts.StaticInterval) {
+			if !sleep(ctx, time.Until(s.Lease.IssuedAt.Add(opts.StaticInterval))) {
 				return ctx.Err()
 			}
 		}
@@ -126,7 +137,7 @@ func (c *Client) renewUntilDone(ctx context.Context, s *Secret, deliver func(Eve
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
+	t := time.NewTimer(max(d, 0))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

@@ -83,7 +83,7 @@ func ParseRef(s string) (Ref, error) {
 }
 
 // String is the text form.
-func (r Ref) String() string { return r.requestKey() + fieldSuffix(r.Field) }
+func (r Ref) String() string { return r.RequestKey() + fieldSuffix(r.Field) }
 
 func fieldSuffix(f string) string {
 	if f == "" {
@@ -92,9 +92,9 @@ func fieldSuffix(f string) string {
 	return "#" + f
 }
 
-// requestKey identifies the request a reference needs: references that
+// RequestKey identifies the request a reference needs: references that
 // differ only in their field share one request.
-func (r Ref) requestKey() string {
+func (r Ref) RequestKey() string {
 	q := url.Values{}
 	for k, v := range r.Params {
 		q.Set(k, v)
@@ -260,8 +260,8 @@ func (c *Client) ReadMany(ctx context.Context, refs []Ref, concurrency int) ([]*
 	}
 	calls := map[string]*call{}
 	for _, r := range refs {
-		if _, ok := calls[r.requestKey()]; !ok {
-			calls[r.requestKey()] = &call{}
+		if _, ok := calls[r.RequestKey()]; !ok {
+			calls[r.RequestKey()] = &call{}
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -269,7 +269,7 @@ func (c *Client) ReadMany(ctx context.Context, refs []Ref, concurrency int) ([]*
 	for key, cl := range calls {
 		var ref Ref
 		for _, r := range refs {
-			if r.requestKey() == key {
+			if r.RequestKey() == key {
 				ref = r
 				break
 			}
@@ -283,7 +283,7 @@ func (c *Client) ReadMany(ctx context.Context, refs []Ref, concurrency int) ([]*
 	out := make([]*Secret, len(refs))
 	var errs []error
 	for i, r := range refs {
-		cl := calls[r.requestKey()]
+		cl := calls[r.RequestKey()]
 		if cl.err != nil {
 			var ve *Error
 			if errors.As(cl.err, &ve) {

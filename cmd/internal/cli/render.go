@@ -2,7 +2,10 @@ package cli
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -121,25 +124,61 @@ func newRender(env Env) *cobra.Command {
 
 func newRun(env Env) *cobra.Command {
 	var (
-		rf   renderFlags
-		once bool
+		rf      renderFlags
+		once    bool
+		logJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
-		Short: "Render outputs; with --once, render every output and exit (init containers)",
+		Short: "Keep outputs fresh (sidecar); with --once, render every output and exit (init container)",
 		Long: `With --once: fetch every secret, render every output in memory, write each one
 atomically, and exit 0; or exit non-zero naming every output that failed, with
 their previous files left intact. An unreachable or sealed Vault is retried
-for --timeout, then the command fails: an init container never hangs.`,
+for --timeout, then the command fails: an init container never hangs.
+
+Without --once (sidecar): render, then keep every output fresh until SIGTERM
+or SIGINT. Vault leases are renewed and secrets re-fetched before they expire;
+KV secrets are re-read every refresh.static_interval; envelope and plain files
+and templates are watched. Changes are debounced (refresh.wait), only changed
+files are written, and only their notify actions run. SIGHUP, or a change to
+the config file, reloads the config; a config that fails to load leaves the
+running one in place. Metrics and /healthz: refresh.metrics_address.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !once {
-				return usageErr("run without --once (the refresh daemon) is not available in this build yet; use run --once")
+			if once {
+				return rf.run(cmd, env)
 			}
-			return rf.run(cmd, env)
+			if rf.dryRun {
+				return usageErr("--dry-run goes with --once or the render command")
+			}
+			path := rf.cf.path
+			if path == "" {
+				path = os.Getenv(EnvConfig)
+			}
+			var handler slog.Handler = slog.NewTextHandler(env.Stderr, nil)
+			if logJSON {
+				handler = slog.NewJSONHandler(env.Stderr, nil)
+			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer func() { signal.Stop(hup); close(hup) }()
+			reload := make(chan struct{}, 1)
+			go func() {
+				for range hup {
+					select {
+					case reload <- struct{}{}:
+					default:
+					}
+				}
+			}()
+			return broker.RunDaemon(cmd.Context(), broker.DaemonOptions{
+				ConfigPath: path, SecretFlags: rf.cf.secrets, Timeout: rf.timeout,
+				Logger: slog.New(handler), Reload: reload,
+			})
 		},
 	}
 	rf.register(cmd)
 	cmd.Flags().BoolVar(&once, "once", false, "render every output once and exit")
+	cmd.Flags().BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text")
 	return cmd
 }

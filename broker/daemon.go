@@ -1,0 +1,531 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/secrets-broker/secrets-broker/providers/vault"
+	"github.com/secrets-broker/secrets-broker/templates"
+)
+
+// DaemonOptions configure RunDaemon.
+type DaemonOptions struct {
+	// ConfigPath is read at start and again on Reload or when it changes.
+	ConfigPath string
+	// SecretFlags are --secret NAME=REF declarations added to the config.
+	SecretFlags []string
+	// Timeout bounds retrying an unreachable source at start and reload.
+	Timeout time.Duration
+	Logger  *slog.Logger
+	// Reload asks for the config to be read again (SIGHUP).
+	Reload <-chan struct{}
+	// Rendered, when set, is called after every render pass.
+	Rendered func(Report)
+}
+
+// RunDaemon renders every output, then keeps them fresh until ctx ends:
+// Vault leases are renewed and rotated secrets re-fetched before they
+// expire (vault.Client.Keep, one watcher per distinct request), KV secrets
+// are re-read every refresh.static_interval, envelope and plain files and
+// templates are watched (fsnotify). Changes are debounced
+// (refresh.wait.min/max), only changed files are written, and only their
+// notify actions run. The config is reloaded on Reload or when its file
+// changes; a config that does not load leaves the running one in place, and
+// secrets already held are carried over (no second set of dynamic
+// credentials).
+func RunDaemon(ctx context.Context, opts DaemonOptions) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	d := &daemon{opts: opts, log: opts.Logger, m: newMetrics(), reloadCh: make(chan string, 1)}
+	gen, err := d.startGeneration(ctx, nil)
+	if err != nil {
+		return err
+	}
+	var srv *http.Server
+	if addr := gen.metricsAddress(); addr != "" {
+		srv, err = d.serveMetrics(addr)
+		if err != nil {
+			gen.stop()
+			return err
+		}
+		defer srv.Close()
+	}
+	for {
+		var why string
+		select {
+		case <-ctx.Done():
+			gen.stop()
+			return nil
+		case <-opts.Reload:
+			why = "reload requested"
+		case why = <-d.reloadCh:
+		}
+		d.log.Info("reloading configuration", "reason", why)
+		next, err := d.startGeneration(ctx, gen.heldRequests())
+		if err != nil {
+			d.m.reloads.WithLabelValues("error").Inc()
+			d.log.Error("configuration not reloaded; the running one stays", "error", err)
+			continue
+		}
+		d.m.reloads.WithLabelValues("ok").Inc()
+		gen.stop()
+		gen = next
+	}
+}
+
+type daemon struct {
+	opts     DaemonOptions
+	log      *slog.Logger
+	m        *metrics
+	reloadCh chan string
+
+	healthMu sync.Mutex
+	failing  []string
+	rendered bool
+}
+
+func (d *daemon) loadConfig() (*Config, error) {
+	var cfg *Config
+	if d.opts.ConfigPath != "" {
+		c, err := LoadConfig(d.opts.ConfigPath)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	} else {
+		wd, _ := os.Getwd()
+		cfg = &Config{Dir: wd, Source: "(flags)"}
+	}
+	if err := cfg.AddSecretFlags(d.opts.SecretFlags); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// generation is one loaded config and everything running for it.
+type generation struct {
+	d        *daemon
+	cfg      *Config
+	b        *Broker
+	prepared []Prepared
+	names    []string
+	calls    []templates.VaultCall
+	dir      *OutputDir
+
+	mu  sync.Mutex
+	res *Resolved
+
+	trigger chan struct{}
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.Secret) (*generation, error) {
+	cfg, err := d.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	b := New(cfg)
+	prepared, err := b.Prepare()
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	dir, err := OpenOutputDir(cfg.Resolve(cfg.OutputRoot))
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	names, calls := Needs(prepared)
+	ctx, cancel := context.WithCancel(parent)
+	g := &generation{d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, dir: dir, trigger: make(chan struct{}, 1), cancel: cancel}
+	res, err := b.fetchUntil(ctx, names, calls, have, d.opts.Timeout)
+	if res == nil {
+		res = newResolved()
+	}
+	if err != nil {
+		d.m.fetchErrors.WithLabelValues("start").Inc()
+		d.log.Warn("some secrets are unavailable; their outputs wait, the rest are rendered", "error", err)
+	}
+	g.res = res
+	g.pass(ctx, false)
+	if err := g.startWatchers(ctx); err != nil {
+		g.stop()
+		return nil, err
+	}
+	g.wg.Add(1)
+	go func() { defer g.wg.Done(); g.renderLoop(ctx) }()
+	return g, nil
+}
+
+func (g *generation) metricsAddress() string {
+	if g.cfg.Refresh == nil {
+		return ""
+	}
+	return g.cfg.Refresh.MetricsAddress
+}
+
+func (g *generation) refresh() RefreshConfig {
+	if g.cfg.Refresh != nil {
+		return *g.cfg.Refresh
+	}
+	return RefreshConfig{}
+}
+
+// heldRequests are the Vault responses this generation holds, for the next.
+func (g *generation) heldRequests() map[string]*vault.Secret {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]*vault.Secret, len(g.res.Requests))
+	for k, v := range g.res.Requests {
+		out[k] = v
+	}
+	return out
+}
+
+func (g *generation) stop() {
+	g.cancel()
+	g.wg.Wait()
+	g.dir.Close()
+	g.b.Close()
+}
+
+func (g *generation) kick() {
+	select {
+	case g.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// startWatchers starts one Keep per distinct Vault request and one
+// fsnotify watcher for files, templates and the config.
+func (g *generation) startWatchers(ctx context.Context) error {
+	refs := g.b.vaultRequests(g.names, g.calls)
+	if len(refs) > 0 {
+		vc, err := g.b.VaultClient(ctx)
+		if err != nil {
+			return err
+		}
+		g.mu.Lock()
+		initial := make(map[string]*vault.Secret, len(g.res.Requests))
+		for k, v := range g.res.Requests {
+			initial[k] = v
+		}
+		g.mu.Unlock()
+		for _, r := range refs {
+			key := r.RequestKey()
+			opts := vault.KeepOptions{StaticInterval: g.refresh().StaticInterval, Initial: initial[key]}
+			g.d.m.setExpiry(key, initial[key])
+			g.wg.Add(1)
+			go func() {
+				defer g.wg.Done()
+				err := vc.Keep(ctx, r, opts, func(ev vault.Event) { g.onVault(key, ev) })
+				if err != nil && ctx.Err() == nil {
+					g.d.log.Error("stopped refreshing a Vault secret", "path", key, "error", err)
+				}
+			}()
+		}
+	}
+	return g.watchFiles(ctx)
+}
+
+func (g *generation) onVault(key string, ev vault.Event) {
+	m := g.d.m
+	switch {
+	case ev.Err != nil:
+		m.fetchErrors.WithLabelValues("vault").Inc()
+		g.d.log.Warn("fetching a Vault secret failed; retrying with backoff", "path", key, "error", ev.Err)
+	case ev.Renewed:
+		m.renewals.Inc()
+		m.setExpiry(key, ev.Secret)
+		g.mu.Lock()
+		g.res.Requests[key] = ev.Secret
+		g.mu.Unlock()
+	default:
+		m.fetches.WithLabelValues("vault").Inc()
+		m.setExpiry(key, ev.Secret)
+		g.mu.Lock()
+		err := g.b.apply(g.res, g.names, g.calls, key, ev.Secret)
+		g.mu.Unlock()
+		if err != nil {
+			g.d.log.Warn("a refreshed Vault secret lacks a field an output needs", "path", key, "error", err)
+		}
+		g.kick()
+	}
+}
+
+// watchFiles watches the directories of envelope and plain-file sources,
+// template files and the config (directories, so atomic replacements are
+// seen).
+func (g *generation) watchFiles(ctx context.Context) error {
+	sources := map[string][]string{} // path -> secret names
+	for _, n := range g.names {
+		d, _ := g.cfg.Secrets.Lookup(n)
+		if d.Ref.Scheme == "envelope" || d.Ref.Scheme == "file" {
+			p := filepath.Clean(g.cfg.Resolve(d.Ref.Path))
+			sources[p] = append(sources[p], n)
+		}
+	}
+	reloadOn := map[string]bool{}
+	for _, p := range g.prepared {
+		if p.Output.Template != "" {
+			reloadOn[filepath.Clean(g.cfg.Resolve(p.Output.Template))] = true
+		}
+	}
+	if g.d.opts.ConfigPath != "" {
+		if abs, err := filepath.Abs(g.d.opts.ConfigPath); err == nil {
+			reloadOn[abs] = true
+		}
+	}
+	if len(sources) == 0 && len(reloadOn) == 0 {
+		return nil
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("cannot watch files: %w", err)
+	}
+	dirs := map[string]bool{}
+	for p := range sources {
+		dirs[filepath.Dir(p)] = true
+	}
+	for p := range reloadOn {
+		dirs[filepath.Dir(p)] = true
+	}
+	for dir := range dirs {
+		if err := w.Add(dir); err != nil {
+			w.Close()
+			return fmt.Errorf("cannot watch %s: %w", dir, err)
+		}
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer w.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case err := <-w.Errors:
+				g.d.log.Warn("file watcher", "error", err)
+			case ev := <-w.Events:
+				if ev.Op == fsnotify.Chmod {
+					continue
+				}
+				p := filepath.Clean(ev.Name)
+				if reloadOn[p] {
+					select {
+					case g.d.reloadCh <- "changed: " + p:
+					default:
+					}
+					continue
+				}
+				if names, ok := sources[p]; ok {
+					g.refetchLocal(ctx, p, names)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+func (g *generation) refetchLocal(ctx context.Context, path string, names []string) {
+	delete(g.b.files, path) // only this goroutine reads files after start
+	changed := false
+	for _, n := range names {
+		d, _ := g.cfg.Secrets.Lookup(n)
+		v, err := g.b.fetchLocal(ctx, d)
+		if err != nil {
+			// A file being replaced can be briefly missing or half
+			// written by a non-atomic editor: keep the last good value.
+			g.d.m.fetchErrors.WithLabelValues(d.Ref.Scheme).Inc()
+			g.d.log.Warn("re-reading a secret failed; keeping its last value", "secret", n, "error", err)
+			continue
+		}
+		g.d.m.fetches.WithLabelValues(d.Ref.Scheme).Inc()
+		g.mu.Lock()
+		if g.res.Values[n] != v {
+			g.res.Values[n] = v
+			changed = true
+		}
+		g.mu.Unlock()
+	}
+	if changed {
+		g.kick()
+	}
+}
+
+// renderLoop debounces triggers (wait.min after the last, at most wait.max
+// after the first) and runs a render pass.
+func (g *generation) renderLoop(ctx context.Context) {
+	wait := g.refresh().Wait
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.trigger:
+		}
+		first := time.Now()
+		for wait.Min > 0 {
+			limit := wait.Min
+			if wait.Max > 0 {
+				limit = min(limit, time.Until(first.Add(wait.Max)))
+			}
+			if limit <= 0 {
+				break
+			}
+			t := time.NewTimer(limit)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-g.trigger:
+				t.Stop()
+				continue
+			case <-t.C:
+			}
+			break
+		}
+		g.pass(ctx, true)
+	}
+}
+
+// pass renders every output from the current values, writes the changed
+// ones and, when notify is true, runs their notify actions.
+func (g *generation) pass(ctx context.Context, notify bool) {
+	g.mu.Lock()
+	res := g.res.clone()
+	g.mu.Unlock()
+	rep := writeAll(g.dir, g.prepared, res, false)
+	m := g.d.m
+	var failing []string
+	for _, r := range rep.Results {
+		switch {
+		case r.Err != nil:
+			failing = append(failing, r.Path)
+			g.d.log.Error("output not written; its previous file is kept", "output", r.Path, "error", r.Err)
+		case r.Changed:
+			m.writes.Inc()
+			g.d.log.Info("output written", "output", r.Path)
+			if n := outputFor(g.prepared, r.Path).Notify; notify && n != nil {
+				if err := runNotify(ctx, n); err != nil {
+					m.notifyErrors.Inc()
+					g.d.log.Error("notify failed", "output", r.Path, "error", err)
+				} else {
+					m.notifications.Inc()
+				}
+			}
+		}
+	}
+	if len(failing) > 0 {
+		m.renders.WithLabelValues("error").Inc()
+	} else {
+		m.renders.WithLabelValues("ok").Inc()
+		m.lastSuccess.SetToCurrentTime()
+	}
+	g.d.healthMu.Lock()
+	g.d.failing, g.d.rendered = failing, true
+	g.d.healthMu.Unlock()
+	if g.d.opts.Rendered != nil {
+		g.d.opts.Rendered(rep)
+	}
+}
+
+func outputFor(ps []Prepared, path string) Output {
+	for _, p := range ps {
+		if p.Output.Path == path {
+			return p.Output
+		}
+	}
+	return Output{}
+}
+
+// runNotify signals the process in the pid file and/or runs the command
+// (no shell; the broker's own credentials are not passed on).
+func runNotify(ctx context.Context, n *NotifyConfig) error {
+	var errs []error
+	if n.Signal != "" {
+		sig := Signals[strings.TrimPrefix(strings.ToUpper(n.Signal), "SIG")]
+		data, err := os.ReadFile(n.PIDFile)
+		pid, perr := strconv.Atoi(strings.TrimSpace(string(data)))
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("cannot read pid_file: %w", err))
+		case perr != nil || pid <= 1:
+			errs = append(errs, fmt.Errorf("pid_file %s does not hold a process id", n.PIDFile))
+		default:
+			if err := syscall.Kill(pid, sig); err != nil {
+				errs = append(errs, fmt.Errorf("cannot signal process %d: %w", pid, err))
+			}
+		}
+	}
+	if len(n.Command) > 0 {
+		timeout := n.Timeout
+		if timeout <= 0 {
+			timeout = 30 * time.Second
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		cmd := exec.CommandContext(cctx, n.Command[0], n.Command[1:]...)
+		cmd.Env = withoutBrokerCredentials(os.Environ())
+		if err := cmd.Run(); err != nil {
+			errs = append(errs, fmt.Errorf("notify command %s: %w", n.Command[0], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func withoutBrokerCredentials(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		drop := false
+		for _, c := range brokerCredentialVars {
+			if name == c {
+				drop = true
+			}
+		}
+		if !drop {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func (d *daemon) serveMetrics(addr string) (*http.Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot serve metrics on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", d.m.handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		d.healthMu.Lock()
+		failing, rendered := d.failing, d.rendered
+		d.healthMu.Unlock()
+		if !rendered || len(failing) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "failing outputs: %s\n", strings.Join(failing, ", "))
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	d.log.Info("serving metrics", "address", l.Addr().String())
+	return srv, nil
+}

@@ -1,0 +1,215 @@
+package broker_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/providers/local"
+)
+
+// daemonRun starts RunDaemon in the background and records its passes.
+type daemonRun struct {
+	mu     sync.Mutex
+	passes []broker.Report
+	reload chan struct{}
+	done   chan error
+	cancel context.CancelFunc
+	logs   *syncBuffer
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func startDaemon(t *testing.T, configPath string) *daemonRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &daemonRun{reload: make(chan struct{}, 1), done: make(chan error, 1), cancel: cancel, logs: &syncBuffer{}}
+	go func() {
+		d.done <- broker.RunDaemon(ctx, broker.DaemonOptions{
+			ConfigPath: configPath, Timeout: 5 * time.Second, Reload: d.reload,
+			Logger: slog.New(slog.NewTextHandler(d.logs, nil)),
+			Rendered: func(r broker.Report) {
+				d.mu.Lock()
+				d.passes = append(d.passes, r)
+				d.mu.Unlock()
+			},
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-d.done:
+			if err != nil {
+				t.Errorf("daemon: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("daemon did not stop")
+		}
+	})
+	return d
+}
+
+func (d *daemonRun) passCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.passes)
+}
+
+// eventually polls cond for up to limit (a wait for a background effect, not
+// a timing assertion).
+func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func fileIs(p, want string) func() bool {
+	return func() bool {
+		b, err := os.ReadFile(p)
+		return err == nil && string(b) == want
+	}
+}
+
+func reseal(t *testing.T, dir string, values ...string) {
+	t.Helper()
+	k, err := local.Load(filepath.Join(dir, "local.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain []envelope.Plain
+	for i := 0; i+1 < len(values); i += 2 {
+		plain = append(plain, envelope.Plain{Name: values[i], Value: []byte(values[i+1])})
+	}
+	f, err := envelope.SealFile(context.Background(), plain, nil, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replace atomically, as an editor or a config-management tool would.
+	tmp := filepath.Join(dir, ".secrets.tmp")
+	os.WriteFile(tmp, f.MarshalYAML(), 0o600)
+	os.Rename(tmp, filepath.Join(dir, "secrets.enc.yaml"))
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestDaemonWatchesFilesNotifiesAndReloads(t *testing.T) {
+	dir := localSetup(t)
+	addr := freeAddr(t)
+	notifyLog := filepath.Join(dir, "notified")
+	cfgText := `output_root: out
+refresh:
+  wait: {min: 200ms, max: 2s}
+  metrics_address: ` + addr + `
+secrets:
+  db_password: envelope:secrets.enc.yaml#db_password
+  api_key: envelope:secrets.enc.yaml#api_key
+  token: file:token
+outputs:
+  - path: app.env
+    secrets: [db_password, api_key]
+    notify:
+      command: ["/bin/sh", "-c", "echo changed >> ` + notifyLog + `"]
+  - path: token.txt
+    secret: token
+`
+	cfgPath := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfgPath, []byte(cfgText), 0o600)
+	d := startDaemon(t, cfgPath)
+	env := filepath.Join(dir, "out", "app.env")
+	eventually(t, 10*time.Second, "first render", fileIs(env, "db_password=\"p\\\"w\\$1\"\napi_key=\"ak-123\"\n"))
+	if _, err := os.Stat(notifyLog); err == nil {
+		t.Fatal("notify ran for the initial render")
+	}
+
+	// Five quick changes of the sealed file: debounced, one notify at the end.
+	for i := range 5 {
+		reseal(t, dir, "db_password", "pw-"+string(rune('a'+i)), "api_key", "ak-123")
+		time.Sleep(20 * time.Millisecond)
+	}
+	eventually(t, 10*time.Second, "re-render after the file changed", fileIs(env, "db_password=\"pw-e\"\napi_key=\"ak-123\"\n"))
+	eventually(t, 5*time.Second, "notify", func() bool { b, _ := os.ReadFile(notifyLog); return len(b) > 0 })
+	time.Sleep(500 * time.Millisecond)
+	if b, _ := os.ReadFile(notifyLog); strings.Count(string(b), "changed") > 2 {
+		t.Fatalf("notify ran %d times for one burst of changes", strings.Count(string(b), "changed"))
+	}
+
+	// A plain file changes: only its output is rewritten, no notify for it.
+	info, _ := os.Stat(env)
+	os.WriteFile(filepath.Join(dir, "token"), []byte("token-2"), 0o600)
+	eventually(t, 10*time.Second, "token re-render", fileIs(filepath.Join(dir, "out", "token.txt"), "token-2"))
+	if after, _ := os.Stat(env); !after.ModTime().Equal(info.ModTime()) {
+		t.Fatal("an unchanged output was rewritten")
+	}
+
+	// Metrics and health.
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"secrets_broker_output_writes_total", "secrets_broker_render_passes_total{result=\"ok\"}", "secrets_broker_notifications_total 1", `secrets_broker_fetches_total{source="envelope"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(string(body), "pw-e") {
+		t.Fatal("a value in metrics")
+	}
+	resp, err = http.Get("http://" + addr + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", err, resp.Status)
+	}
+	resp.Body.Close()
+
+	// A broken config is not taken; the running one stays.
+	os.WriteFile(cfgPath, []byte(cfgText+"bogus: 1\n"), 0o600)
+	eventually(t, 10*time.Second, "reload error logged", func() bool { return strings.Contains(d.logs.String(), "configuration not reloaded") })
+	reseal(t, dir, "db_password", "pw-after-bad-reload", "api_key", "ak-123")
+	eventually(t, 10*time.Second, "still rendering", fileIs(env, "db_password=\"pw-after-bad-reload\"\napi_key=\"ak-123\"\n"))
+
+	// A good config with one more output: SIGHUP-style reload picks it up.
+	os.WriteFile(cfgPath, []byte(cfgText+"  - path: key.json\n    format: json\n    secrets: [api_key]\n"), 0o600)
+	d.reload <- struct{}{}
+	eventually(t, 10*time.Second, "new output after reload", fileIs(filepath.Join(dir, "out", "key.json"), "{\n  \"api_key\": \"ak-123\"\n}\n"))
+	if strings.Contains(d.logs.String(), "pw-") || strings.Contains(d.logs.String(), "ak-123") {
+		t.Fatalf("a value in the logs:\n%s", d.logs.String())
+	}
+}
