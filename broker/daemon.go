@@ -422,7 +422,9 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 			m.writes.Inc()
 			g.d.log.Info("output written", "output", r.Path)
 			if n := outputFor(g.prepared, r.Path).Notify; notify && n != nil {
-				if err := runNotify(ctx, n); err != nil {
+				nc := *n
+				nc.PIDFile = g.cfg.Resolve(nc.PIDFile)
+				if err := runNotify(ctx, &nc); err != nil {
 					m.notifyErrors.Inc()
 					g.d.log.Error("notify failed", "output", r.Path, "error", err)
 				} else {

@@ -74,12 +74,6 @@ func startDaemon(t *testing.T, configPath string) *daemonRun {
 	return d
 }
 
-func (d *daemonRun) passCount() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.passes)
-}
-
 // eventually polls cond for up to limit (a wait for a background effect, not
 // a timing assertion).
 func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
@@ -158,7 +152,11 @@ outputs:
 		t.Fatal("notify ran for the initial render")
 	}
 
-	// Five quick changes of the sealed file: debounced, one notify at the end.
+	// Five quick changes of the sealed file: debounced into few passes and
+	// at most two notifications.
+	d.mu.Lock()
+	before := len(d.passes)
+	d.mu.Unlock()
 	for i := range 5 {
 		reseal(t, dir, "db_password", "pw-"+string(rune('a'+i)), "api_key", "ak-123")
 		time.Sleep(20 * time.Millisecond)
@@ -169,6 +167,11 @@ outputs:
 	if b, _ := os.ReadFile(notifyLog); strings.Count(string(b), "changed") > 2 {
 		t.Fatalf("notify ran %d times for one burst of changes", strings.Count(string(b), "changed"))
 	}
+	d.mu.Lock()
+	if n := len(d.passes) - before; n > 2 {
+		t.Fatalf("%d render passes for one burst of 5 changes (wait.min 200ms)", n)
+	}
+	d.mu.Unlock()
 
 	// A plain file changes: only its output is rewritten, no notify for it.
 	info, _ := os.Stat(env)

@@ -1,0 +1,146 @@
+package broker_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/secrets-broker/secrets-broker/internal/pgtest"
+	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
+)
+
+// KV secrets are re-read every static_interval: a change in Vault reaches
+// the file and the app gets its signal; re-reads that change nothing write
+// nothing and signal nothing.
+func TestDaemonKVRefreshSignalsApp(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.Run(t, "kv", "put", "secret/app", "password=one")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "token"), []byte(v.Token), 0o600)
+	pidFile := filepath.Join(dir, "app.pid")
+	hups := filepath.Join(dir, "hups")
+	app := exec.Command("/bin/sh", "-c", `echo $$ > "$1"; trap 'echo hup >> "$2"' HUP; while :; do sleep 0.05; done`, "sh", pidFile, hups)
+	if err := app.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { app.Process.Kill(); app.Wait() })
+	eventually(t, 5*time.Second, "app pid file", func() bool { _, err := os.Stat(pidFile); return err == nil })
+
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`vault:
+  address: %s
+  auth: {method: token, token_file: token}
+output_root: out
+refresh:
+  static_interval: 500ms
+secrets:
+  pw: vault:secret/data/app#password
+outputs:
+  - path: pw.txt
+    secret: pw
+    notify: {signal: HUP, pid_file: app.pid}
+`, v.Addr)), 0o600)
+	t.Setenv("VAULT_TOKEN", "")
+	startDaemon(t, cfg)
+	out := filepath.Join(dir, "out", "pw.txt")
+	eventually(t, 10*time.Second, "first render", fileIs(out, "one"))
+	info, _ := os.Stat(out)
+	time.Sleep(1500 * time.Millisecond) // three unchanged re-reads
+	if after, _ := os.Stat(out); !after.ModTime().Equal(info.ModTime()) {
+		t.Fatal("unchanged KV re-read rewrote the file")
+	}
+	if _, err := os.Stat(hups); err == nil {
+		t.Fatal("app signalled although nothing changed")
+	}
+	v.Run(t, "kv", "put", "secret/app", "password=two")
+	eventually(t, 10*time.Second, "KV change rendered", fileIs(out, "two"))
+	eventually(t, 5*time.Second, "app signalled", func() bool { b, _ := os.ReadFile(hups); return strings.Count(string(b), "hup") == 1 })
+}
+
+// Dynamic credentials: one lease at start (no second set), rotated into the
+// file before the old ones expire, and a reload keeps the lease it holds.
+func TestDaemonDynamicCredentials(t *testing.T) {
+	pg := pgtest.Start(t)
+	v := vaulttest.Start(t)
+	root := v.Client(t)
+	v.Run(t, "secrets", "enable", "database")
+	if _, err := root.Logical().Write("database/config/pg", map[string]any{
+		"plugin_name":    "postgresql-database-plugin",
+		"connection_url": fmt.Sprintf("postgresql://{{username}}:{{password}}@127.0.0.1:%d/postgres?sslmode=disable", pg.Port),
+		"username":       pg.User, "password": pg.Password, "allowed_roles": "app",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Logical().Write("database/roles/app", map[string]any{
+		"db_name":             "pg",
+		"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
+		"default_ttl":         "4s", "max_ttl": "10s",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	leases := func() int {
+		s, err := root.Logical().List("sys/leases/lookup/database/creds/app")
+		if err != nil || s == nil {
+			return 0
+		}
+		keys, _ := s.Data["keys"].([]any)
+		return len(keys)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "token"), []byte(v.Token), 0o600)
+	cfgText := fmt.Sprintf(`vault:
+  address: %s
+  auth: {method: token, token_file: token}
+output_root: out
+outputs:
+  - path: db.conf
+    template_text: '{{ with secret "database/creds/app" }}{{ .Data.username }} {{ .Data.password }}{{ end }}'
+`, v.Addr)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(cfgText), 0o600)
+	t.Setenv("VAULT_TOKEN", "")
+	d := startDaemon(t, cfg)
+	out := filepath.Join(dir, "out", "db.conf")
+	creds := func() (string, string) {
+		b, _ := os.ReadFile(out)
+		f := strings.Fields(string(b))
+		if len(f) != 2 {
+			return "", ""
+		}
+		return f[0], f[1]
+	}
+	eventually(t, 15*time.Second, "first credentials", func() bool { u, _ := creds(); return u != "" })
+	if n := leases(); n != 1 {
+		t.Fatalf("%d leases after start, want 1 (no second set of credentials)", n)
+	}
+	first, _ := creds()
+	// A reload keeps the credentials it holds.
+	d.reload <- struct{}{}
+	time.Sleep(time.Second)
+	if u, _ := creds(); u != first || leases() != 1 {
+		t.Fatalf("reload minted new credentials (%d leases)", leases())
+	}
+	// Over 25 s (max TTL 10 s) the file gets new credentials, and whatever
+	// it holds logs in at every check.
+	seen := map[string]bool{first: true}
+	deadline := time.Now().Add(25 * time.Second)
+	for time.Now().Before(deadline) {
+		u, p := creds()
+		if u == "" {
+			t.Fatal("credentials file empty or partial")
+		}
+		if got, err := pg.Psql(u, p, "postgres", "select current_user"); err != nil || got != u {
+			t.Fatalf("credentials in the file do not log in: %v %s", err, got)
+		}
+		seen[u] = true
+		time.Sleep(500 * time.Millisecond)
+	}
+	if len(seen) < 2 {
+		t.Fatal("credentials never rotated at max TTL")
+	}
+	t.Logf("%d credential sets over 25 s", len(seen))
+}
