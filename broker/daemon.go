@@ -229,7 +229,7 @@ func (g *generation) startWatchers(ctx context.Context) error {
 		g.mu.Unlock()
 		for _, r := range refs {
 			key := r.RequestKey()
-			opts := vault.KeepOptions{StaticInterval: g.refresh().StaticInterval, Initial: initial[key]}
+			opts := vault.KeepOptions{StaticInterval: g.refresh().StaticInterval, Initial: initial[key], RetryPermanent: true}
 			g.d.m.setExpiry(key, initial[key])
 			g.wg.Add(1)
 			go func() {

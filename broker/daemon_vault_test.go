@@ -144,3 +144,37 @@ outputs:
 	}
 	t.Logf("%d credential sets over 25 s", len(seen))
 }
+
+// A secret missing at start: its output waits (the others are written) and
+// appears once the secret exists; the daemon keeps trying.
+func TestDaemonSecretAppearsLater(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.Run(t, "kv", "put", "secret/present", "v=here")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "token"), []byte(v.Token), 0o600)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`vault:
+  address: %s
+  auth: {method: token, token_file: token}
+output_root: out
+secrets:
+  present: vault:secret/data/present#v
+  later: vault:secret/data/later#v
+outputs:
+  - path: present.txt
+    secret: present
+  - path: later.txt
+    secret: later
+`, v.Addr)), 0o600)
+	t.Setenv("VAULT_TOKEN", "")
+	d := startDaemon(t, cfg)
+	eventually(t, 10*time.Second, "the available output", fileIs(filepath.Join(dir, "out", "present.txt"), "here"))
+	if _, err := os.Stat(filepath.Join(dir, "out", "later.txt")); err == nil {
+		t.Fatal("output written without its secret")
+	}
+	v.Run(t, "kv", "put", "secret/later", "v=arrived")
+	eventually(t, 20*time.Second, "the late secret", fileIs(filepath.Join(dir, "out", "later.txt"), "arrived"))
+	if !strings.Contains(d.logs.String(), "secret/data/later") {
+		t.Fatal("the missing secret was not logged")
+	}
+}

@@ -28,6 +28,11 @@ type KeepOptions struct {
 	// so a failing renewal never turns into a credential-minting loop.
 	// Default 1 s.
 	MinRefetch time.Duration
+	// RetryPermanent keeps retrying failures that are not retryable (a path
+	// not found, permission denied) with backoff capped at 5 minutes,
+	// instead of ending Keep: a sidecar outlives a secret briefly deleted or
+	// a policy fixed later.
+	RetryPermanent bool
 	// Initial is a secret already fetched for ref: Keep starts by keeping it
 	// instead of fetching again, so a broker that fetched everything at
 	// start does not mint a second set of dynamic credentials.
@@ -65,7 +70,7 @@ func (c *Client) Keep(ctx context.Context, ref Ref, opts KeepOptions, deliver fu
 			lastFetch = s.Lease.IssuedAt
 		} else {
 			var err error
-			s, err = c.fetchWithRetry(ctx, ref, deliver)
+			s, err = c.fetchWithRetry(ctx, ref, opts.RetryPermanent, deliver)
 			if err != nil {
 				return err
 			}
@@ -90,7 +95,7 @@ func (c *Client) Keep(ctx context.Context, ref Ref, opts KeepOptions, deliver fu
 	}
 }
 
-func (c *Client) fetchWithRetry(ctx context.Context, ref Ref, deliver func(Event)) (*Secret, error) {
+func (c *Client) fetchWithRetry(ctx context.Context, ref Ref, retryPermanent bool, deliver func(Event)) (*Secret, error) {
 	for attempt := 0; ; attempt++ {
 		s, err := c.Read(ctx, ref)
 		if err == nil {
@@ -100,10 +105,14 @@ func (c *Client) fetchWithRetry(ctx context.Context, ref Ref, deliver func(Event
 			return nil, ctx.Err()
 		}
 		deliver(Event{Err: err})
+		limit := time.Minute
 		if e, ok := err.(*Error); ok && !e.Retryable() {
-			return nil, err
+			if !retryPermanent {
+				return nil, err
+			}
+			limit = 5 * time.Minute
 		}
-		if !sleep(ctx, backoff(attempt, 250*time.Millisecond, time.Minute)) {
+		if !sleep(ctx, backoff(attempt, 250*time.Millisecond, limit)) {
 			return nil, ctx.Err()
 		}
 	}
