@@ -281,3 +281,30 @@ func (s *Server) Run(t testing.TB, args ...string) string {
 	}
 	return out.String()
 }
+
+// DatabaseRole enables Vault's database engine against the PostgreSQL at
+// 127.0.0.1:port (superuser user/password) and creates role "app", whose
+// credentials are PostgreSQL logins valid until their lease expires:
+// database/creds/app.
+func (s *Server) DatabaseRole(t testing.TB, port int, user, password, defaultTTL, maxTTL string) {
+	t.Helper()
+	root := s.Client(t)
+	s.Run(t, "secrets", "enable", "database")
+	if _, err := root.Logical().Write("database/config/pg", map[string]any{
+		"plugin_name":    "postgresql-database-plugin",
+		"connection_url": fmt.Sprintf("postgresql://{{username}}:{{password}}@127.0.0.1:%d/postgres?sslmode=disable", port),
+		"username":       user,
+		"password":       password,
+		"allowed_roles":  "app",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Logical().Write("database/roles/app", map[string]any{
+		"db_name":             "pg",
+		"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
+		"default_ttl":         defaultTTL,
+		"max_ttl":             maxTTL,
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

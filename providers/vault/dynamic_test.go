@@ -18,25 +18,7 @@ import (
 func TestDynamicDatabaseCredentials(t *testing.T) {
 	pg := pgtest.Start(t)
 	v := vaulttest.Start(t)
-	root := v.Client(t)
-	v.Run(t, "secrets", "enable", "database")
-	if _, err := root.Logical().Write("database/config/pg", map[string]any{
-		"plugin_name":    "postgresql-database-plugin",
-		"connection_url": fmt.Sprintf("postgresql://{{username}}:{{password}}@127.0.0.1:%d/postgres?sslmode=disable", pg.Port),
-		"username":       pg.User,
-		"password":       pg.Password,
-		"allowed_roles":  "app",
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := root.Logical().Write("database/roles/app", map[string]any{
-		"db_name":             "pg",
-		"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
-		"default_ttl":         "10s",
-		"max_ttl":             "30s",
-	}); err != nil {
-		t.Fatal(err)
-	}
+	v.DatabaseRole(t, pg.Port, pg.User, pg.Password, "10s", "30s")
 	c := connect(t, v, nil)
 
 	type creds struct{ user, pass string }
