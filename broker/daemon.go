@@ -52,6 +52,7 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	d := &daemon{opts: opts, log: opts.Logger, m: newMetrics(), reloadCh: make(chan string, 1)}
+	defer d.closeVault()
 	gen, err := d.startGeneration(ctx, nil)
 	if err != nil {
 		return err
@@ -85,6 +86,7 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		d.m.reloads.WithLabelValues("ok").Inc()
 		gen.stop()
 		gen = next
+		d.closeRetiredVault()
 	}
 }
 
@@ -97,6 +99,60 @@ type daemon struct {
 	healthMu sync.Mutex
 	failing  []string
 	rendered bool
+
+	// The Vault client outlives config reloads while the vault section is
+	// unchanged: the broker stays logged in (an AppRole secret_id file
+	// removed after the first login is not needed again).
+	vault        *vault.Client
+	vaultKey     string
+	retiredVault *vault.Client
+}
+
+func vaultConfigKey(c *Config) string {
+	if c.Vault == nil {
+		return "(env)"
+	}
+	v := *c.Vault
+	auth := AuthConfig{}
+	if v.Auth != nil {
+		auth = *v.Auth
+	}
+	v.Auth = nil
+	return fmt.Sprintf("%s|%+v|%+v", c.Dir, v, auth)
+}
+
+// shareVault lets b use the daemon's client when the vault config matches.
+func (d *daemon) shareVault(b *Broker) {
+	key := vaultConfigKey(b.cfg)
+	if d.vault != nil && d.vaultKey == key {
+		b.vault, b.sharedVault = d.vault, true
+	}
+}
+
+// adoptVault makes b's own client the daemon's; the one it replaces is
+// closed once the old generation has stopped.
+func (d *daemon) adoptVault(b *Broker) {
+	if b.vault == nil || b.sharedVault {
+		return
+	}
+	if d.vault != nil {
+		d.retiredVault = d.vault
+	}
+	d.vault, d.vaultKey, b.sharedVault = b.vault, vaultConfigKey(b.cfg), true
+}
+
+func (d *daemon) closeRetiredVault() {
+	if d.retiredVault != nil {
+		d.retiredVault.Close()
+		d.retiredVault = nil
+	}
+}
+
+func (d *daemon) closeVault() {
+	d.closeRetiredVault()
+	if d.vault != nil {
+		d.vault.Close()
+	}
 }
 
 func (d *daemon) loadConfig() (*Config, error) {
@@ -141,6 +197,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		return nil, err
 	}
 	b := New(cfg)
+	d.shareVault(b)
 	prepared, err := b.Prepare()
 	if err != nil {
 		b.Close()
@@ -154,6 +211,14 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	names, calls := Needs(prepared)
 	ctx, cancel := context.WithCancel(parent)
 	g := &generation{d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, dir: dir, trigger: make(chan struct{}, 1), cancel: cancel}
+	// Log in before writing anything, so that a reload that cannot reach
+	// Vault changes no file.
+	if len(b.vaultRequests(names, calls)) > 0 {
+		if err := b.connectUntil(ctx, d.opts.Timeout); err != nil {
+			g.stop()
+			return nil, err
+		}
+	}
 	res, err := b.fetchUntil(ctx, names, calls, have, d.opts.Timeout)
 	if res == nil {
 		res = newResolved()
@@ -168,6 +233,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		g.stop()
 		return nil, err
 	}
+	d.adoptVault(b)
 	g.wg.Add(1)
 	go func() { defer g.wg.Done(); g.renderLoop(ctx) }()
 	return g, nil

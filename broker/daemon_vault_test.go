@@ -164,3 +164,48 @@ outputs:
 		t.Fatal("the missing secret was not logged")
 	}
 }
+
+// AppRole with remove_secret_id_file_after_reading: the file is gone after
+// the first login, and a config reload still works because the daemon keeps
+// its Vault client (and login) while the vault section is unchanged.
+func TestDaemonReloadKeepsVaultLogin(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.Run(t, "kv", "put", "secret/app", "v=one")
+	root := v.Client(t)
+	if _, err := root.Logical().Write("sys/policies/acl/reader", map[string]any{"policy": `path "secret/data/*" { capabilities = ["read"] }`}); err != nil {
+		t.Fatal(err)
+	}
+	v.Run(t, "auth", "enable", "approle")
+	v.Run(t, "write", "auth/approle/role/web", "token_policies=reader", "token_ttl=1h")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "role-id"), []byte(strings.TrimSpace(v.Run(t, "read", "-field=role_id", "auth/approle/role/web/role-id"))), 0o600)
+	os.WriteFile(filepath.Join(dir, "secret-id"), []byte(strings.TrimSpace(v.Run(t, "write", "-f", "-field=secret_id", "auth/approle/role/web/secret-id"))), 0o600)
+	base := fmt.Sprintf(`vault:
+  address: %s
+  auth:
+    method: approle
+    role_id_file: role-id
+    secret_id_file: secret-id
+    remove_secret_id_file_after_reading: true
+output_root: out
+secrets:
+  v: vault:secret/data/app#v
+outputs:
+  - path: a.txt
+    secret: v
+`, v.Addr)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(base), 0o600)
+	t.Setenv("VAULT_TOKEN", "")
+	d := startDaemon(t, cfg)
+	eventually(t, 10*time.Second, "first render", fileIs(filepath.Join(dir, "out", "a.txt"), "one"))
+	if _, err := os.Stat(filepath.Join(dir, "secret-id")); !os.IsNotExist(err) {
+		t.Fatal("secret_id file not removed after login")
+	}
+	os.WriteFile(cfg, []byte(base+"  - path: b.txt\n    secret: v\n"), 0o600)
+	d.reload <- struct{}{}
+	eventually(t, 10*time.Second, "output added by the reload", fileIs(filepath.Join(dir, "out", "b.txt"), "one"))
+	if strings.Contains(d.logs.String(), "not reloaded") {
+		t.Fatalf("reload failed:\n%s", d.logs.String())
+	}
+}

@@ -27,8 +27,11 @@ type Broker struct {
 	cache *providers.DataKeyCache
 
 	vault *vault.Client
-	keys  []envelope.KeyWrapper
-	files map[string]*envelope.File
+	// sharedVault means vault belongs to someone else (the daemon, across
+	// config reloads) and Close leaves it open.
+	sharedVault bool
+	keys        []envelope.KeyWrapper
+	files       map[string]*envelope.File
 }
 
 // New makes a broker for cfg. Nothing is contacted until needed.
@@ -38,7 +41,7 @@ func New(cfg *Config) *Broker {
 
 // Close releases the Vault client and zeroes cached data keys.
 func (b *Broker) Close() {
-	if b.vault != nil {
+	if b.vault != nil && !b.sharedVault {
 		b.vault.Close()
 	}
 	b.cache.Purge()
@@ -541,6 +544,21 @@ func (b *Broker) fetchUntil(ctx context.Context, names []string, calls []templat
 		select {
 		case <-ctx.Done():
 		case <-time.After(max(wait, 0)):
+		}
+	}
+}
+
+// connectUntil connects to Vault, retrying retryable failures until timeout.
+func (b *Broker) connectUntil(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for attempt := 0; ; attempt++ {
+		_, err := b.VaultClient(ctx)
+		if err == nil || !fail.KindOf(err).Retryable() || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(max(min(time.Duration(250<<min(attempt, 8))*time.Millisecond, time.Until(deadline)), 0)):
 		}
 	}
 }
