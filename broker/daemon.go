@@ -75,6 +75,12 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		case <-opts.Reload:
 			why = "reload requested"
 		case why = <-d.reloadCh:
+			// An editor may write the file in several steps: wait until it
+			// has been quiet for a moment before reading it.
+			if !d.settle(ctx) {
+				gen.stop()
+				return nil
+			}
 		}
 		d.log.Info("reloading configuration", "reason", why)
 		next, err := d.startGeneration(ctx, gen.heldRequests())
@@ -87,6 +93,26 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		gen.stop()
 		gen = next
 		d.closeRetiredVault()
+	}
+}
+
+// fileSettle is how long a changed config or template must stay unchanged
+// before it is read.
+const fileSettle = 300 * time.Millisecond
+
+// settle waits until no file change has been reported for fileSettle.
+func (d *daemon) settle(ctx context.Context) bool {
+	t := time.NewTimer(fileSettle)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-d.reloadCh:
+			t.Reset(fileSettle)
+		case <-t.C:
+			return true
+		}
 	}
 }
 
@@ -382,12 +408,23 @@ func (g *generation) watchFiles(ctx context.Context) error {
 	go func() {
 		defer g.wg.Done()
 		defer w.Close()
+		// Changed sources are re-read once they have been quiet for
+		// fileSettle, so a file written in several steps is read whole.
+		pending := map[string]bool{}
+		settle := time.NewTimer(time.Hour)
+		settle.Stop()
+		defer settle.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case err := <-w.Errors:
 				g.d.log.Warn("file watcher", "error", err)
+			case <-settle.C:
+				for p := range pending {
+					g.refetchLocal(ctx, p, sources[p])
+				}
+				clear(pending)
 			case ev := <-w.Events:
 				if ev.Op == fsnotify.Chmod {
 					continue
@@ -400,8 +437,9 @@ func (g *generation) watchFiles(ctx context.Context) error {
 					}
 					continue
 				}
-				if names, ok := sources[p]; ok {
-					g.refetchLocal(ctx, p, names)
+				if _, ok := sources[p]; ok {
+					pending[p] = true
+					settle.Reset(fileSettle)
 				}
 			}
 		}
