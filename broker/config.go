@@ -206,6 +206,27 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(data, path, dir)
 }
 
+// LoadConfigWithFlags reads the config at path, or starts from an empty one
+// (relative paths against the working directory) when path is empty, and
+// adds --secret NAME=REF declarations.
+func LoadConfigWithFlags(path string, secretFlags []string) (*Config, error) {
+	var cfg *Config
+	if path != "" {
+		c, err := LoadConfig(path)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	} else {
+		wd, _ := os.Getwd()
+		cfg = &Config{Dir: wd, Source: "(flags)"}
+	}
+	if err := cfg.AddSecretFlags(secretFlags); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
 // ParseConfig decodes config text (YAML or JSON) strictly and checks it.
 func ParseConfig(data []byte, source, dir string) (*Config, error) {
 	if len(data) > MaxConfigLen {

@@ -181,24 +181,6 @@ func (d *daemon) closeVault() {
 	}
 }
 
-func (d *daemon) loadConfig() (*Config, error) {
-	var cfg *Config
-	if d.opts.ConfigPath != "" {
-		c, err := LoadConfig(d.opts.ConfigPath)
-		if err != nil {
-			return nil, err
-		}
-		cfg = c
-	} else {
-		wd, _ := os.Getwd()
-		cfg = &Config{Dir: wd, Source: "(flags)"}
-	}
-	if err := cfg.AddSecretFlags(d.opts.SecretFlags); err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
 // generation is one loaded config and everything running for it.
 type generation struct {
 	d        *daemon
@@ -218,7 +200,7 @@ type generation struct {
 }
 
 func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.Secret) (*generation, error) {
-	cfg, err := d.loadConfig()
+	cfg, err := LoadConfigWithFlags(d.opts.ConfigPath, d.opts.SecretFlags)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package broker
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -664,15 +663,4 @@ func missingFor(p Prepared, r *Resolved) string {
 		}
 	}
 	return ""
-}
-
-// MarshalJSONValues writes name/value pairs as a JSON object (used by exec's
-// GitLab dotenv and tests).
-func MarshalJSONValues(names []string, values map[string]string) []byte {
-	m := make(map[string]string, len(names))
-	for _, n := range names {
-		m[n] = values[n]
-	}
-	b, _ := json.Marshal(m)
-	return b
 }

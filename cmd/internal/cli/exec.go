@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -54,12 +53,7 @@ the command's output with [redacted].`,
 			defer b.Close()
 			opts.BaseEnv = os.Environ()
 			opts.Stdin, opts.Stdout, opts.Stderr = env.Stdin, env.Stdout, env.Stderr
-			err = b.Exec(cmd.Context(), opts)
-			var ee *broker.ExitError
-			if errors.As(err, &ee) {
-				return err
-			}
-			return err
+			return b.Exec(cmd.Context(), opts)
 		},
 	}
 	cf.register(cmd)

@@ -26,26 +26,16 @@ func (c *configFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringArrayVar(&c.secrets, "secret", nil, "declare a secret NAME=REF (repeatable), e.g. DB_PASSWORD=vault:secret/data/app#password")
 }
 
+// configPath is --config, else $SECRETS_BROKER_CONFIG.
+func (c *configFlags) configPath() string {
+	if c.path != "" {
+		return c.path
+	}
+	return os.Getenv(EnvConfig)
+}
+
 func (c *configFlags) load() (*broker.Config, error) {
-	p := c.path
-	if p == "" {
-		p = os.Getenv(EnvConfig)
-	}
-	var cfg *broker.Config
-	if p != "" {
-		loaded, err := broker.LoadConfig(p)
-		if err != nil {
-			return nil, err
-		}
-		cfg = loaded
-	} else {
-		wd, _ := os.Getwd()
-		cfg = &broker.Config{Dir: wd, Source: "(flags)"}
-	}
-	if err := cfg.AddSecretFlags(c.secrets); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return broker.LoadConfigWithFlags(c.configPath(), c.secrets)
 }
 
 func newValidate(env Env) *cobra.Command {
@@ -151,10 +141,6 @@ running one in place. Metrics and /healthz: refresh.metrics_address.`,
 			if rf.dryRun {
 				return usageErr("--dry-run goes with --once or the render command")
 			}
-			path := rf.cf.path
-			if path == "" {
-				path = os.Getenv(EnvConfig)
-			}
 			var handler slog.Handler = slog.NewTextHandler(env.Stderr, nil)
 			if logJSON {
 				handler = slog.NewJSONHandler(env.Stderr, nil)
@@ -172,7 +158,7 @@ running one in place. Metrics and /healthz: refresh.metrics_address.`,
 				}
 			}()
 			return broker.RunDaemon(cmd.Context(), broker.DaemonOptions{
-				ConfigPath: path, SecretFlags: rf.cf.secrets, Timeout: rf.timeout,
+				ConfigPath: rf.cf.configPath(), SecretFlags: rf.cf.secrets, Timeout: rf.timeout,
 				Logger: slog.New(handler), Reload: reload,
 			})
 		},
