@@ -533,11 +533,31 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 // fetchUntil is fetch, retrying retryable failures (Vault unreachable or
 // sealed, KMS throttling) with backoff until timeout has passed.
 func (b *Broker) fetchUntil(ctx context.Context, names []string, calls []templates.VaultCall, have map[string]*vault.Secret, timeout time.Duration) (*Resolved, error) {
+	var res *Resolved
+	err := retryUntil(ctx, timeout, func() (err error) {
+		res, err = b.fetch(ctx, names, calls, have)
+		return err
+	})
+	return res, err
+}
+
+// connectUntil connects to Vault, retrying retryable failures until timeout.
+func (b *Broker) connectUntil(ctx context.Context, timeout time.Duration) error {
+	return retryUntil(ctx, timeout, func() error {
+		_, err := b.VaultClient(ctx)
+		return err
+	})
+}
+
+// retryUntil calls try until it succeeds, fails in a way that is not
+// retryable, or timeout has passed, waiting 250 ms doubling to 1 min between
+// tries.
+func retryUntil(ctx context.Context, timeout time.Duration, try func() error) error {
 	deadline := time.Now().Add(timeout)
 	for attempt := 0; ; attempt++ {
-		res, err := b.fetch(ctx, names, calls, have)
+		err := try()
 		if err == nil || !fail.KindOf(err).Retryable() || time.Now().After(deadline) || ctx.Err() != nil {
-			return res, err
+			return err
 		}
 		wait := min(time.Duration(250<<min(attempt, 8))*time.Millisecond, time.Minute, time.Until(deadline))
 		select {
@@ -547,26 +567,10 @@ func (b *Broker) fetchUntil(ctx context.Context, names []string, calls []templat
 	}
 }
 
-// connectUntil connects to Vault, retrying retryable failures until timeout.
-func (b *Broker) connectUntil(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for attempt := 0; ; attempt++ {
-		_, err := b.VaultClient(ctx)
-		if err == nil || !fail.KindOf(err).Retryable() || time.Now().After(deadline) || ctx.Err() != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(max(min(time.Duration(250<<min(attempt, 8))*time.Millisecond, time.Until(deadline)), 0)):
-		}
-	}
-}
-
 // writeAll renders every prepared output from res and writes the ones
 // that rendered (all of a bundle or none of it). Outputs that need a secret
 // missing from res fail, naming it.
 func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) Report {
-	opts := RenderOptions{DryRun: dryRun}
 	var rep Report
 	bundles := map[string][]int{}
 	var order []string
@@ -598,7 +602,7 @@ func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) R
 		}
 		r := OutputResult{Path: p.Output.Path, Err: errs[i]}
 		if r.Err == nil {
-			if opts.DryRun {
+			if dryRun {
 				same, err := dir.Unchanged(p.Spec, rendered[i])
 				r.Changed, r.Err = !same, err
 			} else {
@@ -621,17 +625,10 @@ func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) R
 		}
 		changed := false
 		if bundleErr == nil {
-			if opts.DryRun {
-				changed = true
-				for k, s := range specs {
-					s.AllowSymlink = true // the visible files are the bundle's own links
-					if same, _ := dir.Unchanged(s, data[k]); !same {
-						break
-					}
-					if k == len(specs)-1 {
-						changed = false
-					}
-				}
+			if dryRun {
+				var same bool
+				same, bundleErr = dir.BundleUnchanged(name, specs, data)
+				changed = !same
 			} else {
 				changed, bundleErr = dir.WriteBundle(name, specs, data)
 			}

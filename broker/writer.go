@@ -146,38 +146,14 @@ func (d *OutputDir) Write(spec FileSpec, data []byte) (changed bool, err error) 
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	tmp := path.Join(dir, "."+path.Base(name)+".tmp-"+hex.EncodeToString(rnd[:]))
-	f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return false, fmt.Errorf("output %s: cannot create a temporary file: %w", d.where(spec.Path), err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			f.Close()
-			d.root.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(spec.Mode.Perm()); err != nil {
-		return false, fmt.Errorf("output %s: cannot set mode: %w", d.where(spec.Path), err)
-	}
-	if spec.UID >= 0 || spec.GID >= 0 {
-		if err := f.Chown(spec.UID, spec.GID); err != nil {
-			return false, fmt.Errorf("output %s: cannot set owner: %w", d.where(spec.Path), err)
-		}
-	}
-	if _, err := f.Write(data); err != nil {
-		return false, fmt.Errorf("output %s: %w", d.where(spec.Path), err)
-	}
-	if err := f.Sync(); err != nil {
-		return false, fmt.Errorf("output %s: %w", d.where(spec.Path), err)
-	}
-	if err := f.Close(); err != nil {
+	if err := d.writeNew(tmp, spec, data); err != nil {
+		d.root.Remove(tmp)
 		return false, fmt.Errorf("output %s: %w", d.where(spec.Path), err)
 	}
 	if err := d.root.Rename(tmp, name); err != nil {
+		d.root.Remove(tmp)
 		return false, fmt.Errorf("output %s: cannot move the new file into place: %w", d.where(spec.Path), err)
 	}
-	done = true
 	syncDir(d.root, dir)
 	d.removeStale(dir, "."+path.Base(name)+".tmp-", "")
 	return true, nil
@@ -223,21 +199,8 @@ func (d *OutputDir) WriteBundle(name string, specs []FileSpec, data [][]byte) (c
 		}
 	}
 	link := path.Join(dir, ".."+name+".data")
-	same := true
-	for i, s := range specs {
-		cur, err := d.root.ReadFile(path.Join(link, path.Base(filepath.ToSlash(s.Path))))
-		if err != nil || !bytes.Equal(cur, data[i]) {
-			same = false
-			break
-		}
-		info, err := d.root.Stat(filepath.ToSlash(s.Path))
-		if err != nil || info.Mode().Perm() != s.Mode.Perm() {
-			same = false
-			break
-		}
-	}
-	if same {
-		return false, nil
+	if same, err := d.BundleUnchanged(name, specs, data); err != nil || same {
+		return false, err
 	}
 	if dir != "." {
 		if err := d.root.MkdirAll(dir, 0o700); err != nil {
@@ -297,7 +260,25 @@ func (d *OutputDir) WriteBundle(name string, specs []FileSpec, data [][]byte) (c
 	return true, nil
 }
 
-// writeNew writes a new file (it must not exist) with mode and owner, fsynced.
+// BundleUnchanged reports whether every file of the bundle is already its
+// link through DIR/..NAME.data to a file holding data with the mode and
+// owner asked for.
+func (d *OutputDir) BundleUnchanged(name string, specs []FileSpec, data [][]byte) (bool, error) {
+	for i, s := range specs {
+		p := filepath.ToSlash(s.Path)
+		if link, err := d.root.Readlink(p); err != nil || link != path.Join(".."+name+".data", path.Base(p)) {
+			return false, nil
+		}
+		s.AllowSymlink = true // the visible files are the bundle's own links
+		if same, err := d.Unchanged(s, data[i]); err != nil || !same {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// writeNew writes a new file (it must not exist) with mode and owner set
+// before any content, fsynced.
 func (d *OutputDir) writeNew(name string, spec FileSpec, data []byte) error {
 	mode := spec.Mode
 	if mode == 0 {
@@ -305,15 +286,15 @@ func (d *OutputDir) writeNew(name string, spec FileSpec, data []byte) error {
 	}
 	f, err := d.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot create a temporary file: %w", err)
 	}
 	defer f.Close()
 	if err := f.Chmod(mode.Perm()); err != nil {
-		return err
+		return fmt.Errorf("cannot set mode: %w", err)
 	}
 	if spec.UID >= 0 || spec.GID >= 0 {
 		if err := f.Chown(spec.UID, spec.GID); err != nil {
-			return err
+			return fmt.Errorf("cannot set owner: %w", err)
 		}
 	}
 	if _, err := f.Write(data); err != nil {
