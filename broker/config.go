@@ -352,6 +352,19 @@ func (c *Config) Check() error {
 		if _, err := o.FileMode(); err != nil {
 			add("%s: %v", where, err)
 		}
+		if n := o.Notify; n != nil {
+			if n.Signal == "" && len(n.Command) == 0 {
+				add("output %q: notify needs signal (with pid_file) or command", o.Path)
+			}
+			if n.Signal != "" {
+				if _, ok := parseSignal(n.Signal); !ok {
+					add("output %q: notify signal %q is not one of HUP, INT, QUIT, TERM, USR1, USR2", o.Path, n.Signal)
+				}
+				if n.PIDFile == "" {
+					add("output %q: notify signal needs pid_file", o.Path)
+				}
+			}
+		}
 		if o.Bundle != "" {
 			if !bundleRE.MatchString(o.Bundle) {
 				add("%s: bundle %q must be letters, digits, _ or -", where, o.Bundle)
@@ -364,21 +377,6 @@ func (c *Config) Check() error {
 				add("%s: every output of bundle %q must be in one directory (%s, not %s)", where, o.Bundle, prev, dir)
 			}
 			bundleDirs[o.Bundle] = dir
-		}
-	}
-	for _, o := range c.Outputs {
-		if n := o.Notify; n != nil {
-			if n.Signal == "" && len(n.Command) == 0 {
-				add("output %q: notify needs signal (with pid_file) or command", o.Path)
-			}
-			if n.Signal != "" {
-				if _, ok := Signals[strings.TrimPrefix(strings.ToUpper(n.Signal), "SIG")]; !ok {
-					add("output %q: notify signal %q is not one of HUP, INT, QUIT, TERM, USR1, USR2", o.Path, n.Signal)
-				}
-				if n.PIDFile == "" {
-					add("output %q: notify signal needs pid_file", o.Path)
-				}
-			}
 		}
 	}
 	if r := c.Refresh; r != nil {
@@ -417,10 +415,13 @@ func (c *Config) Check() error {
 	return nil
 }
 
-// Signals are the signals notify may send.
-var Signals = map[string]syscall.Signal{
-	"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT,
-	"TERM": syscall.SIGTERM, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2,
+// parseSignal reads a notify signal name: HUP or SIGHUP, any case.
+func parseSignal(name string) (syscall.Signal, bool) {
+	sig, ok := map[string]syscall.Signal{
+		"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT,
+		"TERM": syscall.SIGTERM, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2,
+	}[strings.TrimPrefix(strings.ToUpper(name), "SIG")]
+	return sig, ok
 }
 
 var bundleRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

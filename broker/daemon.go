@@ -547,7 +547,7 @@ func outputFor(ps []Prepared, path string) Output {
 func runNotify(ctx context.Context, n *NotifyConfig) error {
 	var errs []error
 	if n.Signal != "" {
-		sig := Signals[strings.TrimPrefix(strings.ToUpper(n.Signal), "SIG")]
+		sig, _ := parseSignal(n.Signal) // checked when the config loaded
 		data, err := os.ReadFile(n.PIDFile)
 		pid, perr := strconv.Atoi(strings.TrimSpace(string(data)))
 		switch {

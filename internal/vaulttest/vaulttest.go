@@ -225,7 +225,7 @@ func (s *Server) Stop() {
 // StartTLS is Start with TLS; see LaunchTLS.
 func StartTLS(t testing.TB, certDir string) *Server {
 	t.Helper()
-	s, err := LaunchTLS(context.Background(), certDir)
+	s, err := LaunchTLS(t.Context(), certDir)
 	if err != nil {
 		t.Fatalf("a real Vault dev server is required and could not start: %v", err)
 	}
@@ -237,7 +237,7 @@ func StartTLS(t testing.TB, certDir string) *Server {
 // the test, never skips it, when the server cannot start.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := Launch(context.Background())
+	s, err := Launch(t.Context())
 	if err != nil {
 		t.Fatalf("a real Vault dev server is required and could not start: %v", err)
 	}
