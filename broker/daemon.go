@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -580,14 +581,7 @@ func runNotify(ctx context.Context, n *NotifyConfig) error {
 func withoutBrokerCredentials(env []string) []string {
 	var out []string
 	for _, kv := range env {
-		name, _, _ := strings.Cut(kv, "=")
-		drop := false
-		for _, c := range brokerCredentialVars {
-			if name == c {
-				drop = true
-			}
-		}
-		if !drop {
+		if name, _, _ := strings.Cut(kv, "="); !slices.Contains(brokerCredentialVars, name) {
 			out = append(out, kv)
 		}
 	}

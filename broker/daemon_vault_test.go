@@ -13,6 +13,18 @@ import (
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
 )
 
+// tokenConfig writes dir/broker.yaml: Vault v with its root token in
+// dir/token, output_root dir/out, then body. VAULT_TOKEN is cleared so the
+// token file is what logs in.
+func tokenConfig(t *testing.T, v *vaulttest.Server, dir, body string) string {
+	t.Helper()
+	t.Setenv("VAULT_TOKEN", "")
+	os.WriteFile(filepath.Join(dir, "token"), []byte(v.Token), 0o600)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("vault:\n  address: %s\n  auth: {method: token, token_file: token}\noutput_root: out\n", v.Addr)+body), 0o600)
+	return cfg
+}
+
 // KV secrets are re-read every static_interval: a change in Vault reaches
 // the file and the app gets its signal; re-reads that change nothing write
 // nothing and signal nothing.
@@ -20,7 +32,6 @@ func TestDaemonKVRefreshSignalsApp(t *testing.T) {
 	v := vaulttest.Start(t)
 	v.Run(t, "kv", "put", "secret/app", "password=one")
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "token"), []byte(v.Token), 0o600)
 	pidFile := filepath.Join(dir, "app.pid")
 	hups := filepath.Join(dir, "hups")
 	app := exec.Command("/bin/sh", "-c", `echo $$ > "$1"; trap 'echo hup >> "$2"' HUP; while :; do sleep 0.05; done`, "sh", pidFile, hups)
@@ -30,12 +41,7 @@ func TestDaemonKVRefreshSignalsApp(t *testing.T) {
 	t.Cleanup(func() { app.Process.Kill(); app.Wait() })
 	eventually(t, 5*time.Second, "app pid file", func() bool { _, err := os.Stat(pidFile); return err == nil })
 
-	cfg := filepath.Join(dir, "broker.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`vault:
-  address: %s
-  auth: {method: token, token_file: token}
-output_root: out
-refresh:
+	startDaemon(t, tokenConfig(t, v, dir, `refresh:
   static_interval: 500ms
 secrets:
   pw: vault:secret/data/app#password
@@ -43,9 +49,7 @@ outputs:
   - path: pw.txt
     secret: pw
     notify: {signal: HUP, pid_file: app.pid}
-`, v.Addr)), 0o600)
-	t.Setenv("VAULT_TOKEN", "")
-	startDaemon(t, cfg)
+`))
 	out := filepath.Join(dir, "out", "pw.txt")
 	eventually(t, 10*time.Second, "first render", fileIs(out, "one"))
 	info, _ := os.Stat(out)
@@ -77,19 +81,10 @@ func TestDaemonDynamicCredentials(t *testing.T) {
 		return len(keys)
 	}
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "token"), []byte(v.Token), 0o600)
-	cfgText := fmt.Sprintf(`vault:
-  address: %s
-  auth: {method: token, token_file: token}
-output_root: out
-outputs:
+	d := startDaemon(t, tokenConfig(t, v, dir, `outputs:
   - path: db.conf
     template_text: '{{ with secret "database/creds/app" }}{{ .Data.username }} {{ .Data.password }}{{ end }}'
-`, v.Addr)
-	cfg := filepath.Join(dir, "broker.yaml")
-	os.WriteFile(cfg, []byte(cfgText), 0o600)
-	t.Setenv("VAULT_TOKEN", "")
-	d := startDaemon(t, cfg)
+`))
 	out := filepath.Join(dir, "out", "db.conf")
 	creds := func() (string, string) {
 		b, _ := os.ReadFile(out)
@@ -137,13 +132,7 @@ func TestDaemonSecretAppearsLater(t *testing.T) {
 	v := vaulttest.Start(t)
 	v.Run(t, "kv", "put", "secret/present", "v=here")
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "token"), []byte(v.Token), 0o600)
-	cfg := filepath.Join(dir, "broker.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`vault:
-  address: %s
-  auth: {method: token, token_file: token}
-output_root: out
-secrets:
+	d := startDaemon(t, tokenConfig(t, v, dir, `secrets:
   present: vault:secret/data/present#v
   later: vault:secret/data/later#v
 outputs:
@@ -151,9 +140,7 @@ outputs:
     secret: present
   - path: later.txt
     secret: later
-`, v.Addr)), 0o600)
-	t.Setenv("VAULT_TOKEN", "")
-	d := startDaemon(t, cfg)
+`))
 	eventually(t, 10*time.Second, "the available output", fileIs(filepath.Join(dir, "out", "present.txt"), "here"))
 	if _, err := os.Stat(filepath.Join(dir, "out", "later.txt")); err == nil {
 		t.Fatal("output written without its secret")
