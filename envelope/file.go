@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"golang.org/x/sync/errgroup"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 )

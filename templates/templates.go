@@ -23,7 +23,7 @@ import (
 
 	"github.com/Masterminds/sprig/v3"
 	"github.com/hashicorp/vault/api"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 )
