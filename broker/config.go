@@ -19,10 +19,14 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
 
 // MaxConfigLen bounds a config file.
-const MaxConfigLen = 4 << 20
+const MaxConfigLen = 1 << 20
+
+// MaxConfigNodes bounds a config's YAML tree before it is built.
+const MaxConfigNodes = 200000
 
 // Config is a secrets-broker configuration file (docs/config.md). It is
 // decoded strictly: an unknown key is an error naming its line.
@@ -37,7 +41,10 @@ type Config struct {
 	// "file" may read from. Unset, templates cannot read files.
 	FileSandbox string `yaml:"file_sandbox"`
 	// Secrets maps names to references (see SecretRefHelp), in file order.
-	Secrets SecretList  `yaml:"secrets"`
+	Secrets SecretList `yaml:"secrets"`
+	// SecretsFiles are requirements on envelope files, by path: the
+	// context every secret read from the file must be sealed with.
+	SecretsFiles map[string]SecretsFileConfig `yaml:"secrets_files"`
 	Outputs []Output    `yaml:"outputs"`
 	Exec    *ExecConfig `yaml:"exec"`
 	// Refresh tunes the daemon (run without --once).
@@ -48,6 +55,13 @@ type Config struct {
 	Dir string `yaml:"-"`
 	// Source names the config in messages.
 	Source string `yaml:"-"`
+}
+
+// SecretsFileConfig is what the reader requires of one envelope file.
+type SecretsFileConfig struct {
+	// Context pairs must be in the file's manifest and in every secret
+	// read from it (a single envelope's own context).
+	Context map[string]string `yaml:"context"`
 }
 
 // VaultConfig says how to reach and log in to Vault. Empty fields take the
@@ -139,7 +153,9 @@ type ExecConfig struct {
 type SecretDecl struct {
 	Name string
 	Ref  SecretRef
-	line int
+	// Context pairs the envelope of an envelope: secret must be sealed with.
+	Context map[string]string
+	line    int
 }
 
 // SecretList keeps declared secrets in file order.
@@ -153,8 +169,8 @@ func (l *SecretList) UnmarshalYAML(n *yaml.Node) error {
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode || v.Kind != yaml.ScalarNode {
-			return fmt.Errorf("line %d: each secret is NAME: REFERENCE", k.Line)
+		if k.Kind != yaml.ScalarNode || (v.Kind != yaml.ScalarNode && v.Kind != yaml.MappingNode) {
+			return fmt.Errorf("line %d: each secret is NAME: REFERENCE, or NAME: {ref: REFERENCE, context: {KEY: VALUE}}", k.Line)
 		}
 		if seen[k.Value] {
 			return fmt.Errorf("line %d: secret %q is declared twice", k.Line, k.Value)
@@ -163,11 +179,37 @@ func (l *SecretList) UnmarshalYAML(n *yaml.Node) error {
 		if err := validSecretName(k.Value); err != nil {
 			return fmt.Errorf("line %d: %w", k.Line, err)
 		}
-		ref, err := ParseSecretRef(v.Value)
+		var long struct {
+			Ref     string            `yaml:"ref"`
+			Context map[string]string `yaml:"context"`
+		}
+		if v.Kind == yaml.ScalarNode {
+			long.Ref = v.Value
+		} else if err := decodeStrict(v, &long); err != nil {
+			return fmt.Errorf("line %d: secret %q: %w", v.Line, k.Value, err)
+		}
+		ref, err := ParseSecretRef(long.Ref)
 		if err != nil {
 			return fmt.Errorf("line %d: secret %q: %w", v.Line, k.Value, err)
 		}
-		*l = append(*l, SecretDecl{Name: k.Value, Ref: ref, line: k.Line})
+		if len(long.Context) > 0 && ref.Scheme != "envelope" {
+			return fmt.Errorf("line %d: secret %q: context applies to envelope: secrets only", v.Line, k.Value)
+		}
+		*l = append(*l, SecretDecl{Name: k.Value, Ref: ref, Context: long.Context, line: k.Line})
+	}
+	return nil
+}
+
+// decodeStrict decodes node into v, refusing keys v does not have.
+func decodeStrict(node *yaml.Node, v any) error {
+	b, err := yaml.Marshal(node)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		return errors.New(tidyYAMLError(err))
 	}
 	return nil
 }
@@ -193,13 +235,11 @@ func (l SecretList) Lookup(name string) (SecretDecl, bool) {
 
 // LoadConfig reads and checks a config file.
 func LoadConfig(path string) (*Config, error) {
-	f, err := os.Open(path)
+	data, err := readlimit.File(path, MaxConfigLen, "config file "+path)
 	if err != nil {
-		return nil, fail.Mark(fail.Usage, fmt.Errorf("cannot read config: %w", err))
-	}
-	defer f.Close()
-	data, err := ReadLimited(f, "config file "+path)
-	if err != nil {
+		if fail.KindOf(err) == fail.NotFound {
+			return nil, fail.Mark(fail.Usage, fmt.Errorf("cannot read config: %w", err))
+		}
 		return nil, err
 	}
 	dir, _ := filepath.Abs(filepath.Dir(path))
@@ -230,7 +270,10 @@ func LoadConfigWithFlags(path string, secretFlags []string) (*Config, error) {
 // ParseConfig decodes config text (YAML or JSON) strictly and checks it.
 func ParseConfig(data []byte, source, dir string) (*Config, error) {
 	if len(data) > MaxConfigLen {
-		return nil, fail.Mark(fail.Usage, fmt.Errorf("config %s is larger than %d bytes", source, MaxConfigLen))
+		return nil, readlimit.TooLarge("config "+source, MaxConfigLen)
+	}
+	if err := readlimit.CheckYAML(data, MaxConfigNodes, "config "+source); err != nil {
+		return nil, err
 	}
 	c := &Config{Dir: dir, Source: source}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -402,11 +445,24 @@ func (c *Config) Check() error {
 			}
 		}
 	}
+	envelopeFiles := map[string]bool{}
 	for _, d := range c.Secrets {
 		if d.Ref.Scheme == "envelope" {
+			envelopeFiles[filepath.Clean(c.Resolve(d.Ref.Path))] = true
 			if err := (envelope.Binding{Name: d.Ref.Entry}).Validate(); d.Ref.Entry != "" && err != nil {
 				add("line %d: secret %q: entry: %v", d.line, d.Name, err)
 			}
+			if err := (envelope.Binding{Name: "x", Context: d.Context}).Validate(); err != nil {
+				add("line %d: secret %q: context: %v", d.line, d.Name, err)
+			}
+		}
+	}
+	for p, fc := range c.SecretsFiles {
+		if !envelopeFiles[filepath.Clean(c.Resolve(p))] {
+			add("secrets_files: %q is not the file of any envelope: secret (check the path)", p)
+		}
+		if err := (envelope.Binding{Name: "x", Context: fc.Context}).Validate(); err != nil {
+			add("secrets_files: %q: context: %v", p, err)
 		}
 	}
 	if len(errs) > 0 {
@@ -438,6 +494,17 @@ func (o Output) FileMode() (fs.FileMode, error) {
 		return 0, fmt.Errorf("mode %q is not an octal permission like 0640", o.Mode)
 	}
 	return fs.FileMode(m), nil
+}
+
+// secretsFileContext is the context the config requires of the envelope
+// file at the resolved path p.
+func (c *Config) secretsFileContext(p string) map[string]string {
+	for path, fc := range c.SecretsFiles {
+		if filepath.Clean(c.Resolve(path)) == filepath.Clean(p) {
+			return fc.Context
+		}
+	}
+	return nil
 }
 
 // Resolve makes a path from the config absolute, relative to its directory.

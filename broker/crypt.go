@@ -14,22 +14,11 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
 
 // MaxInputLen bounds what the CLI reads from stdin or a file.
 const MaxInputLen = envelope.MaxFileLen
-
-// ReadLimited reads r up to MaxInputLen bytes, naming what in its error.
-func ReadLimited(r io.Reader, what string) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxInputLen+1))
-	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %w", what, err)
-	}
-	if len(data) > MaxInputLen {
-		return nil, fail.Mark(fail.Usage, fmt.Errorf("%s is larger than %d bytes", what, MaxInputLen))
-	}
-	return data, nil
-}
 
 // ParsePlainFile reads a plaintext YAML or JSON mapping of secret names to
 // string values, in order, for sealing into a secrets file.
@@ -40,6 +29,9 @@ func ParsePlainFile(data []byte, path string) ([]envelope.Plain, error) {
 			loc = fmt.Sprintf("%s, line %d", path, line)
 		}
 		return fail.Mark(fail.Usage, fmt.Errorf("%s: %s", loc, fmt.Sprintf(format, args...)))
+	}
+	if err := readlimit.CheckYAML(data, envelope.MaxFileNodes, path); err != nil {
+		return nil, err
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -183,7 +175,7 @@ func (s *Sealed) Inspect(ctx context.Context, keys []envelope.KeyWrapper) (Summa
 		sum.Entries = append(sum.Entries, summarize(e.Envelope))
 	}
 	if len(keys) > 0 {
-		if err := s.File.Verify(ctx, keys); err != nil {
+		if err := s.File.Verify(ctx, envelope.FileExpect{}, keys); err != nil {
 			return sum, err
 		}
 		ok := true
@@ -219,11 +211,39 @@ func FormatSummary(sum Summary, w io.Writer) {
 	}
 }
 
+// KeyIDs lists the key ids s is wrapped for, as its stanzas claim them.
+// Stanzas are not authenticated: show these to a user, never seal to them.
+func (s *Sealed) KeyIDs() []string {
+	if s.Single != nil {
+		return s.Single.KeyIDs()
+	}
+	seen := map[string]bool{}
+	var ids []string
+	for _, e := range append([]*envelope.Envelope{s.File.Integrity}, entryEnvelopes(s.File)...) {
+		for _, id := range e.KeyIDs() {
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+func entryEnvelopes(f *envelope.File) []*envelope.Envelope {
+	out := make([]*envelope.Envelope, len(f.Entries))
+	for i, e := range f.Entries {
+		out[i] = e.Envelope
+	}
+	return out
+}
+
 // Rotate reseals every value of s under new data keys with the wrappers
-// given, keeping names and contexts.
+// given (the caller's configured keys, never ids read from s), keeping
+// names and contexts.
 func (s *Sealed) Rotate(ctx context.Context, open, seal []envelope.KeyWrapper) (*Sealed, error) {
 	if s.Single != nil {
-		pt, err := s.Single.Open(ctx, envelope.Expect{}, open)
+		pt, err := s.Single.Open(ctx, envelope.Expect{Name: s.Single.Name}, open)
 		if err != nil {
 			return nil, err
 		}
@@ -234,7 +254,7 @@ func (s *Sealed) Rotate(ctx context.Context, open, seal []envelope.KeyWrapper) (
 		}
 		return &Sealed{Single: e}, nil
 	}
-	values, err := s.File.OpenAll(ctx, open, 8)
+	values, err := s.File.OpenAll(ctx, envelope.FileExpect{}, open, 8)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +268,7 @@ func (s *Sealed) Rotate(ctx context.Context, open, seal []envelope.KeyWrapper) (
 	for _, e := range s.File.Entries {
 		ctxs = append(ctxs, e.Envelope.Context)
 	}
-	f, err := envelope.SealFileEach(ctx, values, ctxs, seal...)
+	f, err := envelope.SealFileEach(ctx, values, ctxs, s.File.Context(), seal...)
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/secrets-broker/secrets-broker/internal/credenv"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
 	"github.com/secrets-broker/secrets-broker/templates"
 )
@@ -570,22 +570,12 @@ func runNotify(ctx context.Context, n *NotifyConfig) error {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		cmd := exec.CommandContext(cctx, n.Command[0], n.Command[1:]...)
-		cmd.Env = withoutBrokerCredentials(os.Environ())
+		cmd.Env = credenv.Strip(os.Environ())
 		if err := cmd.Run(); err != nil {
 			errs = append(errs, fmt.Errorf("notify command %s: %w", n.Command[0], err))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func withoutBrokerCredentials(env []string) []string {
-	var out []string
-	for _, kv := range env {
-		if name, _, _ := strings.Cut(kv, "="); !slices.Contains(brokerCredentialVars, name) {
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 func (d *daemon) serveMetrics(addr string) (*http.Server, error) {

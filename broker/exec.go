@@ -19,6 +19,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/secrets-broker/secrets-broker/internal/credenv"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 )
 
@@ -56,9 +57,6 @@ type ExecOptions struct {
 type ExitError struct{ Code int }
 
 func (e *ExitError) Error() string { return fmt.Sprintf("command exited with status %d", e.Code) }
-
-// brokerCredentialVars never reach a child unless PassBrokerCredentials.
-var brokerCredentialVars = []string{"VAULT_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "SECRETS_BROKER_LOCAL_KEY", "SECRETS_BROKER_KEYS"}
 
 // ExecEnv maps environment variable names to declared secrets: the config's
 // exec.env, or every declared secret under its own name.
@@ -150,8 +148,9 @@ func (b *Broker) childEnv(opts ExecOptions, vars, values []string) []string {
 		allow = append(append([]string{}, allow...), c.Allow...)
 		deny = append(append([]string{}, deny...), c.Deny...)
 	}
+	base := opts.BaseEnv
 	if !opts.PassBrokerCredentials {
-		deny = append(deny, brokerCredentialVars...)
+		base = credenv.Strip(base)
 	}
 	match := func(pats []string, name string) bool {
 		for _, p := range pats {
@@ -162,7 +161,7 @@ func (b *Broker) childEnv(opts ExecOptions, vars, values []string) []string {
 		return false
 	}
 	var env []string
-	for _, kv := range opts.BaseEnv {
+	for _, kv := range base {
 		name, _, _ := strings.Cut(kv, "=")
 		if match(deny, name) {
 			continue

@@ -60,6 +60,12 @@ func (k Keys) specs() []string {
 	return nil
 }
 
+// Explicit reports whether the user named keys: specs (flags, config or
+// $SECRETS_BROKER_KEYS) or key files. Then only those keys are used.
+func (k Keys) Explicit() bool {
+	return len(k.specs()) > 0 || len(k.KeyFiles) > 0
+}
+
 // ForSealing returns the wrappers to seal with: the specs given (or in
 // $SECRETS_BROKER_KEYS), every --key-file, or else the default local key.
 func (k Keys) ForSealing(ctx context.Context) ([]envelope.KeyWrapper, error) {
@@ -81,8 +87,9 @@ func (k Keys) ForSealing(ctx context.Context) ([]envelope.KeyWrapper, error) {
 	return k.resolve(ctx, specs, files)
 }
 
-// ForOpening returns every configured key: the specs, the key files, and the
-// default local key if its file exists.
+// ForOpening returns the keys allowed to open: exactly the specs and key
+// files the user named, or, when none are named, the default local key if
+// its file exists.
 func (k Keys) ForOpening(ctx context.Context) ([]envelope.KeyWrapper, error) {
 	files, err := k.loadFiles()
 	if err != nil {
@@ -95,6 +102,9 @@ func (k Keys) ForOpening(ctx context.Context) ([]envelope.KeyWrapper, error) {
 	}
 	for _, f := range files {
 		out = appendUnique(out, f)
+	}
+	if k.Explicit() {
+		return out, nil
 	}
 	if path, err := local.DefaultPath(); err == nil {
 		if _, statErr := os.Stat(path); statErr == nil {

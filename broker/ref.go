@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
 )
@@ -16,7 +17,8 @@ const SecretRefHelp = `A secret reference is one of:
                                         /data/; ?version=N pins a KV v2 version; other
                                         parameters make it a write (pki/issue/web?common_name=x)
   envelope:FILE#ENTRY                   one entry of a secrets file (secrets-broker encrypt --file)
-  envelope:FILE                         a file holding one envelope (sbe1:...)
+  envelope:FILE[?name=NAME]             a file holding one envelope (sbe1:...), which must be
+                                        sealed for NAME (default: the declared secret's name)
   file:PATH                             a plain file (for example a mounted Kubernetes secret)
 Examples: vault:secret/data/app#password  vault:database/creds/app
           envelope:secrets.enc.yaml#db_password  file:/run/secrets/token`
@@ -27,6 +29,9 @@ type SecretRef struct {
 	Vault  vault.Ref
 	Path   string // envelope or plain file
 	Entry  string // secrets-file entry; empty for a single-envelope file
+	// Name pins the name a single envelope must be sealed for (?name=);
+	// empty means the declared secret's name.
+	Name string
 	text   string
 }
 
@@ -53,11 +58,25 @@ func ParseSecretRef(s string) (SecretRef, error) {
 		r.Vault = vr
 	case "envelope":
 		path, entry, _ := strings.Cut(rest, "#")
+		if strings.Contains(s, "#") && entry == "" {
+			return bad("has an empty #ENTRY")
+		}
+		path, query, hasQuery := strings.Cut(path, "?")
 		if path == "" {
 			return bad("has no file")
 		}
-		if strings.Contains(s, "#") && entry == "" {
-			return bad("has an empty #ENTRY")
+		if hasQuery {
+			name, ok := strings.CutPrefix(query, "name=")
+			if !ok || name == "" || strings.ContainsAny(name, "&=") {
+				return bad("has a query other than ?name=NAME")
+			}
+			if entry != "" {
+				return bad("pins ?name= on a secrets-file entry, whose name is the #ENTRY")
+			}
+			if err := (envelope.Binding{Name: name}).Validate(); err != nil {
+				return bad("pins an invalid name (" + err.Error() + ")")
+			}
+			r.Name = name
 		}
 		r.Path, r.Entry = path, entry
 	case "file":

@@ -2,10 +2,10 @@ package broker
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/user"
 	"strconv"
 	"strings"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 	"github.com/secrets-broker/secrets-broker/providers"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
 	"github.com/secrets-broker/secrets-broker/templates"
@@ -260,39 +261,55 @@ func (b *Broker) fetch(ctx context.Context, names []string, calls []templates.Va
 	return res, nil
 }
 
+// maxSingleEnvelopeFile bounds a file holding one envelope: its text form
+// and surrounding white space.
+var maxSingleEnvelopeFile = int64(envelope.MaxTextLen + 1024)
+
+// fetchLocal reads a file: or envelope: secret. An envelope is opened only
+// when it is sealed for the secret's name (or the name the reference pins)
+// and carries every context pair the config requires.
 func (b *Broker) fetchLocal(ctx context.Context, d SecretDecl) (string, error) {
 	p := b.cfg.Resolve(d.Ref.Path)
 	switch d.Ref.Scheme {
 	case "file":
-		f, err := os.Open(p)
+		data, err := readlimit.File(p, envelope.MaxPlaintextLen, "secret file "+p)
 		if err != nil {
-			return "", fail.Mark(fail.NotFound, err)
+			return "", err
 		}
-		defer f.Close()
-		data, err := ReadLimited(f, p)
-		return string(data), err
+		if len(data) == 0 {
+			// One answer everywhere: an emptied source is unavailable, so
+			// every output keeps the last good value (daemon) or its
+			// previous file (run --once).
+			return "", fail.Mark(fail.NotFound, fmt.Errorf("secret file %s is empty; keeping the last good value", p))
+		}
+		return string(data), nil
 	case "envelope":
 		keys, err := b.envelopeKeys(ctx)
 		if err != nil {
 			return "", err
 		}
+		file := envelope.FileExpect{Context: b.cfg.secretsFileContext(p)}
 		if d.Ref.Entry == "" {
-			data, err := os.ReadFile(p)
+			data, err := readlimit.File(p, maxSingleEnvelopeFile, "envelope file "+p)
 			if err != nil {
-				return "", fail.Mark(fail.NotFound, err)
+				return "", err
 			}
 			e, err := envelope.ParseText(string(data))
 			if err != nil {
 				return "", fmt.Errorf("%s: %w", p, err)
 			}
-			pt, err := e.Open(ctx, envelope.Expect{}, keys)
-			return string(pt), err
+			want := envelope.Expect{Name: cmp.Or(d.Ref.Name, d.Name), Context: mergeContext(file.Context, d.Context)}
+			pt, err := e.Open(ctx, want, keys)
+			if err != nil {
+				return "", fmt.Errorf("%s: %w", p, err)
+			}
+			return string(pt), nil
 		}
 		f, ok := b.files[p]
 		if !ok {
-			data, err := os.ReadFile(p)
+			data, err := readlimit.File(p, envelope.MaxFileLen, "secrets file "+p)
 			if err != nil {
-				return "", fail.Mark(fail.NotFound, err)
+				return "", err
 			}
 			f, err = envelope.ParseFile(data, p)
 			if err != nil {
@@ -300,10 +317,24 @@ func (b *Broker) fetchLocal(ctx context.Context, d SecretDecl) (string, error) {
 			}
 			b.files[p] = f
 		}
-		pt, err := f.Open(ctx, d.Ref.Entry, keys)
+		pt, err := f.Open(ctx, envelope.Expect{Name: d.Ref.Entry, Context: d.Context}, file, keys)
 		return string(pt), err
 	}
 	return "", fmt.Errorf("unknown scheme %q", d.Ref.Scheme)
+}
+
+func mergeContext(a, b map[string]string) map[string]string {
+	if len(a)+len(b) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(a)+len(b))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
 }
 
 // Prepared is an output ready to render: its template parsed, its needs known.
@@ -333,9 +364,9 @@ func (b *Broker) Prepare() ([]Prepared, error) {
 			name, text := "inline template of "+o.Path, o.TemplateText
 			if o.Template != "" {
 				name = o.Template
-				data, err := os.ReadFile(b.cfg.Resolve(o.Template))
+				data, err := readlimit.File(b.cfg.Resolve(o.Template), templates.MaxTemplateLen, "template "+o.Template)
 				if err != nil {
-					errs = append(errs, fail.Mark(fail.Usage, fmt.Errorf("output %s: cannot read template: %w", o.Path, err)))
+					errs = append(errs, fmt.Errorf("output %s: %w", o.Path, err))
 					continue
 				}
 				text = string(data)

@@ -3,8 +3,10 @@ package envelope
 import (
 	"encoding/binary"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -20,6 +22,8 @@ const (
 	MaxWrappedKeyLen   = 4096
 	MaxPlaintextLen    = 4 << 20
 	DataKeySize        = 32
+	// MaxCreated bounds the created time, in seconds since the epoch.
+	MaxCreated = 1 << 40
 )
 
 // ReservedPrefix starts names and context keys that secrets-broker itself uses
@@ -40,10 +44,14 @@ type Binding struct {
 	Context map[string]string
 }
 
-// Validate checks the binding against the format's rules.
+// Validate checks a binding that a user chose against the format's rules:
+// names and context keys may not use ReservedPrefix.
 func (b Binding) Validate() error {
 	if err := validName(b.Name); err != nil {
 		return err
+	}
+	if strings.HasPrefix(b.Name, ReservedPrefix) {
+		return fmt.Errorf("secret name %q uses the reserved prefix %q", b.Name, ReservedPrefix)
 	}
 	return validContext(b.Context, true)
 }
@@ -73,18 +81,69 @@ func validContext(c map[string]string, user bool) error {
 		return fmt.Errorf("context has %d pairs; the limit is %d", len(c), MaxContextPairs)
 	}
 	for k, v := range c {
-		if k == "" || len(k) > MaxContextKeyLen {
-			return fmt.Errorf("context key %q must be 1 to %d bytes long", k, MaxContextKeyLen)
+		if err := validContextPair(k, v); err != nil {
+			return err
 		}
-		if user && strings.HasPrefix(k, ReservedPrefix) {
-			return fmt.Errorf("context key %q uses the reserved prefix %q", k, ReservedPrefix)
+	}
+	return nil
+}
+
+// validContextPair checks one context pair: keys are 1 to MaxContextKeyLen
+// bytes of letters, digits and . _ - / : @, and never start with
+// ReservedPrefix; values are printable UTF-8 (no control, format or escape
+// characters), so that inspect and messages show them as they are.
+func validContextPair(k, v string) error {
+	if k == "" || len(k) > MaxContextKeyLen {
+		return fmt.Errorf("context key %q must be 1 to %d bytes long", k, MaxContextKeyLen)
+	}
+	for i, r := range k {
+		if !nameRune(r) {
+			return fmt.Errorf("context key %q has character %q at byte %d; context keys use letters, digits and . _ - / : @", k, r, i)
 		}
-		if len(v) > MaxContextValueLen {
-			return fmt.Errorf("context value for key %q is %d bytes long; the limit is %d", k, len(v), MaxContextValueLen)
+	}
+	if strings.HasPrefix(k, ReservedPrefix) {
+		return fmt.Errorf("context key %q uses the reserved prefix %q", k, ReservedPrefix)
+	}
+	if len(v) > MaxContextValueLen {
+		return fmt.Errorf("context value for key %q is %d bytes long; the limit is %d", k, len(v), MaxContextValueLen)
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("context value for key %q is not valid UTF-8", k)
+	}
+	for _, r := range v {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("context value for key %q has the unprintable character %U", k, r)
 		}
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			return fmt.Errorf("context key %q or its value is not valid UTF-8", k)
+	}
+	return nil
+}
+
+// keyIDGrammar is what a key id must look like: one grammar for each key
+// source this build knows, and for any other "scheme:rest" printable ASCII
+// without spaces. Ids are read from untrusted envelopes and printed by
+// inspect and in messages, so none may carry control or escape characters.
+var keyIDGrammar = map[string]*regexp.Regexp{
+	"local":   regexp.MustCompile(`^local:[0-9a-f]{32}$`),
+	"awskms":  regexp.MustCompile(`^awskms:arn:aws[a-z-]{0,16}:kms:[a-z0-9-]{1,32}:[0-9]{12}:key/[A-Za-z0-9-]{1,128}$`),
+	"transit": regexp.MustCompile(`^transit:[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$`),
+	"":        regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}:[\x21-\x7e]+$`),
+}
+
+// ValidKeyID checks a key id against the grammar of its scheme.
+func ValidKeyID(id string) error {
+	if id == "" || len(id) > MaxKeyIDLen {
+		return fmt.Errorf("key id must be 1 to %d bytes long", MaxKeyIDLen)
+	}
+	scheme, _, _ := strings.Cut(id, ":")
+	re, ok := keyIDGrammar[scheme]
+	if !ok {
+		re = keyIDGrammar[""]
+	}
+	if !re.MatchString(id) {
+		if !ok {
+			return fmt.Errorf("key id %q is not SCHEME:ID in printable ASCII without spaces", id)
 		}
+		return fmt.Errorf("key id %q is not a valid %s key id", id, scheme)
 	}
 	return nil
 }

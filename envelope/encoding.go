@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 )
@@ -98,7 +97,14 @@ func ParseText(text string) (*Envelope, error) {
 		}
 		return nil, formatErr("text form must start with %q", TextPrefix)
 	}
-	bin, err := base64.RawURLEncoding.Strict().DecodeString(text[len(TextPrefix):])
+	body := text[len(TextPrefix):]
+	for i := 0; i < len(body); i++ {
+		if c := body[i]; !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			// base64 decoders skip CR and LF; the text form has none.
+			return nil, formatErr("byte %d of the text form is %q, which is not unpadded base64url", len(TextPrefix)+i, c)
+		}
+	}
+	bin, err := base64.RawURLEncoding.Strict().DecodeString(body)
 	if err != nil {
 		return nil, formatErr("bad base64 after %q: %v", TextPrefix, err)
 	}
@@ -181,8 +187,8 @@ func Parse(data []byte) (*Envelope, error) {
 	e := &Envelope{}
 	if b := r.take(8, "created time"); b != nil {
 		secs := binary.BigEndian.Uint64(b)
-		if secs > 1<<40 {
-			r.fail("created time %d is out of range", secs)
+		if secs >= MaxCreated {
+			r.fail("created time %d is out of range (it must be below 2^40)", secs)
 		}
 		e.Created = time.Unix(int64(secs), 0).UTC()
 	}
@@ -191,6 +197,8 @@ func Parse(data []byte) (*Envelope, error) {
 	if r.err == nil {
 		if err := validName(e.Name); err != nil {
 			r.fail("%v", err)
+		} else if strings.HasPrefix(e.Name, ReservedPrefix) && e.Name != ManifestName {
+			r.fail("secret name %q uses the reserved prefix %q", e.Name, ReservedPrefix)
 		}
 	}
 	pairs := r.u8("context count")
@@ -212,8 +220,8 @@ func Parse(data []byte) (*Envelope, error) {
 			r.fail("context keys are not sorted and unique at %q", k)
 			break
 		}
-		if !utf8.ValidString(k) || !utf8.ValidString(v) {
-			r.fail("context key %q or its value is not valid UTF-8", k)
+		if err := validContextPair(k, v); err != nil {
+			r.fail("%v", err)
 			break
 		}
 		if e.Context == nil {
@@ -242,8 +250,12 @@ func Parse(data []byte) (*Envelope, error) {
 		if r.err != nil {
 			break
 		}
-		if !utf8.ValidString(id) || containsID(e.Stanzas, id) {
-			r.fail("key id %q is repeated or not valid UTF-8", id)
+		if err := ValidKeyID(id); err != nil {
+			r.fail("%v", err)
+			break
+		}
+		if containsID(e.Stanzas, id) {
+			r.fail("key id %q is repeated", id)
 			break
 		}
 		e.Stanzas = append(e.Stanzas, Stanza{KeyID: id, WrappedKey: append([]byte(nil), w...)})

@@ -146,8 +146,8 @@ func checkDistinctIDs(wrappers []KeyWrapper) error {
 
 func checkStanzas(stanzas []Stanza) error {
 	for _, s := range stanzas {
-		if s.KeyID == "" || len(s.KeyID) > MaxKeyIDLen {
-			return fmt.Errorf("key id %q must be 1 to %d bytes long", s.KeyID, MaxKeyIDLen)
+		if err := ValidKeyID(s.KeyID); err != nil {
+			return err
 		}
 		if len(s.WrappedKey) == 0 || len(s.WrappedKey) > MaxWrappedKeyLen {
 			return fmt.Errorf("wrapped data key for %s is %d bytes long; it must be 1 to %d", s.KeyID, len(s.WrappedKey), MaxWrappedKeyLen)

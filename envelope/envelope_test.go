@@ -221,7 +221,9 @@ func TestParseTextErrors(t *testing.T) {
 	for text, want := range map[string]string{
 		"":                  "must start with",
 		"sbe2:AAAA":         "not supported",
-		"sbe1:!!!":          "bad base64",
+		"sbe1:!!!":          "not unpadded base64url",
+		"sbe1:AAAA=":        "not unpadded base64url",
+		"sbe1:A":            "bad base64",
 		"sbe1:" + "c2JlAg":  "version 2",
 		"sbe1:" + "eHh4eA":  "bad magic",
 		"plaintext-value!!": "must start with",
@@ -252,7 +254,7 @@ func TestSecretsFile(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", format, err, data)
 		}
-		all, err := p.OpenAll(ctx, keys(k), 4)
+		all, err := p.OpenAll(ctx, envelope.FileExpect{}, keys(k), 4)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -261,11 +263,11 @@ func TestSecretsFile(t *testing.T) {
 				t.Fatalf("%s: entry %d = %q, want %q", format, i, all[i].Name, v.Name)
 			}
 		}
-		got, err := p.Open(ctx, "api_key", keys(k))
+		got, err := p.Open(ctx, envelope.Expect{Name: "api_key"}, envelope.FileExpect{}, keys(k))
 		if err != nil || string(got) != "ak1" {
 			t.Fatalf("Open api_key: %q, %v", got, err)
 		}
-		_, err = p.Open(ctx, "nope", keys(k))
+		_, err = p.Open(ctx, envelope.Expect{Name: "nope"}, envelope.FileExpect{}, keys(k))
 		wantKind(t, err, fail.NotFound)
 	}
 }
@@ -308,9 +310,9 @@ func TestSecretsFileTamper(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = f2.OpenAll(ctx, keys(k), 2)
+			_, err = f2.OpenAll(ctx, envelope.FileExpect{}, keys(k), 2)
 			wantKind(t, err, fail.Integrity)
-			_, err = f2.Open(ctx, "b", keys(k))
+			_, err = f2.Open(ctx, envelope.Expect{Name: "b"}, envelope.FileExpect{}, keys(k))
 			wantKind(t, err, fail.Integrity)
 		})
 	}
@@ -356,12 +358,12 @@ func TestFileRewrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := p.OpenAll(ctx, keys(k2), 2)
+	all, err := p.OpenAll(ctx, envelope.FileExpect{}, keys(k2), 2)
 	if err != nil || string(all[1].Value) != "2" {
 		t.Fatalf("rewrapped file: %v", err)
 	}
 	p2, _ := envelope.ParseFile(r.MarshalYAML(), "r.yaml")
-	_, err = p2.OpenAll(ctx, keys(k1), 2)
+	_, err = p2.OpenAll(ctx, envelope.FileExpect{}, keys(k1), 2)
 	wantKind(t, err, fail.KeyUnavailable)
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/secrets-broker/secrets-broker/internal/credenv"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 )
 
@@ -311,13 +312,6 @@ func Redact(msg string, d Data) string {
 	return msg
 }
 
-// brokerCredentials are environment variables the env function never reads:
-// the broker's own credentials must not end up in a rendered file.
-var brokerCredentials = map[string]bool{
-	"VAULT_TOKEN": true, "AWS_SECRET_ACCESS_KEY": true, "AWS_SESSION_TOKEN": true,
-	"AWS_ACCESS_KEY_ID": true, "SECRETS_BROKER_LOCAL_KEY": true,
-}
-
 func (t *Template) funcs() template.FuncMap {
 	fm := template.FuncMap{}
 	sp := sprig.TxtFuncMap()
@@ -328,7 +322,7 @@ func (t *Template) funcs() template.FuncMap {
 	}
 	fm["secret"] = func(args ...string) (any, error) { return secretFunc(t.cur)(args...) }
 	fm["env"] = func(name string) (string, error) {
-		if brokerCredentials[name] {
+		if credenv.IsCredential(name) {
 			return "", fmt.Errorf("env %q: the broker's own credentials are not available to templates", name)
 		}
 		return os.Getenv(name), nil

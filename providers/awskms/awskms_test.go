@@ -189,7 +189,7 @@ func TestCacheAndConcurrency(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		all, err := p.OpenAll(ctx, []envelope.KeyWrapper{k}, 16)
+		all, err := p.OpenAll(ctx, envelope.FileExpect{}, []envelope.KeyWrapper{k}, 16)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,7 +219,7 @@ func TestOpenAllRunsKMSCallsConcurrentlyBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.SetLatency(20 * time.Millisecond)
-	if _, err := f.OpenAll(ctx, []envelope.KeyWrapper{k}, 6); err != nil {
+	if _, err := f.OpenAll(ctx, envelope.FileExpect{}, []envelope.KeyWrapper{k}, 6); err != nil {
 		t.Fatal(err)
 	}
 	if got := srv.MaxInFlight(); got < 2 || got > 6 {

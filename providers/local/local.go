@@ -24,6 +24,7 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
 
 // KeyIDPrefix starts the id of every local key.
@@ -89,34 +90,57 @@ func DefaultPath() (string, error) {
 }
 
 // Save writes a new key file at path, mode 0600, creating its directory
-// 0700. It never overwrites an existing file.
+// 0700. It never overwrites an existing file, and a failed write (a full
+// disk) leaves nothing behind: the key is written and synced to a temporary
+// file in the same directory, which is then linked into place (link fails
+// if the path exists) and removed.
 func Save(path string, secret []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	k, err := fromSecret(secret)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("cannot create the directory for key file %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if _, err := os.Lstat(path); err == nil {
+		return existsErr(path)
+	}
+	tmp, err := os.CreateTemp(dir, ".local.key-*")
 	if err != nil {
+		return fmt.Errorf("cannot create key file %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	content := fmt.Sprintf("# secrets-broker local key, created %s. Keep it private (mode 0600); back it up.\n# key id: %s\n%s%s\n",
+		time.Now().UTC().Format(time.RFC3339), k.KeyID(), keyLinePrefix, base64.StdEncoding.EncodeToString(secret))
+	_, err = io.WriteString(tmp, content)
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot write key file %s (nothing was left behind): %w", path, err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return fail.Mark(fail.Usage, fmt.Errorf("key file %s already exists; not overwriting it (a lost key means lost secrets)", path))
+			return existsErr(path)
 		}
 		return fmt.Errorf("cannot create key file %s: %w", path, err)
 	}
-	k, err := fromSecret(secret)
-	if err != nil {
-		f.Close()
-		return err
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
 	}
-	content := fmt.Sprintf("# secrets-broker local key, created %s. Keep it private (mode 0600); back it up.\n# key id: %s\n%s%s\n",
-		time.Now().UTC().Format(time.RFC3339), k.KeyID(), keyLinePrefix, base64.StdEncoding.EncodeToString(secret))
-	if _, err := io.WriteString(f, content); err != nil {
-		f.Close()
-		return fmt.Errorf("cannot write key file %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("cannot write key file %s: %w", path, err)
-	}
-	return f.Close()
+	return nil
+}
+
+func existsErr(path string) error {
+	return fail.Mark(fail.Usage, fmt.Errorf("key file %s already exists; not overwriting it (a lost key means lost secrets)", path))
 }
 
 // New makes a key file at path and returns the key.
@@ -133,27 +157,20 @@ func New(path string) (*Key, error) {
 // Load reads a key file. It refuses a file that group or others can read or
 // write, as ssh does with private keys.
 func Load(path string) (*Key, error) {
-	f, err := os.Open(path)
+	f, info, err := readlimit.Open(path, "local key file "+path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		if fail.KindOf(err) == fail.NotFound {
 			return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("local key file %s does not exist; create one with 'secrets-broker keygen'", path))
 		}
-		return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("cannot open local key file: %w", err))
+		return nil, fail.Mark(fail.KeyUnavailable, err)
 	}
 	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("cannot read local key file: %w", err))
-	}
-	if !info.Mode().IsRegular() {
-		return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("local key file %s is not a regular file", path))
-	}
 	if perm := info.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("local key file %s has mode %04o, which lets others read or change it; run 'chmod 600 %s'", path, perm, path))
 	}
-	data, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	data, err := readlimit.Bounded(f, 64<<10, "local key file "+path)
 	if err != nil {
-		return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("cannot read local key file: %w", err))
+		return nil, fail.Mark(fail.KeyUnavailable, err)
 	}
 	defer clear(data)
 	return parse(data, path)

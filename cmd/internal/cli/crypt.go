@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -48,6 +50,7 @@ func newEncrypt(env Env) *cobra.Command {
 		kf                          keyFlags
 		name, in, out, file, format string
 		contextPairs                []string
+		allowEmpty                  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "encrypt",
@@ -77,7 +80,7 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 				return usageErr("--name is required: it names the secret and is bound to it (or use --file for a file of secrets)")
 			}
 			if file != "" {
-				data, path, err := readInput(env, file)
+				data, path, err := readInput(cmd.Context(), env, file, broker.MaxInputLen)
 				if err != nil {
 					return err
 				}
@@ -102,11 +105,14 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 				}
 				return writeOutput(env, out, broker.MarshalFile(f, ofmt))
 			}
-			data, _, err := readInput(env, in)
+			data, _, err := readInput(cmd.Context(), env, in, envelope.MaxPlaintextLen)
 			if err != nil {
 				return err
 			}
 			defer clear(data)
+			if len(data) == 0 && !allowEmpty {
+				return usageErr("the input is empty, so there is nothing to seal (was the variable you piped unset?); pass --allow-empty to seal an empty secret")
+			}
 			keys, err := kf.keys().ForSealing(cmd.Context())
 			if err != nil {
 				return err
@@ -126,6 +132,7 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 	f.StringVar(&file, "file", "", "seal a plaintext YAML/JSON file of name: value pairs into a secrets file")
 	f.StringVar(&out, "out", "", "write here (mode 0600, atomically) instead of standard output")
 	f.StringVar(&format, "format", "yaml", "secrets file format: yaml or json")
+	f.BoolVar(&allowEmpty, "allow-empty", false, "seal an empty secret (refused by default: an empty input is usually a mistake)")
 	return cmd
 }
 
@@ -152,7 +159,7 @@ integrity manifest is checked first. Output files are written mode 0600.`,
 			if err != nil {
 				return err
 			}
-			data, path, err := readInput(env, in)
+			data, path, err := readInput(cmd.Context(), env, in, broker.MaxInputLen)
 			if err != nil {
 				return err
 			}
@@ -175,18 +182,19 @@ integrity manifest is checked first. Output files are written mode 0600.`,
 				defer clear(pt)
 				return writeOutput(env, out, pt)
 			}
-			if name != "" || len(want) > 0 {
-				return usageErr("--name and --context are for single envelopes; use --entry NAME for one secret of a file")
+			if name != "" {
+				return usageErr("--name is for single envelopes; use --entry NAME for one secret of a file")
 			}
+			file := envelope.FileExpect{Context: want}
 			if entry != "" {
-				pt, err := sealed.File.Open(cmd.Context(), entry, keys)
+				pt, err := sealed.File.Open(cmd.Context(), envelope.Expect{Name: entry}, file, keys)
 				if err != nil {
 					return err
 				}
 				defer clear(pt)
 				return writeOutput(env, out, pt)
 			}
-			values, err := sealed.File.OpenAll(cmd.Context(), keys, 8)
+			values, err := sealed.File.OpenAll(cmd.Context(), file, keys, 8)
 			if err != nil {
 				return err
 			}
@@ -208,7 +216,7 @@ integrity manifest is checked first. Output files are written mode 0600.`,
 	f.StringVar(&in, "in", "", "read the envelope or secrets file from this file instead of standard input")
 	f.StringVar(&out, "out", "", "write the plaintext here (mode 0600, atomically) instead of standard output")
 	f.StringVar(&name, "name", "", "require the envelope to be sealed for this secret name")
-	f.StringArrayVar(&contextPairs, "context", nil, "require KEY=VALUE in the envelope's context (repeatable)")
+	f.StringArrayVar(&contextPairs, "context", nil, "require KEY=VALUE in the envelope's context, or in a secrets file's manifest and every entry (repeatable)")
 	f.StringVar(&entry, "entry", "", "print only this secret of a secrets file, as raw bytes")
 	f.StringVar(&format, "format", "yaml", "output of a whole secrets file: yaml or json")
 	return cmd
@@ -227,14 +235,14 @@ func (r *rewriteFlags) register(cmd *cobra.Command) {
 	f.StringVar(&r.format, "format", "", "secrets file format: yaml or json (default: the input's file extension)")
 }
 
-func (r *rewriteFlags) read(env Env) (*broker.Sealed, error) {
+func (r *rewriteFlags) read(ctx context.Context, env Env) (*broker.Sealed, error) {
 	if r.in == "" {
 		return nil, usageErr("--in is required")
 	}
 	if r.inPlace && r.out != "" {
 		return nil, usageErr("--in-place and --out do not go together")
 	}
-	data, path, err := readInput(env, r.in)
+	data, path, err := readInput(ctx, env, r.in, broker.MaxInputLen)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +284,7 @@ func newRewrap(env Env) *cobra.Command {
 			if len(add) == 0 && len(rm) == 0 {
 				return usageErr("nothing to do: give --add-key or --remove-key")
 			}
-			s, err := rw.read(env)
+			s, err := rw.read(cmd.Context(), env)
 			if err != nil {
 				return err
 			}
@@ -315,10 +323,14 @@ func newRotate(env Env) *cobra.Command {
 		Use:   "rotate",
 		Short: "Reseal every secret under new data keys (same names and contexts)",
 		Long: `Open every secret and seal it again under a fresh data key. The new data keys
-are wrapped for --seal-key specs if given, else for the same key ids as before.`,
+are wrapped for the keys you configure: --seal-key, else --key/--key-file, else
+$` + broker.EnvKeys + `. Never for the key ids the file lists: those are not
+authenticated, and anyone who can write the file could add a stranger's key.
+With no key configured, rotate refuses and prints the file's key ids for you to
+check and pass explicitly.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := rw.read(env)
+			s, err := rw.read(cmd.Context(), env)
 			if err != nil {
 				return err
 			}
@@ -326,14 +338,18 @@ are wrapped for --seal-key specs if given, else for the same key ids as before.`
 			if err != nil {
 				return err
 			}
+			sealKeys := broker.Keys{Specs: sealTo, KeyFiles: kf.files}
 			if len(sealTo) == 0 {
-				if s.Single != nil {
-					sealTo = s.Single.KeyIDs()
-				} else {
-					sealTo = s.File.Integrity.KeyIDs()
-				}
+				sealKeys = kf.keys()
 			}
-			seal, err := broker.Keys{Specs: sealTo, KeyFiles: kf.files}.ForSealing(cmd.Context())
+			if !sealKeys.Explicit() {
+				ids := s.KeyIDs()
+				for i, id := range ids {
+					ids[i] = "--seal-key " + strconv.Quote(id)
+				}
+				return usageErr("no sealing key configured: rotate seals only for keys you name (--seal-key, --key, --key-file or $%s), never for the key ids a file lists. %s lists: %s", broker.EnvKeys, rw.in, strings.Join(ids, " "))
+			}
+			seal, err := sealKeys.ForSealing(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -361,7 +377,7 @@ func newInspect(env Env) *cobra.Command {
 		Short: "Show names, key ids, contexts and created times (never values)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			data, path, err := readInput(env, in)
+			data, path, err := readInput(cmd.Context(), env, in, broker.MaxInputLen)
 			if err != nil {
 				return err
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/internal/atomicfile"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
 
 // Env is what a run of the command sees of its process.
@@ -158,23 +159,19 @@ func parseContext(pairs []string) (map[string]string, error) {
 	return out, nil
 }
 
-// readInput reads --in (a path, or "-" for stdin).
-func readInput(env Env, in string) ([]byte, string, error) {
+// readInput reads --in (a path, or "-" for stdin), at most limit bytes.
+// Ctrl-C or SIGTERM while it waits ends the command (exit 130).
+func readInput(ctx context.Context, env Env, in string, limit int64) ([]byte, string, error) {
 	if in == "" || in == "-" {
 		if f, ok := env.Stdin.(*os.File); ok {
 			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 				fmt.Fprintln(env.Stderr, "secrets-broker: reading from the terminal; end with Ctrl-D")
 			}
 		}
-		data, err := broker.ReadLimited(env.Stdin, "standard input")
+		data, err := readlimit.Stream(ctx, env.Stdin, limit, "standard input")
 		return data, "standard input", err
 	}
-	f, err := os.Open(in)
-	if err != nil {
-		return nil, in, usageErr("cannot read input: %w", err)
-	}
-	defer f.Close()
-	data, err := broker.ReadLimited(f, in)
+	data, err := readlimit.Path(ctx, in, limit, in)
 	return data, in, err
 }
 

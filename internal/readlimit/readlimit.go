@@ -1,0 +1,142 @@
+// Package readlimit owns how secrets-broker reads input it does not trust
+// (envelopes, secrets files, configs, templates, plain secret files,
+// standard input): every read is bounded before it happens, a file that must
+// be a regular file is opened without blocking (a FIFO or a device is refused
+// instead of hanging), a read from a pipe or a terminal stops when the
+// context ends, and a YAML document is bounded before its tree is built.
+package readlimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+)
+
+// TooLarge reports input over its limit, as a format error (exit 8) that
+// names what was read and the limit.
+func TooLarge(what string, limit int64) error {
+	return fail.Mark(fail.Format, fmt.Errorf("%s is larger than %d bytes, the limit for it; nothing of it was used", what, limit))
+}
+
+// File reads the regular file at path, at most limit bytes. It never blocks
+// on a FIFO or a device: those are refused. what names the file in errors.
+func File(path string, limit int64, what string) ([]byte, error) {
+	f, info, err := Open(path, what)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if info.Size() > limit {
+		return nil, TooLarge(what, limit)
+	}
+	return readAll(f, limit, what)
+}
+
+// Open opens the regular file at path for reading without blocking: a
+// FIFO, socket or device is refused at once (opening a FIFO would wait for
+// a writer). The caller closes the file.
+func Open(path, what string) (*os.File, os.FileInfo, error) {
+	f, err := openNonBlocking(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("cannot read %s: %w", what, err)
+	}
+	if !info.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fail.Mark(fail.Usage, fmt.Errorf("%s is not a regular file (%s); secrets-broker reads only regular files there, so that it never waits on a pipe or device", what, info.Mode().Type()))
+	}
+	return f, info, nil
+}
+
+// Bounded reads r to its end, at most limit bytes.
+func Bounded(r io.Reader, limit int64, what string) ([]byte, error) {
+	return readAll(r, limit, what)
+}
+
+func readAll(r io.Reader, limit int64, what string) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		clear(data)
+		return nil, fmt.Errorf("cannot read %s: %w", what, err)
+	}
+	if int64(len(data)) > limit {
+		clear(data)
+		return nil, TooLarge(what, limit)
+	}
+	return data, nil
+}
+
+// Stream reads r (standard input, a pipe, a terminal) to its end, at most
+// limit bytes. When ctx ends first (Ctrl-C, SIGTERM) it returns ctx's error
+// at once and whatever was read is dropped.
+func Stream(ctx context.Context, r io.Reader, limit int64, what string) ([]byte, error) {
+	type result struct {
+		data []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		data, err := readAll(r, limit, what)
+		done <- result{data, err}
+	}()
+	select {
+	case res := <-done:
+		return res.data, res.err
+	case <-ctx.Done():
+		go func() { clear((<-done).data) }()
+		return nil, fmt.Errorf("stopped reading %s: %w", what, ctx.Err())
+	}
+}
+
+// Path reads the file at path, which may be a regular file or a pipe (a
+// FIFO, /dev/stdin, a shell's <(...)), at most limit bytes. Opening and
+// reading stop when ctx ends.
+func Path(ctx context.Context, path string, limit int64, what string) ([]byte, error) {
+	type opened struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		f, err := os.Open(path)
+		ch <- opened{f, err}
+	}()
+	var o opened
+	select {
+	case o = <-ch:
+	case <-ctx.Done():
+		go func() {
+			if o := <-ch; o.f != nil {
+				o.f.Close()
+			}
+		}()
+		return nil, fmt.Errorf("stopped opening %s: %w", what, ctx.Err())
+	}
+	if o.err != nil {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("cannot read %s: %w", what, unwrapPath(o.err)))
+	}
+	defer o.f.Close()
+	if info, err := o.f.Stat(); err == nil && info.Mode().IsRegular() {
+		if info.Size() > limit {
+			return nil, TooLarge(what, limit)
+		}
+		return readAll(o.f, limit, what)
+	}
+	return Stream(ctx, o.f, limit, what)
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
