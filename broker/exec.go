@@ -4,23 +4,21 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/secrets-broker/secrets-broker/internal/credenv"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/redact"
 )
 
 // ExecOptions shape "secrets-broker exec".
@@ -43,8 +41,8 @@ type ExecOptions struct {
 	// GitLabDotenv, when set, is a dotenv report artifact to write (0600).
 	GitLabDotenv string
 	// RedactOutput passes the child's stdout and stderr through a filter that
-	// replaces every value (and its base64 and URL-encoded forms) with
-	// [redacted].
+	// replaces every value of at least redact.MinLen bytes, and its encoded
+	// forms (redact.Forms), with [redacted].
 	RedactOutput   bool
 	BaseEnv        []string
 	Stdin          io.Reader
@@ -137,6 +135,13 @@ func (b *Broker) Exec(ctx context.Context, opts ExecOptions) error {
 	if len(opts.Command) == 0 {
 		return fail.Mark(fail.Usage, errors.New("no command given: secrets-broker exec [flags] -- COMMAND [ARGS...]"))
 	}
+	if opts.RedactOutput {
+		for i, v := range values {
+			if v != "" && len(v) < redact.MinLen {
+				fmt.Fprintf(opts.Stderr, "secrets-broker: warning: %s is shorter than %d bytes, too short to redact without wrecking the output; it is not redacted\n", vars[i], redact.MinLen)
+			}
+		}
+	}
 	env := b.childEnv(opts, vars, values)
 	return runChild(opts, env, values)
 }
@@ -183,9 +188,9 @@ func runChild(opts ExecOptions, env []string, values []string) error {
 	cmd := exec.Command(opts.Command[0], opts.Command[1:]...)
 	cmd.Env = env
 	cmd.Stdin = opts.Stdin
-	var outR, errR *Redactor
+	var outR, errR *redact.Writer
 	if opts.RedactOutput {
-		outR, errR = NewRedactor(opts.Stdout, values), NewRedactor(opts.Stderr, values)
+		outR, errR = redact.NewWriter(opts.Stdout, values), redact.NewWriter(opts.Stderr, values)
 		cmd.Stdout, cmd.Stderr = outR, errR
 	} else {
 		cmd.Stdout, cmd.Stderr = opts.Stdout, opts.Stderr
@@ -279,90 +284,5 @@ func writeFile0600(p string, data []byte) error {
 		return err
 	}
 	_, err = f.Write(data)
-	return err
-}
-
-// Redactor copies to w with every secret, and its base64 and URL-encoded
-// forms, replaced by [redacted], also when a value is split across writes.
-type Redactor struct {
-	mu       sync.Mutex
-	w        io.Writer
-	patterns [][]byte
-	maxLen   int
-	pending  []byte
-}
-
-// NewRedactor makes a Redactor for values.
-func NewRedactor(w io.Writer, values []string) *Redactor {
-	r := &Redactor{w: w}
-	seen := map[string]bool{}
-	add := func(s string) {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			r.patterns = append(r.patterns, []byte(s))
-			r.maxLen = max(r.maxLen, len(s))
-		}
-	}
-	for _, v := range values {
-		add(v)
-		if len(v) >= 3 {
-			add(base64.StdEncoding.EncodeToString([]byte(v)))
-			add(base64.RawStdEncoding.EncodeToString([]byte(v)))
-			add(base64.URLEncoding.EncodeToString([]byte(v)))
-			add(url.QueryEscape(v))
-			add(url.PathEscape(v))
-		}
-	}
-	sort.Slice(r.patterns, func(i, j int) bool { return len(r.patterns[i]) > len(r.patterns[j]) })
-	return r
-}
-
-// Write filters p.
-func (r *Redactor) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.pending = append(r.pending, p...)
-	if err := r.drain(false); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// Flush writes what is held back.
-func (r *Redactor) Flush() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.drain(true)
-}
-
-// drain writes everything that can no longer be the start of a secret.
-func (r *Redactor) drain(all bool) error {
-	var out bytes.Buffer
-	for {
-		at, n := -1, 0
-		for _, pat := range r.patterns {
-			if i := bytes.Index(r.pending, pat); i >= 0 && (at < 0 || i < at || (i == at && len(pat) > n)) {
-				at, n = i, len(pat)
-			}
-		}
-		safe := len(r.pending)
-		if !all {
-			safe = len(r.pending) - (r.maxLen - 1)
-		}
-		if at < 0 || at >= safe {
-			if safe > 0 {
-				out.Write(r.pending[:safe])
-				r.pending = append(r.pending[:0], r.pending[safe:]...)
-			}
-			break
-		}
-		out.Write(r.pending[:at])
-		out.WriteString("[redacted]")
-		r.pending = append(r.pending[:0], r.pending[at+n:]...)
-	}
-	if out.Len() == 0 {
-		return nil
-	}
-	_, err := r.w.Write(out.Bytes())
 	return err
 }

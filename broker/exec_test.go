@@ -159,15 +159,33 @@ func TestRedactOutput(t *testing.T) {
 	if out != "[redacted]|[redacted]\nurl=[redacted]\n[redacted] split\n" {
 		t.Fatalf("stdout %q", out)
 	}
-	// The redactor keeps unrelated output byte for byte.
-	var buf bytes.Buffer
-	r := broker.NewRedactor(&buf, []string{"abc"})
-	for _, chunk := range []string{"xxab", "cyy", "a", "b", "c", "ab"} {
-		r.Write([]byte(chunk))
+}
+
+// An interactive prompt reaches the terminal while the child waits for
+// input; it is not held back until the child writes more.
+func TestRedactOutputPassesPromptsAtOnce(t *testing.T) {
+	b, _ := execBroker(t, "PW", "hunter2-pa$$")
+	inR, inW := io.Pipe()
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- b.Exec(context.Background(), broker.ExecOptions{Command: []string{"/bin/sh", "-c", `printf 'Password: '; read x; echo "got $x $PW"`},
+			RedactOutput: true, BaseEnv: []string{"PATH=" + os.Getenv("PATH")}, Stdin: inR, Stdout: out, Stderr: io.Discard})
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for out.String() != "Password: " {
+		if time.Now().After(deadline) {
+			t.Fatalf("prompt not shown while the child waits; stdout so far %q", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	r.Flush()
-	if buf.String() != "xx[redacted]yy[redacted]ab" {
-		t.Fatalf("redactor: %q", buf.String())
+	inW.Write([]byte("yes\n"))
+	inW.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "Password: got yes [redacted]\n" {
+		t.Fatalf("stdout %q", got)
 	}
 }
 

@@ -27,16 +27,21 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/internal/credenv"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/readlimit"
+	"github.com/secrets-broker/secrets-broker/internal/redact"
 )
 
 // MaxTemplateLen bounds a template's source.
 const MaxTemplateLen = 1 << 20
 
+// MaxFileLen bounds what the file function reads.
+const MaxFileLen = 4 << 20
+
 // MaxOutputLen bounds what one template may produce.
 const MaxOutputLen = 16 << 20
 
 // Redacted replaces secret values in error messages.
-const Redacted = "[redacted]"
+const Redacted = redact.Placeholder
 
 // Options shape parsing.
 type Options struct {
@@ -240,10 +245,67 @@ func (t *Template) Execute(d Data) ([]byte, error) {
 	buf.Grow(256)
 	w := &limitedWriter{buf: &buf, max: MaxOutputLen}
 	if err := t.t.Execute(w, nil); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "template: ")
-		return nil, fail.Mark(fail.Usage, errors.New("template "+Redact(msg, d)))
+		clear(buf.Bytes())
+		return nil, fail.Mark(fail.Usage, errors.New("template "+Redact(safeMessage(err), d)))
 	}
 	return buf.Bytes(), nil
+}
+
+// funcError is an error of one of this package's template functions. Its
+// text never quotes an argument (arguments may derive from secrets; the
+// failing call's source text is in the message's location already).
+type funcError struct{ msg string }
+
+func (e *funcError) Error() string { return e.msg }
+
+func funcErr(format string, args ...any) error { return &funcError{fmt.Sprintf(format, args...)} }
+
+// builtinSafe are text/template's own functions, whose errors name types
+// and indexes, never values.
+var builtinSafe = map[string]bool{
+	"index": true, "slice": true, "len": true, "eq": true, "ne": true, "lt": true, "le": true, "gt": true, "ge": true,
+	"and": true, "or": true, "not": true,
+}
+
+// valueMessages are text/template errors that print the value at hand, and
+// what each says instead.
+var valueMessages = []struct{ prefix, say string }{
+	{"if/with can't use ", "if/with can't use this value"},
+	{"range can't iterate over ", "range can't iterate over this value (a secret is a string: use it as it is)"},
+	{"range over send-only channel ", "range over a send-only channel"},
+	{"can't use ", "can't use this value to iterate over more than one variable"},
+}
+
+// safeMessage turns an execution error into a sentence that names the
+// template, line, column and failing action or function, and drops
+// whatever could quote a value: the message of a function that is not
+// ours or a builtin (a panic in a regexp helper quotes its argument), and
+// text/template's own messages that print the value they were given.
+func safeMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "template: ")
+	loc, tail, ok := strings.Cut(msg, ">: ")
+	if !ok {
+		return msg
+	}
+	loc += ">: "
+	if rest, ok := strings.CutPrefix(tail, "error calling "); ok {
+		name, _, _ := strings.Cut(rest, ":")
+		var fe *funcError
+		switch {
+		case errors.As(err, &fe):
+			return loc + "error calling " + name + ": " + fe.msg
+		case builtinSafe[name]:
+			return msg
+		default:
+			return loc + "error calling " + name + ": it failed; its message is withheld because it could quote a secret value"
+		}
+	}
+	for _, vm := range valueMessages {
+		if strings.HasPrefix(tail, vm.prefix) {
+			return loc + vm.say
+		}
+	}
+	return msg
 }
 
 type limitedWriter struct {
@@ -301,15 +363,10 @@ func Values(d Data) []string {
 	return out
 }
 
-// Redact replaces every secret value of d in msg, and their base64 forms.
+// Redact replaces every secret value of d in msg, in every form
+// redact.Forms knows (escaped, encoded, case-changed, line by line).
 func Redact(msg string, d Data) string {
-	for _, v := range Values(d) {
-		msg = strings.ReplaceAll(msg, v, Redacted)
-		if len(v) >= 4 {
-			msg = strings.ReplaceAll(msg, base64.StdEncoding.EncodeToString([]byte(v)), Redacted)
-		}
-	}
-	return msg
+	return redact.String(msg, Values(d))
 }
 
 func (t *Template) funcs() template.FuncMap {
@@ -323,7 +380,7 @@ func (t *Template) funcs() template.FuncMap {
 	fm["secret"] = func(args ...string) (any, error) { return secretFunc(t.cur)(args...) }
 	fm["env"] = func(name string) (string, error) {
 		if credenv.IsCredential(name) {
-			return "", fmt.Errorf("env %q: the broker's own credentials are not available to templates", name)
+			return "", funcErr("the broker's own credentials are not available to templates")
 		}
 		return os.Getenv(name), nil
 	}
@@ -331,7 +388,7 @@ func (t *Template) funcs() template.FuncMap {
 	fm["base64Decode"] = func(s string) (string, error) {
 		b, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
-			return "", errors.New("base64Decode: input is not valid base64")
+			return "", funcErr("the input is not valid base64")
 		}
 		return string(b), nil
 	}
@@ -339,7 +396,7 @@ func (t *Template) funcs() template.FuncMap {
 	fm["base64URLDecode"] = func(s string) (string, error) {
 		b, err := base64.URLEncoding.DecodeString(s)
 		if err != nil {
-			return "", errors.New("base64URLDecode: input is not valid base64url")
+			return "", funcErr("the input is not valid base64url")
 		}
 		return string(b), nil
 	}
@@ -358,7 +415,7 @@ func (t *Template) funcs() template.FuncMap {
 	// indent follows consul-template: indent SPACES TEXT.
 	fm["indent"] = func(spaces int, s string) (string, error) {
 		if spaces < 0 || spaces > 64 {
-			return "", errors.New("indent: spaces must be 0 to 64")
+			return "", funcErr("spaces must be 0 to 64")
 		}
 		pad := strings.Repeat(" ", spaces)
 		return pad + strings.ReplaceAll(s, "\n", "\n"+pad), nil
@@ -366,16 +423,21 @@ func (t *Template) funcs() template.FuncMap {
 	fm["shellQuote"] = ShellQuote
 	fm["file"] = func(name string) (string, error) {
 		if t.sandbox == "" {
-			return "", errors.New("file is disabled: set file_sandbox in the config to allow reading files beneath one directory")
+			return "", funcErr("file is disabled: set file_sandbox in the config to allow reading files beneath one directory")
 		}
 		root, err := os.OpenRoot(t.sandbox)
 		if err != nil {
-			return "", fmt.Errorf("file: cannot open the sandbox: %w", err)
+			return "", funcErr("cannot open the sandbox %s: %v", t.sandbox, errors.Unwrap(err))
 		}
 		defer root.Close()
-		b, err := root.ReadFile(name)
+		f, err := root.OpenFile(name, os.O_RDONLY|nonBlocking, 0)
 		if err != nil {
-			return "", fmt.Errorf("file %q: cannot read it beneath the sandbox: %w", name, errors.Unwrap(err))
+			return "", funcErr("cannot read the file beneath the sandbox %s: %v", t.sandbox, errors.Unwrap(err))
+		}
+		defer f.Close()
+		b, err := readlimit.Opened(f, MaxFileLen, "the file")
+		if err != nil {
+			return "", funcErr("cannot read the file beneath the sandbox %s: %v", t.sandbox, err)
 		}
 		return string(b), nil
 	}

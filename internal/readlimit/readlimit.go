@@ -56,6 +56,21 @@ func Open(path, what string) (*os.File, os.FileInfo, error) {
 	return f, info, nil
 }
 
+// Opened reads f, which must be a regular file, at most limit bytes.
+func Opened(f *os.File, limit int64, what string) ([]byte, error) {
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w", what, err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("%s is not a regular file (%s)", what, info.Mode().Type()))
+	}
+	if info.Size() > limit {
+		return nil, TooLarge(what, limit)
+	}
+	return readAll(f, limit, what)
+}
+
 // Bounded reads r to its end, at most limit bytes.
 func Bounded(r io.Reader, limit int64, what string) ([]byte, error) {
 	return readAll(r, limit, what)

@@ -1,0 +1,96 @@
+package redact
+
+import (
+	"bytes"
+	"io"
+	"sync"
+)
+
+// Writer copies to an underlying writer with every form of every value
+// replaced by Placeholder, also when a value is split across writes. It
+// holds back only the bytes that could still be the start of a value, so an
+// interactive prompt is passed on as soon as it is written.
+type Writer struct {
+	mu       sync.Mutex
+	w        io.Writer
+	patterns [][]byte
+	pending  []byte
+}
+
+// NewWriter makes a Writer for values (see Forms; values shorter than MinLen
+// are not redacted).
+func NewWriter(w io.Writer, values []string) *Writer {
+	r := &Writer{w: w}
+	for _, f := range AllForms(values) {
+		r.patterns = append(r.patterns, []byte(f))
+	}
+	return r
+}
+
+// Write filters p.
+func (r *Writer) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.patterns) == 0 {
+		return r.w.Write(p)
+	}
+	r.pending = append(r.pending, p...)
+	if err := r.drain(false); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Flush writes what is held back.
+func (r *Writer) Flush() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.drain(true)
+}
+
+// drain writes pending with every complete match replaced, keeping back
+// (unless all) the longest tail that is a proper prefix of some pattern.
+func (r *Writer) drain(all bool) error {
+	var out bytes.Buffer
+	for {
+		at, n := -1, 0
+		for _, pat := range r.patterns {
+			if i := bytes.Index(r.pending, pat); i >= 0 && (at < 0 || i < at || (i == at && len(pat) > n)) {
+				at, n = i, len(pat)
+			}
+		}
+		if at < 0 {
+			break
+		}
+		out.Write(r.pending[:at])
+		out.WriteString(Placeholder)
+		r.pending = r.pending[at+n:]
+	}
+	keep := 0
+	if !all {
+		keep = r.partialTail()
+	}
+	out.Write(r.pending[:len(r.pending)-keep])
+	r.pending = append([]byte(nil), r.pending[len(r.pending)-keep:]...)
+	if out.Len() == 0 {
+		return nil
+	}
+	_, err := r.w.Write(out.Bytes())
+	return err
+}
+
+// partialTail is the length of the longest tail of pending that some
+// pattern starts with (and is longer than).
+func (r *Writer) partialTail() int {
+	best := 0
+	for _, pat := range r.patterns {
+		from := max(0, len(r.pending)-(len(pat)-1))
+		for i := from; i < len(r.pending)-best; i++ {
+			if r.pending[i] == pat[0] && bytes.HasPrefix(pat, r.pending[i:]) {
+				best = len(r.pending) - i
+				break
+			}
+		}
+	}
+	return best
+}

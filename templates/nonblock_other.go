@@ -1,0 +1,5 @@
+//go:build !unix
+
+package templates
+
+const nonBlocking = 0
