@@ -45,8 +45,8 @@ type Config struct {
 	// SecretsFiles are requirements on envelope files, by path: the
 	// context every secret read from the file must be sealed with.
 	SecretsFiles map[string]SecretsFileConfig `yaml:"secrets_files"`
-	Outputs []Output    `yaml:"outputs"`
-	Exec    *ExecConfig `yaml:"exec"`
+	Outputs      []Output                     `yaml:"outputs"`
+	Exec         *ExecConfig                  `yaml:"exec"`
 	// Refresh tunes the daemon (run without --once).
 	Refresh *RefreshConfig `yaml:"refresh"`
 

@@ -32,7 +32,7 @@ type SecretRef struct {
 	// Name pins the name a single envelope must be sealed for (?name=);
 	// empty means the declared secret's name.
 	Name string
-	text   string
+	text string
 }
 
 // String is the reference as written.
