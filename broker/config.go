@@ -484,7 +484,9 @@ var bundleRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// FileMode parses the output's mode (default 0600).
+// FileMode parses the output's mode (default 0600). Modes that let the
+// group or others write the file (0777, 0666, 0620, ...) are refused: a
+// rendered secret is read by the app, never written by it.
 func (o Output) FileMode() (fs.FileMode, error) {
 	if o.Mode == "" {
 		return 0o600, nil
@@ -492,6 +494,9 @@ func (o Output) FileMode() (fs.FileMode, error) {
 	m, err := strconv.ParseUint(o.Mode, 8, 32)
 	if err != nil || m > 0o777 {
 		return 0, fmt.Errorf("mode %q is not an octal permission like 0640", o.Mode)
+	}
+	if m&0o022 != 0 {
+		return 0, fmt.Errorf("mode %q lets the group or others change the secret; use 0600, or 0640 to share it with a group", o.Mode)
 	}
 	return fs.FileMode(m), nil
 }

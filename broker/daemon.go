@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/secrets-broker/secrets-broker/internal/credenv"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
 	"github.com/secrets-broker/secrets-broker/templates"
 )
@@ -126,6 +128,9 @@ type daemon struct {
 	healthMu sync.Mutex
 	failing  []string
 	rendered bool
+	// stale are secrets whose source could not be re-read (emptied,
+	// missing, tampered): every output keeps their last good value.
+	stale map[string]string
 
 	// The Vault client outlives config reloads while the vault section is
 	// unchanged: the broker stays logged in (an AppRole secret_id file
@@ -438,11 +443,14 @@ func (g *generation) refetchLocal(ctx context.Context, path string, names []stri
 		v, err := g.b.fetchLocal(ctx, d)
 		if err != nil {
 			// A file being replaced can be briefly missing or half
-			// written by a non-atomic editor: keep the last good value.
+			// written by a non-atomic editor, or emptied: every output
+			// keeps the last good value, and /healthz says so.
 			g.d.m.fetchErrors.WithLabelValues(d.Ref.Scheme).Inc()
-			g.d.log.Warn("re-reading a secret failed; keeping its last value", "secret", n, "error", err)
+			g.d.log.Warn("re-reading a secret failed; every output keeps its last good value", "secret", n, "error", err)
+			g.d.setStale(n, err)
 			continue
 		}
+		g.d.setStale(n, nil)
 		g.d.m.fetches.WithLabelValues(d.Ref.Scheme).Inc()
 		g.mu.Lock()
 		if g.res.Values[n] != v {
@@ -578,6 +586,21 @@ func runNotify(ctx context.Context, n *NotifyConfig) error {
 	return errors.Join(errs...)
 }
 
+// setStale records (err != nil) or clears that secret name is served from
+// its last good value.
+func (d *daemon) setStale(name string, err error) {
+	d.healthMu.Lock()
+	defer d.healthMu.Unlock()
+	if err == nil {
+		delete(d.stale, name)
+		return
+	}
+	if d.stale == nil {
+		d.stale = map[string]string{}
+	}
+	d.stale[name] = fail.KindOf(err).String()
+}
+
 func (d *daemon) serveMetrics(addr string) (*http.Server, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -588,10 +611,18 @@ func (d *daemon) serveMetrics(addr string) (*http.Server, error) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		d.healthMu.Lock()
 		failing, rendered := d.failing, d.rendered
+		var stale []string
+		for n, why := range d.stale {
+			stale = append(stale, n+" ("+why+")")
+		}
 		d.healthMu.Unlock()
-		if !rendered || len(failing) > 0 {
+		slices.Sort(stale)
+		if !rendered || len(failing) > 0 || len(stale) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(w, "failing outputs: %s\n", strings.Join(failing, ", "))
+			if len(stale) > 0 {
+				fmt.Fprintf(w, "secrets kept at their last good value: %s\n", strings.Join(stale, ", "))
+			}
 			return
 		}
 		fmt.Fprintln(w, "ok")

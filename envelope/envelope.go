@@ -10,6 +10,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -234,12 +235,12 @@ func (e *Envelope) unwrap(ctx context.Context, keys []KeyWrapper) (dek, payloadK
 		key, err := w.UnwrapKey(ctx, s.WrappedKey, b)
 		dek = key
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", s.KeyID, err))
+			errs = append(errs, fmt.Errorf("key %q: %w", s.KeyID, err))
 			continue
 		}
 		if len(dek) != DataKeySize {
 			clear(dek)
-			errs = append(errs, fail.Mark(fail.Integrity, fmt.Errorf("%s: %w", s.KeyID, ErrDecrypt)))
+			errs = append(errs, fail.Mark(fail.Integrity, fmt.Errorf("key %q: %w", s.KeyID, ErrDecrypt)))
 			continue
 		}
 		payloadKey, commitment, err := deriveKeys(dek, e.Nonce[:])
@@ -250,7 +251,7 @@ func (e *Envelope) unwrap(ctx context.Context, keys []KeyWrapper) (dek, payloadK
 		if subtle.ConstantTimeCompare(commitment, e.Commitment[:]) != 1 {
 			clear(dek)
 			clear(payloadKey)
-			errs = append(errs, fail.Mark(fail.Integrity, fmt.Errorf("%s: %w (key commitment mismatch)", s.KeyID, ErrDecrypt)))
+			errs = append(errs, fail.Mark(fail.Integrity, fmt.Errorf("key %q: %w (key commitment mismatch)", s.KeyID, ErrDecrypt)))
 			continue
 		}
 		return dek, payloadKey, nil
@@ -260,11 +261,12 @@ func (e *Envelope) unwrap(ctx context.Context, keys []KeyWrapper) (dek, payloadK
 		for _, k := range keys {
 			configured = append(configured, k.KeyID())
 		}
-		if len(configured) == 0 {
-			configured = append(configured, "none")
+		have := "none"
+		if len(configured) > 0 {
+			have = quoteAll(configured)
 		}
 		return nil, nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("secret %q: no configured key can open it: it is wrapped for %s; configured: %s",
-			e.Name, strings.Join(e.KeyIDs(), ", "), strings.Join(configured, ", ")))
+			e.Name, quoteAll(e.KeyIDs()), have))
 	}
 	kind := fail.KeyUnavailable
 	for _, err := range errs {
@@ -275,6 +277,14 @@ func (e *Envelope) unwrap(ctx context.Context, keys []KeyWrapper) (dek, payloadK
 		}
 	}
 	return nil, nil, fail.Mark(kind, fmt.Errorf("secret %q: cannot unwrap its data key: %w", e.Name, errors.Join(errs...)))
+}
+
+func quoteAll(ids []string) string {
+	q := make([]string, len(ids))
+	for i, id := range ids {
+		q[i] = strconv.Quote(id)
+	}
+	return strings.Join(q, ", ")
 }
 
 func findKey(keys []KeyWrapper, id string) KeyWrapper {

@@ -6,7 +6,11 @@
 // with [KindOf]. The message never changes because of the class.
 package fail
 
-import "errors"
+import (
+	"errors"
+	"io/fs"
+	"strings"
+)
 
 // Kind classifies a failure. The zero value is [Internal].
 type Kind int
@@ -31,8 +35,13 @@ const (
 	// Denied means the source refused the request (permission denied, bad
 	// or expired credentials).
 	Denied
-	// Format means input could not be parsed (envelope, secrets file).
+	// Format means input could not be parsed (envelope, secrets file) or
+	// is larger than its limit.
 	Format
+	// FileSystem means the file system refused a read or write: disk full
+	// or over quota, a read-only file system, permission denied, a file too
+	// large for its limit, or a path that leaves its root (a symlink).
+	FileSystem
 )
 
 // ExitCode is the documented process exit code for each class
@@ -53,6 +62,8 @@ func (k Kind) ExitCode() int {
 		return 7
 	case Format:
 		return 8
+	case FileSystem:
+		return 9
 	default:
 		return 1
 	}
@@ -75,6 +86,8 @@ func (k Kind) String() string {
 		return "denied"
 	case Format:
 		return "format"
+	case FileSystem:
+		return "file-system"
 	default:
 		return "internal"
 	}
@@ -99,7 +112,9 @@ func Mark(kind Kind, err error) error {
 	return &marked{kind: kind, err: err}
 }
 
-// KindOf returns the outermost class attached to err, or [Internal].
+// KindOf returns the outermost class attached to err; for an unmarked
+// error the file system returned (disk full, read-only, permission denied,
+// a path escaping its root), [FileSystem]; else [Internal].
 func KindOf(err error) Kind {
 	var m *marked
 	if errors.As(err, &m) {
@@ -108,6 +123,9 @@ func KindOf(err error) Kind {
 	var k interface{ FailKind() Kind }
 	if errors.As(err, &k) {
 		return k.FailKind()
+	}
+	if err != nil && (errors.Is(err, fs.ErrPermission) || isFileSystemErrno(err) || strings.Contains(err.Error(), "path escapes from parent")) {
+		return FileSystem
 	}
 	return Internal
 }

@@ -29,6 +29,15 @@ const KeyIDPrefix = "awskms:"
 // "kms:EncryptionContext:secrets-broker:name": "billing/*".
 const NameContextKey = envelope.ReservedPrefix + "name"
 
+// FormatContextKey labels every encryption context with the envelope
+// format, so a grant or CloudTrail query can tell secrets-broker's data keys
+// from any other use of the key, and a data key wrapped for another format
+// never opens here.
+const FormatContextKey = envelope.ReservedPrefix + "format"
+
+// FormatContextValue is the label of format v1.
+const FormatContextValue = "sbe1"
+
 // DefaultMaxAttempts is how many times a throttled or failed call is tried.
 const DefaultMaxAttempts = 6
 
@@ -105,14 +114,17 @@ func NewWithClient(arn string, client API) (*Key, error) {
 // KeyID returns "awskms:" and the key ARN.
 func (k *Key) KeyID() string { return KeyIDPrefix + k.arn }
 
-// EncryptionContext is what KMS sees for binding b: its context plus the
-// secret's name under NameContextKey. It appears in CloudTrail.
+// EncryptionContext is what KMS sees for binding b: its context, the
+// secret's name under NameContextKey and the format label under
+// FormatContextKey (user context keys cannot use the reserved prefix). It
+// appears in CloudTrail, so it never holds a secret.
 func EncryptionContext(b envelope.Binding) map[string]string {
-	ec := make(map[string]string, len(b.Context)+1)
+	ec := make(map[string]string, len(b.Context)+2)
 	for k, v := range b.Context {
 		ec[k] = v
 	}
 	ec[NameContextKey] = b.Name
+	ec[FormatContextKey] = FormatContextValue
 	return ec
 }
 

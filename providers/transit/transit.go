@@ -64,11 +64,18 @@ func (k *Key) write(ctx context.Context, op string, body map[string]any, b envel
 	return s.Data, nil
 }
 
+// AssociatedData is what Transit authenticates with a wrapped data key: the
+// binding's canonical encoding (docs/envelope.md, "Binding"), base64 as the
+// API takes it. Vectors: testdata/associated-data.json.
+func AssociatedData(b envelope.Binding) string {
+	return base64.StdEncoding.EncodeToString(b.Canonical())
+}
+
 // WrapKey encrypts the data key with the Transit key.
 func (k *Key) WrapKey(ctx context.Context, dataKey []byte, b envelope.Binding) ([]byte, error) {
 	data, err := k.write(ctx, "encrypt", map[string]any{
 		"plaintext":       base64.StdEncoding.EncodeToString(dataKey),
-		"associated_data": base64.StdEncoding.EncodeToString(b.Canonical()),
+		"associated_data": AssociatedData(b),
 	}, b)
 	if err != nil {
 		return nil, err
@@ -87,7 +94,7 @@ func (k *Key) UnwrapKey(ctx context.Context, wrapped []byte, b envelope.Binding)
 	}
 	data, err := k.write(ctx, "decrypt", map[string]any{
 		"ciphertext":      string(wrapped),
-		"associated_data": base64.StdEncoding.EncodeToString(b.Canonical()),
+		"associated_data": AssociatedData(b),
 	}, b)
 	if err != nil {
 		return nil, err

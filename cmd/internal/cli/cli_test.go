@@ -125,7 +125,7 @@ func TestSecretsFileRewrapRotate(t *testing.T) {
 	firstID := strings.TrimSpace(strings.Split(mustRun(t, "", "inspect", "--in", enc, "--json"), "\"key_ids\": [\n")[1])
 	firstID = strings.Trim(strings.SplitN(firstID, "\n", 2)[0], `", `)
 	before, _ := os.ReadFile(enc)
-	mustRun(t, "", "rewrap", "--in", enc, "-w", "--key-file", second, "--add-key", secondID, "--remove-key", firstID)
+	mustRun(t, "", "rewrap", "--in", enc, "-w", "--key", "local", "--key-file", second, "--add-key", secondID, "--remove-key", firstID)
 	after, _ := os.ReadFile(enc)
 	if bytes.Equal(before, after) || strings.Contains(string(after), firstID) {
 		t.Fatal("rewrap did not change the key ids")

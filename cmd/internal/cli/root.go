@@ -39,7 +39,9 @@ const ExitCodesHelp = `Exit codes:
   5  unavailable: Vault or KMS could not be reached or is throttling; retry
   6  not found: the secret, entry, path or field does not exist
   7  denied: the secret source refused the request or the credentials
-  8  format: input is not a valid envelope or secrets file`
+  8  format: input is not a valid envelope or secrets file, or is over its size limit
+  9  file system: disk full, read-only file system, permission denied, or a path
+     that leaves its root`
 
 // Main runs the command line and returns the process exit code.
 func Main(ctx context.Context, env Env) int {

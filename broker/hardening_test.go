@@ -1,0 +1,151 @@
+package broker_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/providers/local"
+)
+
+func healthz(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// An emptied file: source gets one answer in every output: the last good
+// value stays, the log names the secret, /healthz says so. (It was refused
+// in a raw output but written empty into a dotenv one.)
+func TestDaemonEmptiedSourceKeepsLastGoodValueEverywhere(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	os.WriteFile(filepath.Join(dir, "token"), []byte("tok-1"), 0o600)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(`output_root: out
+refresh:
+  metrics_address: `+addr+`
+secrets:
+  token: file:token
+outputs:
+  - path: token.txt
+    secret: token
+  - path: all.env
+    secrets: [token]
+`), 0o600)
+	d := startDaemon(t, cfg)
+	raw, env := filepath.Join(dir, "out", "token.txt"), filepath.Join(dir, "out", "all.env")
+	eventually(t, 20*time.Second, "first render", func() bool { return fileIs(raw, "tok-1")() && fileIs(env, "token=\"tok-1\"\n")() })
+	replace := func(content string) {
+		tmp := filepath.Join(dir, ".token.tmp")
+		os.WriteFile(tmp, []byte(content), 0o600)
+		os.Rename(tmp, filepath.Join(dir, "token"))
+	}
+	replace("")
+	eventually(t, 20*time.Second, "healthz to report the stale secret", func() bool {
+		code, body := healthz(t, addr)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "token (not-found)")
+	})
+	if !fileIs(raw, "tok-1")() || !fileIs(env, "token=\"tok-1\"\n")() {
+		a, _ := os.ReadFile(raw)
+		b, _ := os.ReadFile(env)
+		t.Fatalf("outputs changed: %q %q", a, b)
+	}
+	if logs := d.logs.String(); !strings.Contains(logs, "secret=token") || !strings.Contains(logs, "is empty") {
+		t.Fatalf("log does not name the secret: %s", logs)
+	}
+	replace("tok-2")
+	eventually(t, 20*time.Second, "new value everywhere and healthz ok", func() bool {
+		code, _ := healthz(t, addr)
+		return code == http.StatusOK && fileIs(raw, "tok-2")() && fileIs(env, "token=\"tok-2\"\n")()
+	})
+}
+
+// The file never chooses its name: an envelope of another secret copied
+// over a single-envelope file is refused (exit 4) naming both, in render,
+// exec and the daemon (which keeps the last good value).
+func TestSingleEnvelopeNameIsChecked(t *testing.T) {
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "local.key")
+	k, err := local.New(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(local.EnvKeyFile, keyPath)
+	t.Setenv(broker.EnvKeys, "")
+	seal := func(name, value string) string {
+		e, err := envelope.Seal(context.Background(), []byte(value), envelope.Binding{Name: name}, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.String() + "\n"
+	}
+	os.WriteFile(filepath.Join(dir, "db.sbe"), []byte(seal("db_password", "pw-1")), 0o600)
+	os.WriteFile(filepath.Join(dir, "pinned.sbe"), []byte(seal("prod/db", "pw-2")), 0o600)
+	cfgText := `output_root: out
+secrets:
+  db_password: envelope:db.sbe
+  other: envelope:pinned.sbe?name=prod/db
+outputs:
+  - path: db.txt
+    secret: db_password
+  - path: other.txt
+    secret: other
+`
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(cfgText), 0o600)
+	load := func() *broker.Broker {
+		c, err := broker.LoadConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := broker.New(c)
+		t.Cleanup(b.Close)
+		return b
+	}
+	if _, err := load().RenderOnce(context.Background(), broker.RenderOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !fileIs(filepath.Join(dir, "out", "other.txt"), "pw-2")() {
+		t.Fatal("?name= pinned envelope not rendered")
+	}
+	// The attacker copies the api_key envelope over db.sbe.
+	os.WriteFile(filepath.Join(dir, "db.sbe"), []byte(seal("api_key", "api-secret")), 0o600)
+	_, err = load().RenderOnce(context.Background(), broker.RenderOptions{})
+	if fail.KindOf(err) != fail.Integrity || !strings.Contains(err.Error(), `"db_password"`) || !strings.Contains(err.Error(), `"api_key"`) {
+		t.Fatalf("render: %v (%s)", err, fail.KindOf(err))
+	}
+	if !fileIs(filepath.Join(dir, "out", "db.txt"), "pw-1")() {
+		t.Fatal("the swapped secret was written")
+	}
+	_, _, err = runExec(t, load(), broker.ExecOptions{Command: []string{"/bin/true"}})
+	if fail.KindOf(err) != fail.Integrity || !strings.Contains(err.Error(), `sealed for secret "api_key"`) {
+		t.Fatalf("exec: %v", err)
+	}
+	// The daemon: the right envelope, then the swap, replaced atomically.
+	os.WriteFile(filepath.Join(dir, "db.sbe"), []byte(seal("db_password", "pw-3")), 0o600)
+	d := startDaemon(t, cfg)
+	eventually(t, 20*time.Second, "daemon render", fileIs(filepath.Join(dir, "out", "db.txt"), "pw-3"))
+	tmp := filepath.Join(dir, ".db.tmp")
+	os.WriteFile(tmp, []byte(seal("api_key", "api-secret")), 0o600)
+	os.Rename(tmp, filepath.Join(dir, "db.sbe"))
+	eventually(t, 20*time.Second, "the daemon to refuse the swapped envelope", func() bool {
+		return strings.Contains(d.logs.String(), `sealed for secret \"api_key\"`)
+	})
+	if !fileIs(filepath.Join(dir, "out", "db.txt"), "pw-3")() {
+		t.Fatal("the daemon wrote the swapped secret")
+	}
+}

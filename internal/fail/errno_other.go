@@ -1,0 +1,5 @@
+//go:build !unix
+
+package fail
+
+func isFileSystemErrno(error) bool { return false }
