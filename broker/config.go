@@ -20,6 +20,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
+	"github.com/secrets-broker/secrets-broker/providers"
 )
 
 // MaxConfigLen bounds a config file.
@@ -49,6 +50,9 @@ type Config struct {
 	Exec         *ExecConfig                  `yaml:"exec"`
 	// Refresh tunes the daemon (run without --once).
 	Refresh *RefreshConfig `yaml:"refresh"`
+	// KeyCache tunes the in-memory cache of data keys unwrapped by AWS KMS
+	// or Vault Transit.
+	KeyCache *KeyCacheConfig `yaml:"key_cache"`
 
 	// Dir is the directory relative paths are resolved against: the config
 	// file's directory, or the working directory.
@@ -137,6 +141,22 @@ type RefreshConfig struct {
 	// MetricsAddress serves Prometheus metrics and /healthz, e.g.
 	// 127.0.0.1:9102. Empty: off.
 	MetricsAddress string `yaml:"metrics_address"`
+}
+
+// KeyCacheConfig tunes the data-key cache.
+type KeyCacheConfig struct {
+	// TTL is how long an unwrapped data key is kept (default 5m; 0s turns
+	// the cache off). A disabled or revoked KMS key stops opening secrets
+	// within it.
+	TTL *time.Duration `yaml:"ttl"`
+}
+
+// keyCacheTTL is the configured data-key TTL.
+func (c *Config) keyCacheTTL() time.Duration {
+	if c.KeyCache != nil && c.KeyCache.TTL != nil {
+		return *c.KeyCache.TTL
+	}
+	return providers.DefaultDataKeyTTL
 }
 
 // ExecConfig shapes the environment of "secrets-broker exec".
@@ -431,6 +451,9 @@ func (c *Config) Check() error {
 				add("refresh.metrics_address %q is not HOST:PORT", r.MetricsAddress)
 			}
 		}
+	}
+	if c.KeyCache != nil && c.KeyCache.TTL != nil && *c.KeyCache.TTL < 0 {
+		add("key_cache.ttl must not be negative (0s turns the cache off)")
 	}
 	if len(c.Outputs) > 0 && c.OutputRoot == "" {
 		add("output_root is required when there are outputs: every output path is resolved beneath it")

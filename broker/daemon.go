@@ -225,6 +225,10 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	names, calls := Needs(prepared)
 	ctx, cancel := context.WithCancel(parent)
 	g := &generation{d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, dir: dir, trigger: make(chan struct{}, 1), cancel: cancel}
+	// Expired data keys are zeroed on a timer; a reload starts a new
+	// broker with an empty cache, and stopping this one purges it.
+	g.wg.Add(1)
+	go func() { defer g.wg.Done(); b.cache.RunSweeper(ctx) }()
 	// Log in before writing anything, so that a reload that cannot reach
 	// Vault changes no file.
 	if len(b.vaultRequests(names, calls)) > 0 {

@@ -13,6 +13,8 @@ import (
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/kmsfake"
+	"github.com/secrets-broker/secrets-broker/providers/awskms"
 	"github.com/secrets-broker/secrets-broker/providers/local"
 )
 
@@ -147,5 +149,43 @@ outputs:
 	})
 	if !fileIs(filepath.Join(dir, "out", "db.txt"), "pw-3")() {
 		t.Fatal("the daemon wrote the swapped secret")
+	}
+}
+
+// A reload starts from an empty data-key cache: a KMS key revoked before
+// the reload is asked again, not served from memory.
+func TestReloadPurgesTheDataKeyCache(t *testing.T) {
+	srv := kmsfake.Start()
+	t.Cleanup(srv.Close)
+	arn := srv.CreateKey("us-east-1")
+	t.Setenv("AWS_ENDPOINT_URL_KMS", srv.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	dir := t.TempDir()
+	k, err := awskms.New(context.Background(), arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := envelope.SealFile(context.Background(), []envelope.Plain{{Name: "db", Value: []byte("pw")}}, nil, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "s.enc.yaml"), f.MarshalYAML(), 0o600)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte("output_root: out\nkeys: [\"awskms:"+arn+"\"]\nsecrets:\n  db: envelope:s.enc.yaml#db\noutputs:\n  - path: db.txt\n    secret: db\n"), 0o600)
+	d := startDaemon(t, cfg)
+	eventually(t, 20*time.Second, "first render", fileIs(filepath.Join(dir, "out", "db.txt"), "pw"))
+	before := srv.Calls("Decrypt")
+	if before == 0 {
+		t.Fatal("no KMS Decrypt call")
+	}
+	srv.Disable(arn, true)
+	d.reload <- struct{}{}
+	eventually(t, 20*time.Second, "the reload to ask KMS again", func() bool {
+		return strings.Contains(d.logs.String(), "cannot be used now")
+	})
+	if !fileIs(filepath.Join(dir, "out", "db.txt"), "pw")() {
+		t.Fatal("previous output not kept")
 	}
 }

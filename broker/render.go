@@ -36,7 +36,7 @@ type Broker struct {
 
 // New makes a broker for cfg. Nothing is contacted until needed.
 func New(cfg *Config) *Broker {
-	return &Broker{cfg: cfg, cache: providers.NewDataKeyCache(10000, time.Hour), files: map[string]*envelope.File{}}
+	return &Broker{cfg: cfg, cache: providers.NewDataKeyCache(10000, cfg.keyCacheTTL()), files: map[string]*envelope.File{}}
 }
 
 // Close releases the Vault client and zeroes cached data keys.

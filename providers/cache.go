@@ -10,11 +10,19 @@ import (
 	"github.com/secrets-broker/secrets-broker/envelope"
 )
 
+// DefaultDataKeyTTL is how long an unwrapped data key is kept by default:
+// five minutes, the KV re-read interval, so a KMS key that is disabled, or a
+// grant that is revoked, stops opening secrets in a running daemon within
+// one refresh; reloads and file re-reads in between cost no KMS call.
+const DefaultDataKeyTTL = 5 * time.Minute
+
 // DataKeyCache remembers unwrapped data keys in memory, keyed by the hash of
 // the key id, the wrapped bytes and the binding, so that re-reading an
 // unchanged secret costs no call to a key service. It holds at most max
-// keys, each for at most ttl, evicting the least recently used; evicted keys
-// are zeroed. It is safe for concurrent use.
+// keys, each for at most ttl, evicting the least recently used; evicted and
+// expired keys are zeroed (expired ones by Sweep, which RunSweeper calls on
+// a timer, and on lookup). A ttl of zero or less disables it. It is safe
+// for concurrent use.
 type DataKeyCache struct {
 	max int
 	ttl time.Duration
@@ -34,6 +42,50 @@ type cacheItem struct {
 // NewDataKeyCache makes a cache of at most max keys kept for ttl.
 func NewDataKeyCache(max int, ttl time.Duration) *DataKeyCache {
 	return &DataKeyCache{max: max, ttl: ttl, now: time.Now, order: list.New(), items: make(map[[32]byte]*list.Element)}
+}
+
+// WithClock makes the cache read the time from now (for tests).
+func (c *DataKeyCache) WithClock(now func() time.Time) *DataKeyCache {
+	c.now = now
+	return c
+}
+
+// TTL is how long a key is kept.
+func (c *DataKeyCache) TTL() time.Duration { return c.ttl }
+
+// Sweep zeroes and drops every expired key, and returns how many.
+func (c *DataKeyCache) Sweep() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now, n := c.now(), 0
+	for el := c.order.Back(); el != nil; {
+		prev := el.Prev()
+		if now.After(el.Value.(*cacheItem).expires) {
+			c.remove(el)
+			n++
+		}
+		el = prev
+	}
+	return n
+}
+
+// RunSweeper sweeps every half TTL (at least every second) until ctx ends,
+// then purges the cache.
+func (c *DataKeyCache) RunSweeper(ctx context.Context) {
+	if c.ttl <= 0 {
+		return
+	}
+	t := time.NewTicker(max(c.ttl/2, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			c.Purge()
+			return
+		case <-t.C:
+			c.Sweep()
+		}
+	}
 }
 
 func cacheKey(keyID string, wrapped []byte, b envelope.Binding) [32]byte {
@@ -100,6 +152,9 @@ func (c *DataKeyCache) Purge() {
 // Wrap returns w with unwrapping served from the cache. The result implements
 // envelope.DataKeyGenerator exactly when w does.
 func (c *DataKeyCache) Wrap(w envelope.KeyWrapper) envelope.KeyWrapper {
+	if c.ttl <= 0 {
+		return w
+	}
 	cw := &cachedWrapper{KeyWrapper: w, cache: c}
 	if g, ok := w.(envelope.DataKeyGenerator); ok {
 		return &cachedGenerator{cachedWrapper: cw, gen: g}

@@ -226,3 +226,35 @@ func TestOpenAllRunsKMSCallsConcurrentlyBounded(t *testing.T) {
 		t.Fatalf("at most %d Decrypt calls in flight; want 2..6", got)
 	}
 }
+
+// A KMS key disabled while a daemon runs stops opening secrets once the
+// cached data keys expire (the cache's TTL), and the sweep zeroes them.
+func TestDisabledKeyStopsOpeningWithinCacheTTL(t *testing.T) {
+	ctx := context.Background()
+	srv, cfg := setup(t)
+	arn := srv.CreateKey("us-east-1")
+	now := time.Unix(1_800_000_000, 0)
+	cache := providers.NewDataKeyCache(100, time.Minute).WithClock(func() time.Time { return now })
+	k := cache.Wrap(newKey(t, cfg, arn))
+	e, err := envelope.Seal(ctx, []byte("s3cret"), envelope.Binding{Name: "db"}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() error {
+		_, err := e.Open(ctx, envelope.Expect{Name: "db"}, []envelope.KeyWrapper{k})
+		return err
+	}
+	if err := open(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Disable(arn, true)
+	now = now.Add(30 * time.Second)
+	if err := open(); err != nil {
+		t.Fatalf("within the TTL the cached data key opens it: %v", err)
+	}
+	now = now.Add(31 * time.Second)
+	if n := cache.Sweep(); n != 1 || cache.Len() != 0 {
+		t.Fatalf("sweep dropped %d, %d left", n, cache.Len())
+	}
+	wantKind(t, open(), fail.KeyUnavailable, "cannot be used now")
+}
