@@ -1,0 +1,242 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/secrets-broker/secrets-broker/cmd/internal/cli"
+	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/kmsfake"
+)
+
+func kmsEnv(t *testing.T) *kmsfake.Server {
+	t.Helper()
+	srv := kmsfake.Start()
+	t.Cleanup(srv.Close)
+	t.Setenv("AWS_ENDPOINT_URL_KMS", srv.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test-secret")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	return srv
+}
+
+func kmsCalls(srv *kmsfake.Server) int {
+	return srv.Calls("GenerateDataKey") + srv.Calls("Encrypt") + srv.Calls("Decrypt")
+}
+
+// Item 1: stanzas are not authenticated. One naming a stranger's KMS key,
+// added by someone without keys, must never receive a data key nor make
+// the broker connect anywhere.
+func TestRotateNeverSealsToKeysReadFromTheFile(t *testing.T) {
+	dir := setup(t)
+	srv := kmsEnv(t)
+	plain := filepath.Join(dir, "plain.yaml")
+	os.WriteFile(plain, []byte("a: one\nb: two\n"), 0o600)
+	enc := filepath.Join(dir, "s.enc.yaml")
+	mustRun(t, "", "encrypt", "--file", plain, "--out", enc)
+	const evil = "awskms:arn:aws:kms:us-east-1:999999999999:key/attacker-key"
+	data, _ := os.ReadFile(enc)
+	f, err := envelope.ParseFile(data, enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range append([]*envelope.Envelope{f.Integrity}, f.Entries[0].Envelope, f.Entries[1].Envelope) {
+		e.Stanzas = append(e.Stanzas, envelope.Stanza{KeyID: evil, WrappedKey: []byte("junk")})
+	}
+	os.WriteFile(enc, f.MarshalYAML(), 0o600)
+
+	r := run(t, "", "rotate", "--in", enc, "-w")
+	wantExit(t, r, 2, "no sealing key configured")
+	if !strings.Contains(r.stderr, `--seal-key "`+evil+`"`) || !strings.Contains(r.stderr, `--seal-key "local:`) {
+		t.Fatalf("rotate does not list the file's key ids: %s", r.stderr)
+	}
+	mustRun(t, "", "rotate", "--in", enc, "-w", "--key", "local")
+	out, _ := os.ReadFile(enc)
+	if strings.Contains(mustRun(t, "", "inspect", "--in", enc), "attacker") {
+		t.Fatalf("rotate sealed for the stranger's key:\n%s", out)
+	}
+	if n := kmsCalls(srv); n != 0 {
+		t.Fatalf("rotate made %d KMS calls for a key id read from the file", n)
+	}
+	if got := mustRun(t, "", "decrypt", "--in", enc, "--entry", "b"); got != "two" {
+		t.Fatalf("after rotate: %q", got)
+	}
+}
+
+// Item 3: a staging file placed at the prod path (same key, other context)
+// is refused by decrypt --context and by a config that requires it.
+func TestFileContextRequiredOnRead(t *testing.T) {
+	dir := setup(t)
+	plain := filepath.Join(dir, "plain.yaml")
+	os.WriteFile(plain, []byte("db: staging-pw\n"), 0o600)
+	prodPath := filepath.Join(dir, "prod.enc.yaml")
+	mustRun(t, "", "encrypt", "--file", plain, "--out", prodPath, "--context", "env=staging")
+	wantExit(t, run(t, "", "decrypt", "--in", prodPath, "--context", "env=prod"), 4, "env=prod")
+	if got := mustRun(t, "", "decrypt", "--in", prodPath, "--context", "env=staging", "--entry", "db"); got != "staging-pw" {
+		t.Fatalf("decrypt = %q", got)
+	}
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(`output_root: out
+secrets_files:
+  prod.enc.yaml: {context: {env: prod}}
+secrets:
+  db: envelope:prod.enc.yaml#db
+  other: {ref: "envelope:prod.enc.yaml#db", context: {tier: db}}
+outputs:
+  - path: db.txt
+    secret: db
+`), 0o600)
+	r := run(t, "", "run", "--once", "-c", cfg)
+	wantExit(t, r, 4, "env=prod")
+	if _, err := os.Stat(filepath.Join(dir, "out", "db.txt")); err == nil {
+		t.Fatal("the staging secret was written")
+	}
+	os.WriteFile(cfg, []byte("output_root: out\nsecrets_files:\n  typo.enc.yaml: {context: {env: prod}}\nsecrets:\n  db: envelope:prod.enc.yaml#db\n"), 0o600)
+	wantExit(t, run(t, "", "validate", "-c", cfg), 2, `"typo.enc.yaml" is not the file of any envelope: secret`)
+}
+
+// Item 6: the child gets none of the broker's credentials, from every part
+// of the AWS credential chain and Vault's.
+func TestExecChildGetsNoBrokerCredentials(t *testing.T) {
+	dir := setup(t)
+	creds := []string{"VAULT_TOKEN", "VAULT_CLIENT_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+		"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_PROFILE",
+		"AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "SECRETS_BROKER_KEYS"}
+	for _, c := range creds {
+		t.Setenv(c, "broker-"+strings.ToLower(c))
+	}
+	t.Setenv("SECRETS_BROKER_KEYS", "")
+	t.Setenv("AWS_REGION", "eu-west-1")
+	os.WriteFile(filepath.Join(dir, "app"), []byte("app-secret"), 0o600)
+	out := mustRun(t, "", "exec", "--secret", "APP=file:"+filepath.Join(dir, "app"), "--", "/usr/bin/env")
+	for _, c := range creds {
+		if strings.Contains(out, c+"=") {
+			t.Errorf("child inherited %s", c)
+		}
+	}
+	if !strings.Contains(out, "APP=app-secret") || !strings.Contains(out, "AWS_REGION=eu-west-1") {
+		t.Fatalf("child env lacks the secret or a plain setting:\n%s", out)
+	}
+	out = mustRun(t, "", "exec", "--pass-broker-credentials", "--secret", "APP=file:"+filepath.Join(dir, "app"), "--", "/usr/bin/env")
+	if !strings.Contains(out, "AWS_ROLE_ARN=broker-aws_role_arn") {
+		t.Fatal("--pass-broker-credentials did not pass them")
+	}
+}
+
+// Item 8: Ctrl-C or SIGTERM while waiting on stdin exits 130 and writes
+// nothing; a FIFO key file is refused at once instead of hanging.
+func TestInterruptWhileWaitingOnStdin(t *testing.T) {
+	dir := setup(t)
+	stdin, w := io.Pipe()
+	defer w.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := filepath.Join(dir, "sealed.sbe")
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- cli.Main(ctx, cli.Env{Args: []string{"encrypt", "--name", "x", "--out", out}, Stdin: stdin, Stdout: io.Discard, Stderr: &stderr})
+	}()
+	cancel()
+	select {
+	case code := <-done:
+		if code != 130 {
+			t.Fatalf("exit %d, want 130: %s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("encrypt kept waiting on standard input after the interrupt")
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("an interrupted encrypt wrote its output")
+	}
+}
+
+func TestFIFOKeyFileRefusedAtOnce(t *testing.T) {
+	dir := setup(t)
+	fifo := filepath.Join(dir, "fifo.key")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sealed := mustRun(t, "v", "encrypt", "--name", "n")
+	done := make(chan result, 1)
+	go func() { done <- run(t, sealed, "decrypt", "--key-file", fifo) }()
+	select {
+	case r := <-done:
+		wantExit(t, r, 3, "not a regular file")
+	case <-time.After(30 * time.Second):
+		t.Fatal("decrypt is waiting for a writer on the FIFO key file")
+	}
+}
+
+func TestEncryptRefusesEmptyInput(t *testing.T) {
+	setup(t)
+	wantExit(t, run(t, "", "encrypt", "--name", "x"), 2, "--allow-empty")
+	sealed := mustRun(t, "", "encrypt", "--name", "x", "--allow-empty")
+	if got := mustRun(t, sealed, "decrypt", "--name", "x"); got != "" {
+		t.Fatalf("decrypt = %q", got)
+	}
+}
+
+// withFileSizeLimit runs fn with RLIMIT_FSIZE set to n bytes: writes past it
+// fail with EFBIG, as on a full disk (Go ignores SIGXFSZ).
+func withFileSizeLimit(t *testing.T, n uint64, fn func()) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: n, Max: old.Max}); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old)
+	fn()
+}
+
+func TestKeygenOnAFullDiskLeavesNothing(t *testing.T) {
+	dir := setup(t)
+	keyDir := filepath.Join(dir, "fresh")
+	os.MkdirAll(keyDir, 0o700)
+	var r result
+	withFileSizeLimit(t, 64, func() { r = run(t, "", "keygen", "--out", filepath.Join(keyDir, "k.key")) })
+	wantExit(t, r, 9, "nothing was left behind")
+	if entries, _ := os.ReadDir(keyDir); len(entries) != 0 {
+		t.Fatalf("keygen left %d file(s) behind: %v", len(entries), entries[0].Name())
+	}
+}
+
+// Item 13: exit codes say what happened.
+func TestExitCodesSayWhatHappened(t *testing.T) {
+	dir := setup(t)
+	// --key-file given explicitly: only that key; a broken default key
+	// does not matter.
+	other := filepath.Join(dir, "other.key")
+	mustRun(t, "", "keygen", "--out", other)
+	sealed := mustRun(t, "v", "encrypt", "--name", "n", "--key-file", other)
+	os.Chmod(os.Getenv("SECRETS_BROKER_LOCAL_KEY"), 0o644)
+	if got := mustRun(t, sealed, "decrypt", "--key-file", other); got != "v" {
+		t.Fatalf("decrypt = %q", got)
+	}
+	// Oversized input is a format/limit error (8), not usage.
+	big := filepath.Join(dir, "big.yaml")
+	os.WriteFile(big, bytes.Repeat([]byte("#"), 65<<20), 0o600)
+	wantExit(t, run(t, "", "encrypt", "--file", big, "--key-file", other), 8, "larger than")
+	// World-writable modes are refused.
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(filepath.Join(dir, "tok"), []byte("token-value"), 0o600)
+	os.WriteFile(cfg, []byte("output_root: out\nsecrets:\n  tok: file:tok\noutputs:\n  - path: tok.txt\n    secret: tok\n    mode: \"0777\"\n"), 0o600)
+	wantExit(t, run(t, "", "validate", "-c", cfg), 2, "lets the group or others change")
+	// A full disk while writing an output is a file-system error (9).
+	os.WriteFile(cfg, []byte("output_root: out\nsecrets:\n  tok: file:tok\noutputs:\n  - path: tok.txt\n    secret: tok\n"), 0o600)
+	os.MkdirAll(filepath.Join(dir, "out"), 0o700)
+	var r result
+	withFileSizeLimit(t, 4, func() { r = run(t, "", "run", "--once", "-c", cfg) })
+	wantExit(t, r, 9, "file too large")
+}
