@@ -106,13 +106,19 @@ func ParseOutputFormat(s string) (OutputFormat, error) {
 	return "", fail.Mark(fail.Usage, fmt.Errorf("format %q is not yaml or json", s))
 }
 
-// MarshalFile writes a secrets file in the format.
-func MarshalFile(f *envelope.File, format OutputFormat) []byte {
+// MarshalFile writes a secrets file in the format. A file larger than
+// envelope.MaxFileLen is refused: no reader would accept it.
+func MarshalFile(f *envelope.File, format OutputFormat) ([]byte, error) {
+	var out []byte
 	if format == FormatJSON {
-		b, _ := f.MarshalJSON()
-		return b
+		out, _ = f.MarshalJSON()
+	} else {
+		out = f.MarshalYAML()
 	}
-	return f.MarshalYAML()
+	if len(out) > envelope.MaxFileLen {
+		return nil, fail.Mark(fail.Format, fmt.Errorf("the sealed secrets file would be %d bytes; secrets-broker reads secrets files of at most %d bytes: split the secrets into several files", len(out), envelope.MaxFileLen))
+	}
+	return out, nil
 }
 
 // MarshalPlain writes decrypted values as a YAML or JSON mapping, in order.
@@ -131,15 +137,26 @@ func MarshalPlain(values []envelope.Plain, format OutputFormat) ([]byte, error) 
 		buf.WriteString("\n}\n")
 		return buf.Bytes(), nil
 	}
-	m := &yaml.Node{Kind: yaml.MappingNode}
+	// One pair at a time: the emitter's buffers stay the size of one
+	// value, not of the whole file (a large file decrypts in about twice
+	// its size).
+	var buf bytes.Buffer
 	for _, v := range values {
 		val := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: string(v.Value)}
 		if strings.Contains(val.Value, "\n") {
 			val.Style = yaml.LiteralStyle
 		}
-		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v.Name}, val)
+		pair, err := yaml.Marshal(&yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!str", Value: v.Name}, val}})
+		if err != nil {
+			return nil, err
+		}
+		buf.Write(pair)
+		clear(pair)
 	}
-	return yaml.Marshal(m)
+	if len(values) == 0 {
+		buf.WriteString("{}\n")
+	}
+	return buf.Bytes(), nil
 }
 
 // EntrySummary describes one sealed secret without its value.
@@ -293,9 +310,9 @@ func (s *Sealed) Rewrap(ctx context.Context, open, add []envelope.KeyWrapper, re
 }
 
 // Marshal writes s back in its own form.
-func (s *Sealed) Marshal(format OutputFormat) []byte {
+func (s *Sealed) Marshal(format OutputFormat) ([]byte, error) {
 	if s.Single != nil {
-		return []byte(s.Single.String() + "\n")
+		return []byte(s.Single.String() + "\n"), nil
 	}
 	return MarshalFile(s.File, format)
 }

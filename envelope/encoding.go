@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -87,28 +88,37 @@ var MaxTextLen = len(TextPrefix) + base64.RawURLEncoding.EncodedLen(maxBinaryLen
 
 // ParseText reads the compact text form. Surrounding white space is ignored.
 func ParseText(text string) (*Envelope, error) {
-	text = strings.TrimSpace(text)
+	return parseText([]byte(text))
+}
+
+// parseText is ParseText on bytes the caller will not change (a slice of a
+// file being parsed): the decoded form is new memory the envelope owns.
+func parseText(text []byte) (*Envelope, error) {
+	text = bytes.TrimSpace(text)
 	if len(text) > MaxTextLen {
 		return nil, formatErr("text form is %d bytes long; the limit is %d", len(text), MaxTextLen)
 	}
-	if !strings.HasPrefix(text, TextPrefix) {
-		if strings.HasPrefix(text, "sbe") && len(text) > 4 && text[4] == ':' {
+	if !bytes.HasPrefix(text, []byte(TextPrefix)) {
+		if bytes.HasPrefix(text, []byte("sbe")) && len(text) > 4 && text[4] == ':' {
 			return nil, formatErr("version %q is not supported by this build (it reads %q)", text[:4], TextPrefix)
 		}
 		return nil, formatErr("text form must start with %q", TextPrefix)
 	}
 	body := text[len(TextPrefix):]
-	for i := 0; i < len(body); i++ {
-		if c := body[i]; !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+	for i, c := range body {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 			// base64 decoders skip CR and LF; the text form has none.
 			return nil, formatErr("byte %d of the text form is %q, which is not unpadded base64url", len(TextPrefix)+i, c)
 		}
 	}
-	bin, err := base64.RawURLEncoding.Strict().DecodeString(body)
+	bin := make([]byte, base64.RawURLEncoding.DecodedLen(len(body)))
+	n, err := base64.RawURLEncoding.Strict().Decode(bin, body)
 	if err != nil {
 		return nil, formatErr("bad base64 after %q: %v", TextPrefix, err)
 	}
-	return Parse(bin)
+	// bin is ours: the envelope may keep slices of it (no second copy of
+	// a large payload).
+	return parse(bin[:n], true)
 }
 
 func formatErr(format string, args ...any) error {
@@ -167,6 +177,12 @@ func (r *reader) fail(format string, args ...any) {
 // Parse reads the binary form. Every length is checked against the format's
 // limits before it is used; nothing may follow the payload.
 func Parse(data []byte) (*Envelope, error) {
+	return parse(data, false)
+}
+
+// parse is Parse; with own, the envelope keeps slices of data instead of
+// copies.
+func parse(data []byte, own bool) (*Envelope, error) {
 	if len(data) > maxBinaryLen {
 		return nil, formatErr("envelope is %d bytes long; the limit is %d", len(data), maxBinaryLen)
 	}
@@ -271,6 +287,9 @@ func Parse(data []byte) (*Envelope, error) {
 	if r.off != len(data) {
 		return nil, formatErr("%d unexpected bytes after the payload", len(data)-r.off)
 	}
-	e.Ciphertext = append([]byte(nil), ct...)
+	e.Ciphertext = ct
+	if !own {
+		e.Ciphertext = append([]byte(nil), ct...)
+	}
 	return e, nil
 }

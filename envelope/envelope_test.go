@@ -327,7 +327,7 @@ func TestSecretsFileTamper(t *testing.T) {
 
 func TestParseFileErrorsNameLine(t *testing.T) {
 	cases := map[string]string{
-		"version: 1\nentries: {}\nintegrity: x\nextra: 1\n":    "line 3",
+		"version: 1\nentries: {}\nintegrity: x\n":              "line 3",
 		"version: 2\nentries: {}\nintegrity: sbe1:AA\n":        "version",
 		"version: 1\nentries:\n  a: notsealed\nintegrity: x\n": "line 4",
 		"version: 1\nentries: []\nintegrity: x\n":              "line 2",

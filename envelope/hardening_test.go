@@ -155,16 +155,22 @@ func TestFileContextEnforced(t *testing.T) {
 }
 
 func TestParseFileBoundsTheYAMLTree(t *testing.T) {
-	// 2 MiB of tiny mapping entries would build millions of nodes.
-	bomb := strings.Repeat("a: b\n", 2<<20/5)
+	// Just under MaxFreeFormLen of tiny mapping entries would build a
+	// million nodes: refused before the tree is built.
+	bomb := strings.Repeat("a: b\n", envelope.MaxFreeFormLen/5)
 	_, err := envelope.ParseFile([]byte(bomb), "bomb.yaml")
 	if fail.KindOf(err) != fail.Format || !strings.Contains(err.Error(), "too many YAML elements") {
 		t.Fatalf("ParseFile(bomb) = %v", err)
 	}
-	flow := "[" + strings.Repeat("[a,b],", 1<<20/6) + "]"
+	flow := "[" + strings.Repeat("[a,b],", envelope.MaxFreeFormLen/6-1) + "]"
 	_, err = envelope.ParseFile([]byte(flow), "flow.yaml")
 	if fail.KindOf(err) != fail.Format || !strings.Contains(err.Error(), "too many YAML elements") {
 		t.Fatalf("ParseFile(flow) = %v", err)
+	}
+	// Larger files must be in the layout secrets-broker writes.
+	_, err = envelope.ParseFile([]byte(strings.Repeat("a: b\n", 2*envelope.MaxFreeFormLen/5)), "big.yaml")
+	if fail.KindOf(err) != fail.Format || !strings.Contains(err.Error(), "not in the layout secrets-broker writes") {
+		t.Fatalf("ParseFile(2 MiB bomb) = %v", err)
 	}
 	// A real file of the largest entry count stays within the bound.
 	values := make([]envelope.Plain, envelope.MaxEntries)

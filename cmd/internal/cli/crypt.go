@@ -103,7 +103,11 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 				if format == "" && strings.EqualFold(filepath.Ext(out), ".json") {
 					ofmt = broker.FormatJSON
 				}
-				return writeOutput(env, out, broker.MarshalFile(f, ofmt))
+				sealed, err := broker.MarshalFile(f, ofmt)
+				if err != nil {
+					return err
+				}
+				return writeOutput(env, out, sealed)
 			}
 			data, _, err := readInput(cmd.Context(), env, in, envelope.MaxPlaintextLen)
 			if err != nil {
@@ -265,7 +269,11 @@ func (r *rewriteFlags) write(env Env, s *broker.Sealed) error {
 	if r.inPlace {
 		out = r.in
 	}
-	return writeOutput(env, out, s.Marshal(ofmt))
+	data, err := s.Marshal(ofmt)
+	if err != nil {
+		return err
+	}
+	return writeOutput(env, out, data)
 }
 
 func newRewrap(env Env) *cobra.Command {
