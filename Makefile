@@ -15,6 +15,10 @@ build:
 fuzz:
 	go test ./envelope -run '^$$' -fuzz FuzzParseText -fuzztime 60s
 	go test ./envelope -run '^$$' -fuzz FuzzParseFile -fuzztime 60s
+	go test ./envelope -run '^$$' -fuzz FuzzCanonicalScanAgrees -fuzztime 60s
+	go test ./broker -run '^$$' -fuzz FuzzParseConfig -fuzztime 60s
+	go test ./templates -run '^$$' -fuzz FuzzTemplate -fuzztime 60s
 
 bench:
 	./bench/envelope.sh
+	go run ./bench/peakrss
