@@ -87,6 +87,19 @@ func eventually(t *testing.T, limit time.Duration, what string, cond func() bool
 	}
 }
 
+// eventuallyLogged is eventually, printing the daemon's log when it times
+// out, so a failure under load says what the daemon was doing.
+func (d *daemonRun) eventuallyLogged(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; daemon log:\n%s", what, d.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func fileIs(p, want string) func() bool {
 	return func() bool {
 		b, err := os.ReadFile(p)

@@ -41,7 +41,7 @@ func TestDaemonKVRefreshSignalsApp(t *testing.T) {
 	t.Cleanup(func() { app.Process.Kill(); app.Wait() })
 	eventually(t, 5*time.Second, "app pid file", func() bool { _, err := os.Stat(pidFile); return err == nil })
 
-	startDaemon(t, tokenConfig(t, v, dir, `refresh:
+	d := startDaemon(t, tokenConfig(t, v, dir, `refresh:
   static_interval: 500ms
 secrets:
   pw: vault:secret/data/app#password
@@ -51,7 +51,7 @@ outputs:
     notify: {signal: HUP, pid_file: app.pid}
 `))
 	out := filepath.Join(dir, "out", "pw.txt")
-	eventually(t, 10*time.Second, "first render", fileIs(out, "one"))
+	d.eventuallyLogged(t, 20*time.Second, "first render", fileIs(out, "one"))
 	info, _ := os.Stat(out)
 	time.Sleep(1500 * time.Millisecond) // three unchanged re-reads
 	if after, _ := os.Stat(out); !after.ModTime().Equal(info.ModTime()) {
@@ -61,8 +61,14 @@ outputs:
 		t.Fatal("app signalled although nothing changed")
 	}
 	v.Run(t, "kv", "put", "secret/app", "password=two")
-	eventually(t, 10*time.Second, "KV change rendered", fileIs(out, "two"))
-	eventually(t, 5*time.Second, "app signalled", func() bool { b, _ := os.ReadFile(hups); return strings.Count(string(b), "hup") == 1 })
+	d.eventuallyLogged(t, 20*time.Second, "KV change rendered", fileIs(out, "two"))
+	d.eventuallyLogged(t, 20*time.Second, "app signalled", func() bool {
+		b, _ := os.ReadFile(hups)
+		if n := strings.Count(string(b), "hup"); n > 1 {
+			t.Fatalf("app signalled %d times for one change; daemon log:\n%s", n, d.logs.String())
+		}
+		return strings.Count(string(b), "hup") == 1
+	})
 }
 
 // Dynamic credentials: one lease at start (no second set), rotated into the
