@@ -15,7 +15,6 @@ import (
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/kmsfake"
 	"github.com/secrets-broker/secrets-broker/providers/awskms"
-	"github.com/secrets-broker/secrets-broker/providers/local"
 )
 
 func healthz(t *testing.T, addr string) (int, string) {
@@ -81,13 +80,7 @@ outputs:
 // exec and the daemon (which keeps the last good value).
 func TestSingleEnvelopeNameIsChecked(t *testing.T) {
 	dir := t.TempDir()
-	keyPath := filepath.Join(dir, "local.key")
-	k, err := local.New(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(local.EnvKeyFile, keyPath)
-	t.Setenv(broker.EnvKeys, "")
+	k := defaultLocalKey(t, dir)
 	seal := func(name, value string) string {
 		e, err := envelope.Seal(context.Background(), []byte(value), envelope.Binding{Name: name}, k)
 		if err != nil {
@@ -126,7 +119,7 @@ outputs:
 	}
 	// The attacker copies the api_key envelope over db.sbe.
 	os.WriteFile(filepath.Join(dir, "db.sbe"), []byte(seal("api_key", "api-secret")), 0o600)
-	_, err = load().RenderOnce(context.Background(), broker.RenderOptions{})
+	_, err := load().RenderOnce(context.Background(), broker.RenderOptions{})
 	if fail.KindOf(err) != fail.Integrity || !strings.Contains(err.Error(), `"db_password"`) || !strings.Contains(err.Error(), `"api_key"`) {
 		t.Fatalf("render: %v (%s)", err, fail.KindOf(err))
 	}

@@ -14,9 +14,10 @@ import (
 
 // localSetup makes a key, a sealed secrets file and a plain file, all
 // without Vault.
-func localSetup(t *testing.T) string {
+// defaultLocalKey makes dir/local.key the default local key (and the only
+// key: $SECRETS_BROKER_KEYS is cleared).
+func defaultLocalKey(t *testing.T, dir string) *local.Key {
 	t.Helper()
-	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "local.key")
 	k, err := local.New(keyPath)
 	if err != nil {
@@ -24,6 +25,13 @@ func localSetup(t *testing.T) string {
 	}
 	t.Setenv(local.EnvKeyFile, keyPath)
 	t.Setenv(broker.EnvKeys, "")
+	return k
+}
+
+func localSetup(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	k := defaultLocalKey(t, dir)
 	f, err := envelope.SealFile(context.Background(), []envelope.Plain{
 		{Name: "db_password", Value: []byte(`p"w$1`)},
 		{Name: "api_key", Value: []byte("ak-123")},

@@ -2,12 +2,11 @@ package envelope_test
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"flag"
-	"os"
 	"testing"
 
 	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/testvectors"
 )
 
 var updateBindingVectors = flag.Bool("update-binding-vectors", false, "regenerate testdata/binding-vectors.json")
@@ -30,22 +29,13 @@ var vectorBindings = []envelope.Binding{
 }
 
 func TestBindingVectors(t *testing.T) {
-	if *updateBindingVectors {
+	vs := testvectors.Load(t, "testdata/binding-vectors.json", *updateBindingVectors, 5, func() []bindingVector {
 		var vs []bindingVector
 		for _, b := range vectorBindings {
 			vs = append(vs, bindingVector{Name: b.Name, Context: b.Context, CanonicalHex: hex.EncodeToString(b.Canonical())})
 		}
-		out, _ := json.MarshalIndent(vs, "", "  ")
-		os.WriteFile("testdata/binding-vectors.json", append(out, '\n'), 0o644)
-	}
-	data, err := os.ReadFile("testdata/binding-vectors.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vs []bindingVector
-	if err := json.Unmarshal(data, &vs); err != nil || len(vs) < 5 {
-		t.Fatalf("vectors: %v (%d)", err, len(vs))
-	}
+		return vs
+	})
 	for _, v := range vs {
 		got := hex.EncodeToString(envelope.Binding{Name: v.Name, Context: v.Context}.Canonical())
 		if got != v.CanonicalHex {

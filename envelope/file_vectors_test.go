@@ -3,14 +3,13 @@ package envelope_test
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"flag"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/testvectors"
 )
 
 var updateFileVectors = flag.Bool("update-file-vectors", false, "regenerate testdata/file-vectors.json")
@@ -35,17 +34,7 @@ type fileVectorEntry struct {
 }
 
 func TestFileVectors(t *testing.T) {
-	if *updateFileVectors {
-		writeFileVectors(t)
-	}
-	data, err := os.ReadFile("testdata/file-vectors.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vs []fileVector
-	if err := json.Unmarshal(data, &vs); err != nil || len(vs) < 8 {
-		t.Fatalf("vectors: %v (%d)", err, len(vs))
-	}
+	vs := testvectors.Load(t, "testdata/file-vectors.json", *updateFileVectors, 8, func() []fileVector { return makeFileVectors(t) })
 	k := vectorKey(t)
 	for _, v := range vs {
 		t.Run(v.Name, func(t *testing.T) {
@@ -75,7 +64,7 @@ func TestFileVectors(t *testing.T) {
 	}
 }
 
-func writeFileVectors(t *testing.T) {
+func makeFileVectors(t *testing.T) []fileVector {
 	ctx := context.Background()
 	k := vectorKey(t)
 	plain := []envelope.Plain{{Name: "db_password", Value: []byte("hunter2")}, {Name: "api_key", Value: []byte("key-1")}, {Name: "tls/key.pem", Value: []byte("-----BEGIN-----\nMIIB\n-----END-----\n")}}
@@ -144,8 +133,5 @@ func writeFileVectors(t *testing.T) {
 		return ls
 	})
 	vs = append(vs, fileVector{Name: "fail-yaml-bomb", Description: "a small file of very many tiny YAML nodes", Expect: "format", File: strings.Repeat("a: b\n", 25000)})
-	out, _ := json.MarshalIndent(vs, "", "  ")
-	if err := os.WriteFile("testdata/file-vectors.json", append(out, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	return vs
 }

@@ -1,13 +1,12 @@
 package awskms_test
 
 import (
-	"encoding/json"
 	"flag"
 	"maps"
-	"os"
 	"testing"
 
 	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/testvectors"
 	"github.com/secrets-broker/secrets-broker/providers/awskms"
 )
 
@@ -22,7 +21,7 @@ type ecVector struct {
 }
 
 func TestEncryptionContextVectors(t *testing.T) {
-	if *updateVectors {
+	vs := testvectors.Load(t, "testdata/encryption-context.json", *updateVectors, 4, func() []ecVector {
 		var vs []ecVector
 		for _, b := range []envelope.Binding{
 			{Name: "db_password"},
@@ -32,17 +31,8 @@ func TestEncryptionContextVectors(t *testing.T) {
 		} {
 			vs = append(vs, ecVector{Name: b.Name, Context: b.Context, EncryptionContext: awskms.EncryptionContext(b)})
 		}
-		out, _ := json.MarshalIndent(vs, "", "  ")
-		os.WriteFile("testdata/encryption-context.json", append(out, '\n'), 0o644)
-	}
-	data, err := os.ReadFile("testdata/encryption-context.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vs []ecVector
-	if err := json.Unmarshal(data, &vs); err != nil || len(vs) < 4 {
-		t.Fatalf("vectors: %v (%d)", err, len(vs))
-	}
+		return vs
+	})
 	for _, v := range vs {
 		got := awskms.EncryptionContext(envelope.Binding{Name: v.Name, Context: v.Context})
 		if !maps.Equal(got, v.EncryptionContext) {

@@ -1,12 +1,11 @@
 package transit_test
 
 import (
-	"encoding/json"
 	"flag"
-	"os"
 	"testing"
 
 	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/testvectors"
 	"github.com/secrets-broker/secrets-broker/providers/transit"
 )
 
@@ -21,7 +20,7 @@ type adVector struct {
 }
 
 func TestAssociatedDataVectors(t *testing.T) {
-	if *updateVectors {
+	vs := testvectors.Load(t, "testdata/associated-data.json", *updateVectors, 4, func() []adVector {
 		var vs []adVector
 		for _, b := range []envelope.Binding{
 			{Name: "db_password"},
@@ -31,17 +30,8 @@ func TestAssociatedDataVectors(t *testing.T) {
 		} {
 			vs = append(vs, adVector{Name: b.Name, Context: b.Context, AssociatedData: transit.AssociatedData(b)})
 		}
-		out, _ := json.MarshalIndent(vs, "", "  ")
-		os.WriteFile("testdata/associated-data.json", append(out, '\n'), 0o644)
-	}
-	data, err := os.ReadFile("testdata/associated-data.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vs []adVector
-	if err := json.Unmarshal(data, &vs); err != nil || len(vs) < 4 {
-		t.Fatalf("vectors: %v (%d)", err, len(vs))
-	}
+		return vs
+	})
 	for _, v := range vs {
 		if got := transit.AssociatedData(envelope.Binding{Name: v.Name, Context: v.Context}); got != v.AssociatedData {
 			t.Errorf("%s: associated_data %s, want %s", v.Name, got, v.AssociatedData)
