@@ -34,7 +34,10 @@ func TestDaemonKVRefreshSignalsApp(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "app.pid")
 	hups := filepath.Join(dir, "hups")
-	app := exec.Command("/bin/sh", "-c", `echo $$ > "$1"; trap 'echo hup >> "$2"' HUP; while :; do sleep 0.05; done`, "sh", pidFile, hups)
+	// USR1, not HUP: a shell cannot trap a signal that was ignored when it
+	// started, and a suite run under nohup (or a CI runner that ignores
+	// SIGHUP) passes HUP on ignored, so the app never saw it.
+	app := exec.Command("/bin/sh", "-c", `echo $$ > "$1"; trap 'echo hup >> "$2"' USR1; while :; do sleep 0.05; done`, "sh", pidFile, hups)
 	if err := app.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +51,7 @@ secrets:
 outputs:
   - path: pw.txt
     secret: pw
-    notify: {signal: HUP, pid_file: app.pid}
+    notify: {signal: USR1, pid_file: app.pid}
 `))
 	out := filepath.Join(dir, "out", "pw.txt")
 	d.eventuallyLogged(t, 20*time.Second, "first render", fileIs(out, "one"))
