@@ -41,7 +41,7 @@ func BenchmarkRender1000(b *testing.B) {
 		}
 	})
 	b.Run("refresh-unchanged", func(b *testing.B) {
-		dir, err := broker.OpenOutputDir(filepath.Join(b.TempDir(), "out"))
+		dir, err := broker.OpenOutputDir(filepath.Join(b.TempDir(), "out"), broker.DirPerms{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -38,6 +38,11 @@ type Config struct {
 	KeyFiles []string `yaml:"key_files"`
 	// OutputRoot is the directory every output path is beneath.
 	OutputRoot string `yaml:"output_root"`
+	// DirMode is the mode of the directories the broker creates (output_root
+	// when missing, parents of outputs, bundle versions); default 0750.
+	DirMode string `yaml:"dir_mode"`
+	// DirGroup is their group (name or id); default: inherited.
+	DirGroup string `yaml:"dir_group"`
 	// FileSandbox, when set, is the only directory the template function
 	// "file" may read from. Unset, templates cannot read files.
 	FileSandbox string `yaml:"file_sandbox"`
@@ -455,6 +460,9 @@ func (c *Config) Check() error {
 	if c.KeyCache != nil && c.KeyCache.TTL != nil && *c.KeyCache.TTL < 0 {
 		add("key_cache.ttl must not be negative (0s turns the cache off)")
 	}
+	if _, err := c.DirPerms(); err != nil {
+		add("%v", err)
+	}
 	if len(c.Outputs) > 0 && c.OutputRoot == "" {
 		add("output_root is required when there are outputs: every output path is resolved beneath it")
 	}
@@ -522,6 +530,29 @@ func (o Output) FileMode() (fs.FileMode, error) {
 		return 0, fmt.Errorf("mode %q lets the group or others change the secret; use 0600, or 0640 to share it with a group", o.Mode)
 	}
 	return fs.FileMode(m), nil
+}
+
+// DirPerms are the mode and group of the directories the broker creates.
+func (c *Config) DirPerms() (DirPerms, error) {
+	perms := DirPerms{Mode: DefaultDirMode}
+	if c.DirMode != "" {
+		m, err := strconv.ParseUint(c.DirMode, 8, 32)
+		if err != nil || m > 0o777 {
+			return perms, fmt.Errorf("dir_mode %q is not an octal permission like 0750", c.DirMode)
+		}
+		if m&0o700 != 0o700 || m&0o022 != 0 {
+			return perms, fmt.Errorf("dir_mode %q must let the owner read, write and enter (0700) and must not let the group or others write; use 0750 to share with a group", c.DirMode)
+		}
+		perms.Mode = fs.FileMode(m)
+	}
+	if c.DirGroup != "" {
+		gid, err := lookupGroup(c.DirGroup)
+		if err != nil {
+			return perms, fmt.Errorf("dir_group %q: %w", c.DirGroup, err)
+		}
+		perms.SetGroup, perms.GID = true, gid
+	}
+	return perms, nil
 }
 
 // secretsFileContext is the context the config requires of the envelope

@@ -217,7 +217,12 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		b.Close()
 		return nil, err
 	}
-	dir, err := OpenOutputDir(cfg.Resolve(cfg.OutputRoot))
+	perms, err := cfg.DirPerms()
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	dir, err := OpenOutputDir(cfg.Resolve(cfg.OutputRoot), perms)
 	if err != nil {
 		b.Close()
 		return nil, err

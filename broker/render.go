@@ -417,19 +417,24 @@ func resolveOwner(spec *FileSpec, o Output) error {
 		spec.UID = id
 	}
 	if o.Group != "" {
-		id, err := lookupID(o.Group, func(n string) (string, error) {
-			g, err := user.LookupGroup(n)
-			if err != nil {
-				return "", err
-			}
-			return g.Gid, nil
-		})
+		id, err := lookupGroup(o.Group)
 		if err != nil {
 			return fmt.Errorf("group %q: %w", o.Group, err)
 		}
 		spec.GID = id
 	}
 	return nil
+}
+
+// lookupGroup reads a group id or name.
+func lookupGroup(s string) (int, error) {
+	return lookupID(s, func(n string) (string, error) {
+		g, err := user.LookupGroup(n)
+		if err != nil {
+			return "", err
+		}
+		return g.Gid, nil
+	})
 }
 
 func lookupID(s string, byName func(string) (string, error)) (int, error) {
@@ -549,7 +554,11 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 	}
 	names, calls := Needs(prepared)
 	res, fetchErr := b.fetchUntil(ctx, names, calls, nil, opts.Timeout)
-	dir, err := OpenOutputDir(b.cfg.Resolve(b.cfg.OutputRoot))
+	perms, err := b.cfg.DirPerms()
+	if err != nil {
+		return Report{}, fail.Mark(fail.Usage, err)
+	}
+	dir, err := OpenOutputDir(b.cfg.Resolve(b.cfg.OutputRoot), perms)
 	if err != nil {
 		return Report{}, err
 	}

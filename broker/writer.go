@@ -22,20 +22,89 @@ import (
 // absolute names and symlinks pointing out, even ones re-pointed between two
 // renders, cannot escape it.
 type OutputDir struct {
-	root *os.Root
-	dir  string
+	root  *os.Root
+	dir   string
+	perms DirPerms
 }
 
-// OpenOutputDir opens (creating it 0700 if missing) the output root.
-func OpenOutputDir(dir string) (*OutputDir, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("cannot create output_root %s: %w", dir, err)
+// DirPerms are the mode and group of the directories the writer creates
+// (output_root itself when missing, parents of outputs, bundle versions),
+// so an app running as another user reads the files through a shared group
+// (a Kubernetes pod's fsGroup).
+type DirPerms struct {
+	Mode fs.FileMode // default 0750
+	// SetGroup gives new directories the group GID; otherwise they keep
+	// the group they inherit.
+	SetGroup bool
+	GID      int
+}
+
+// DefaultDirMode lets the owner write and the group read and traverse.
+const DefaultDirMode fs.FileMode = 0o750
+
+// OpenOutputDir opens the output root, creating it (and its missing
+// parents) with perms if it is missing.
+func OpenOutputDir(dir string, perms DirPerms) (*OutputDir, error) {
+	if perms.Mode == 0 {
+		perms.Mode = DefaultDirMode
+	}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, perms.Mode); err != nil {
+			return nil, fmt.Errorf("cannot create output_root %s: %w", dir, err)
+		}
+		if err := setDirPerms(func() error { return os.Chmod(dir, perms.Mode) }, func() error { return os.Chown(dir, -1, perms.GID) }, perms); err != nil {
+			return nil, fmt.Errorf("output_root %s: %w", dir, err)
+		}
 	}
 	r, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open output_root %s: %w", dir, err)
 	}
-	return &OutputDir{root: r, dir: dir}, nil
+	return &OutputDir{root: r, dir: dir, perms: perms}, nil
+}
+
+// setDirPerms sets a new directory's mode (whatever the umask) and group.
+func setDirPerms(chmod, chown func() error, perms DirPerms) error {
+	if err := chmod(); err != nil {
+		return fmt.Errorf("cannot set the directory's mode: %w", err)
+	}
+	if perms.SetGroup {
+		if err := chown(); err != nil {
+			return ownerErr("the directory's group", -1, perms.GID, err)
+		}
+	}
+	return nil
+}
+
+// ownerErr explains a failed chown: as another user than root it needs
+// CAP_CHOWN (or, for a group alone, membership of that group).
+func ownerErr(what string, uid, gid int, err error) error {
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("cannot set %s (uid %d, gid %d): %w; setting user needs root or CAP_CHOWN, setting group needs CAP_CHOWN or membership of the group (in Kubernetes, prefer the pod's fsGroup and drop user/group)", what, uid, gid, err)
+	}
+	return fmt.Errorf("cannot set %s: %w", what, err)
+}
+
+// mkdirs creates the missing directories of dir beneath the root, each with
+// the writer's DirPerms; existing ones are left as they are.
+func (d *OutputDir) mkdirs(dir string) error {
+	if dir == "." {
+		return nil
+	}
+	cur := ""
+	for _, part := range strings.Split(dir, "/") {
+		cur = path.Join(cur, part)
+		if _, err := d.root.Lstat(cur); err == nil {
+			continue
+		}
+		if err := d.root.Mkdir(cur, d.perms.Mode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := setDirPerms(func() error { return d.root.Chmod(cur, d.perms.Mode) }, func() error { return d.root.Chown(cur, -1, d.perms.GID) }, d.perms); err != nil {
+			return fmt.Errorf("%s: %w", d.where(cur), err)
+		}
+	}
+	return nil
 }
 
 // Close releases the directory.
@@ -138,10 +207,8 @@ func (d *OutputDir) Write(spec FileSpec, data []byte) (changed bool, err error) 
 		return false, fail.Mark(fail.Usage, fmt.Errorf("output %s: refusing to replace a non-empty file with empty content (set allow_empty if that is intended)", d.where(spec.Path)))
 	}
 	dir := path.Dir(name)
-	if dir != "." {
-		if err := d.root.MkdirAll(dir, 0o700); err != nil {
-			return false, fmt.Errorf("output %s: cannot create its directory: %w", d.where(spec.Path), err)
-		}
+	if err := d.mkdirs(dir); err != nil {
+		return false, fmt.Errorf("output %s: cannot create its directory: %w", d.where(spec.Path), err)
 	}
 	var rnd [6]byte
 	rand.Read(rnd[:])
@@ -202,16 +269,14 @@ func (d *OutputDir) WriteBundle(name string, specs []FileSpec, data [][]byte) (c
 	if same, err := d.BundleUnchanged(name, specs, data); err != nil || same {
 		return false, err
 	}
-	if dir != "." {
-		if err := d.root.MkdirAll(dir, 0o700); err != nil {
-			return false, fmt.Errorf("bundle %s: cannot create %s: %w", name, d.where(dir), err)
-		}
+	if err := d.mkdirs(dir); err != nil {
+		return false, fmt.Errorf("bundle %s: cannot create %s: %w", name, d.where(dir), err)
 	}
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	version := ".." + name + "-" + hex.EncodeToString(rnd[:])
 	vdir := path.Join(dir, version)
-	if err := d.root.Mkdir(vdir, 0o700); err != nil {
+	if err := d.mkdirs(vdir); err != nil {
 		return false, fmt.Errorf("bundle %s: %w", name, err)
 	}
 	cleanup := true
@@ -294,7 +359,7 @@ func (d *OutputDir) writeNew(name string, spec FileSpec, data []byte) error {
 	}
 	if spec.UID >= 0 || spec.GID >= 0 {
 		if err := f.Chown(spec.UID, spec.GID); err != nil {
-			return fmt.Errorf("cannot set owner: %w", err)
+			return ownerErr("the file's owner", spec.UID, spec.GID, err)
 		}
 	}
 	if _, err := f.Write(data); err != nil {

@@ -19,7 +19,7 @@ import (
 func openDir(t *testing.T) (*broker.OutputDir, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "out")
-	d, err := broker.OpenOutputDir(dir)
+	d, err := broker.OpenOutputDir(dir, broker.DirPerms{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestWriteModesAndUnchanged(t *testing.T) {
 		t.Fatalf("mode %o under umask 000", info.Mode().Perm())
 	}
 	dinfo, _ := os.Stat(filepath.Join(dir, "sub"))
-	if dinfo.Mode().Perm() != 0o700 {
+	if dinfo.Mode().Perm() != broker.DefaultDirMode {
 		t.Fatalf("parent dir mode %o", dinfo.Mode().Perm())
 	}
 	before := info.ModTime()
@@ -191,7 +191,7 @@ func TestCrashLeavesOldOrNew(t *testing.T) {
 // rewrites one file with ever-changing content until killed.
 func crashWriter(dir string) {
 	size, _ := strconv.Atoi(os.Getenv("SB_CRASH_SIZE"))
-	d, err := broker.OpenOutputDir(dir)
+	d, err := broker.OpenOutputDir(dir, broker.DirPerms{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
