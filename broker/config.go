@@ -426,7 +426,7 @@ func (c *Config) Check() error {
 			}
 			if n.Signal != "" {
 				if _, ok := parseSignal(n.Signal); !ok {
-					add("output %q: notify signal %q is not one of HUP, INT, QUIT, TERM, USR1, USR2", o.Path, n.Signal)
+					add("output %q: notify signal %q is not one of %s", o.Path, n.Signal, notifySignalNames)
 				}
 				if n.PIDFile == "" {
 					add("output %q: notify signal needs pid_file", o.Path)
@@ -502,12 +502,10 @@ func (c *Config) Check() error {
 	return nil
 }
 
-// parseSignal reads a notify signal name: HUP or SIGHUP, any case.
+// parseSignal reads a notify signal name: HUP or SIGHUP, any case. It
+// reports false for a name this platform has no such signal for.
 func parseSignal(name string) (syscall.Signal, bool) {
-	sig, ok := map[string]syscall.Signal{
-		"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT,
-		"TERM": syscall.SIGTERM, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2,
-	}[strings.TrimPrefix(strings.ToUpper(name), "SIG")]
+	sig, ok := notifySignals[strings.TrimPrefix(strings.ToUpper(name), "SIG")]
 	return sig, ok
 }
 
@@ -544,6 +542,9 @@ func (c *Config) DirPerms() (DirPerms, error) {
 			return perms, fmt.Errorf("dir_mode %q must let the owner read, write and enter (0700) and must not let the group or others write; use 0750 to share with a group", c.DirMode)
 		}
 		perms.Mode = fs.FileMode(m)
+	}
+	if c.DirGroup != "" && !ownershipSupported {
+		return perms, errors.New("dir_group is not supported on this platform (Windows): remove it")
 	}
 	if c.DirGroup != "" {
 		gid, err := lookupGroup(c.DirGroup)

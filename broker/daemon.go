@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -574,7 +573,7 @@ func runNotify(ctx context.Context, n *NotifyConfig) error {
 		case perr != nil || pid <= 1:
 			errs = append(errs, fmt.Errorf("pid_file %s does not hold a process id", n.PIDFile))
 		default:
-			if err := syscall.Kill(pid, sig); err != nil {
+			if err := signalProcess(pid, sig); err != nil {
 				errs = append(errs, fmt.Errorf("cannot signal process %d: %w", pid, err))
 			}
 		}

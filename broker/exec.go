@@ -196,7 +196,7 @@ func runChild(opts ExecOptions, env []string, values []string) error {
 		cmd.Stdout, cmd.Stderr = opts.Stdout, opts.Stderr
 	}
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	signal.Notify(sigs, forwardedSignals...)
 	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		return fail.Mark(fail.Usage, fmt.Errorf("cannot start %s: %w", opts.Command[0], err))

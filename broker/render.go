@@ -403,6 +403,9 @@ func (b *Broker) Prepare() ([]Prepared, error) {
 }
 
 func resolveOwner(spec *FileSpec, o Output) error {
+	if (o.User != "" || o.Group != "") && !ownershipSupported {
+		return fail.Mark(fail.Usage, errors.New("user and group are not supported on this platform (Windows): remove them"))
+	}
 	if o.User != "" {
 		id, err := lookupID(o.User, func(n string) (string, error) {
 			u, err := user.Lookup(n)

@@ -11,7 +11,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
@@ -174,8 +173,8 @@ func (d *OutputDir) Unchanged(spec FileSpec, data []byte) (bool, error) {
 	if info.Mode().Perm() != spec.Mode.Perm() || info.Size() != int64(len(data)) {
 		return false, nil
 	}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		if (spec.UID >= 0 && int(st.Uid) != spec.UID) || (spec.GID >= 0 && int(st.Gid) != spec.GID) {
+	if uid, gid, ok := fileOwner(info); ok {
+		if (spec.UID >= 0 && uid != spec.UID) || (spec.GID >= 0 && gid != spec.GID) {
 			return false, nil
 		}
 	}

@@ -46,5 +46,11 @@ go vet ./...
 step "staticcheck"
 "$gobin/staticcheck" ./...
 
+step "cross-builds of the binary (static): linux/arm64, darwin/arm64, windows/amd64"
+for target in linux/arm64 darwin/arm64 windows/amd64; do
+	CGO_ENABLED=0 GOOS="${target%/*}" GOARCH="${target#*/}" go build -trimpath -o /dev/null ./cmd/secrets-broker
+	echo "built for $target"
+done
+
 step "go test -race"
 go test -race -count=1 -timeout 30m ./...

@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -145,7 +144,7 @@ func launchOnce(ctx context.Context, bin, certDir string) (*Server, error) {
 	s.cmd.Env = append(filteredEnv(), "HOME="+home, "VAULT_DISABLE_MLOCK=true")
 	s.cmd.Stdout = lockedWriter{s}
 	s.cmd.Stderr = lockedWriter{s}
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	ownGroup(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		os.RemoveAll(home)
 		return nil, fmt.Errorf("cannot start %s: %w", bin, err)
@@ -213,11 +212,11 @@ func (s *Server) Stop() {
 	if s.cmd.Process == nil {
 		return
 	}
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	signalGroup(s.cmd, false)
 	select {
 	case <-s.done:
 	case <-time.After(10 * time.Second):
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		signalGroup(s.cmd, true)
 		<-s.done
 	}
 }

@@ -1,0 +1,29 @@
+//go:build windows
+
+package broker
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"syscall"
+)
+
+// notifySignals is empty: Windows has no signals to send another process;
+// notify with command works instead.
+var notifySignals = map[string]syscall.Signal{}
+
+const notifySignalNames = "(none: signals are not supported on Windows; use notify command)"
+
+// forwardedSignals are passed on to exec's child.
+var forwardedSignals = []os.Signal{os.Interrupt}
+
+func signalProcess(int, syscall.Signal) error {
+	return errors.New("signalling a process is not supported on Windows; use notify command")
+}
+
+// fileOwner reports no owner: Windows files have none in POSIX terms.
+func fileOwner(fs.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
+
+// ownershipSupported: Windows files have no POSIX owner and group.
+const ownershipSupported = false
