@@ -1,15 +1,39 @@
-# secrets-broker image: a static binary on a distroless base, running as
-# non-root. (Not built in this project's CI: no Docker engine runs there.)
-FROM golang:1.26 AS build
+# secrets-broker image: one static binary, CA certificates and a passwd entry
+# on an empty base, running as 65532:65532. No shell, no package manager.
+#
+#   docker build --build-arg VERSION=v1.2.3 --build-arg COMMIT=$(git rev-parse HEAD) -t secrets-broker .
+#
+# The builder image is pinned by digest; override GO_IMAGE to use another
+# (scripts/image.sh passes a local stand-in where registries are unreachable).
+# The final stage needs nothing pulled.
+ARG GO_IMAGE=golang:1.26-bookworm@sha256:a688600ca24f8a4d3ca77f95b0dd40704a9fc787c826660eb7ba0b641b8b175d
+
+FROM ${GO_IMAGE} AS build
+ENV CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/secrets-broker ./cmd/secrets-broker
+ARG COMMIT=unknown
+RUN go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
+        -o /rootfs/secrets-broker ./cmd/secrets-broker && \
+    mkdir -p /rootfs/etc/ssl/certs /rootfs/etc/secrets-broker /rootfs/secrets && \
+    cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ && \
+    echo 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' > /rootfs/etc/passwd && \
+    echo 'nonroot:x:65532:' > /rootfs/etc/group
 
-FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/secrets-broker /usr/local/bin/secrets-broker
-USER nonroot:nonroot
-ENTRYPOINT ["/usr/local/bin/secrets-broker"]
-CMD ["run", "--once", "--config", "/etc/secrets-broker/broker.yaml"]
+FROM scratch
+ARG VERSION=dev
+ARG COMMIT=unknown
+LABEL org.opencontainers.image.title="secrets-broker" \
+      org.opencontainers.image.description="Gets API keys and client secrets to the services that need them, safely" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${COMMIT}" \
+      org.opencontainers.image.source="https://github.com/secrets-broker/secrets-broker"
+# /etc/secrets-broker: mount the config here; /secrets: the output volume.
+COPY --from=build /rootfs/ /
+USER 65532:65532
+ENV HOME=/home/nonroot
+ENTRYPOINT ["/secrets-broker"]
+CMD ["run", "--once", "-c", "/etc/secrets-broker/broker.yaml"]

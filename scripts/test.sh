@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # test.sh: the full test suite, as CI runs it, on a fresh machine.
-# It installs what it needs: PostgreSQL (Debian packages), a real Vault built
-# from the Go module proxy (scripts/vault-bin.sh, cached per machine) and
-# staticcheck; then gofmt, go vet, staticcheck and go test -race.
+# It installs what it needs: PostgreSQL, podman and busybox-static (Debian
+# packages), a real Vault built from the Go module proxy
+# (scripts/vault-bin.sh, cached per machine) and staticcheck; then gofmt,
+# go vet, staticcheck, cross-builds, the container image (scripts/image.sh)
+# and go test -race.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +53,9 @@ for target in linux/arm64 darwin/arm64 windows/amd64; do
 	CGO_ENABLED=0 GOOS="${target%/*}" GOARCH="${target#*/}" go build -trimpath -o /dev/null ./cmd/secrets-broker
 	echo "built for $target"
 done
+
+step "container image: built from the Dockerfile with podman, then checked"
+scripts/image.sh
 
 step "go test -race"
 go test -race -count=1 -timeout 30m ./...

@@ -11,12 +11,13 @@ import (
 	"github.com/secrets-broker/secrets-broker/cmd/internal/cli"
 )
 
-// version is set at link time: -ldflags "-X main.version=v1.2.3".
-var version = ""
+// version and commit are set at link time:
+// -ldflags "-X main.version=v1.2.3 -X main.commit=abc123".
+var version, commit = "", ""
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, cli.Env{Args: os.Args[1:], Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Version: version})
+	code := cli.Main(ctx, cli.Env{Args: os.Args[1:], Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Version: version, Commit: commit})
 	stop()
 	os.Exit(code)
 }

@@ -24,7 +24,8 @@ type Env struct {
 	Args           []string
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
-	Version        string
+	// Version and Commit are stamped at link time (see Dockerfile).
+	Version, Commit string
 }
 
 // ExitCodesHelp is the exit-code table, also in docs/exit-codes.md.
@@ -81,6 +82,8 @@ configured key allows.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.Version = versionLine(env)
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetIn(env.Stdin)
 	root.SetOut(env.Stdout)
 	root.SetErr(env.Stderr)
@@ -113,20 +116,35 @@ func noSecretArgs(_ *cobra.Command, args []string) error {
 func newVersion(env Env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version and commit",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := env.Version
-			if v == "" {
-				v = "(devel)"
-				if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-					v = bi.Main.Version
-				}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "secrets-broker %s (envelope format v1)\n", v)
+			fmt.Fprintln(cmd.OutOrStdout(), versionLine(env))
 			return nil
 		},
 	}
+}
+
+// versionLine is what version and --version print.
+func versionLine(env Env) string {
+	v, commit := env.Version, env.Commit
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" && bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && commit == "" {
+				commit = s.Value
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	if commit == "" {
+		commit = "unknown"
+	}
+	return fmt.Sprintf("secrets-broker %s (commit %s, envelope format v1)", v, commit)
 }
 
 type keyFlags struct {
