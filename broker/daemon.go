@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -54,6 +56,7 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	d := &daemon{opts: opts, log: opts.Logger, m: newMetrics(), reloadCh: make(chan string, 1)}
+	d.heartbeat()
 	defer d.closeVault()
 	gen, err := d.startGeneration(ctx, nil)
 	if err != nil {
@@ -68,12 +71,17 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		}
 		defer srv.Close()
 	}
+	beat := time.NewTicker(heartbeatEvery)
+	defer beat.Stop()
 	for {
 		var why string
 		select {
 		case <-ctx.Done():
 			gen.stop()
 			return nil
+		case <-beat.C:
+			d.heartbeat()
+			continue
 		case <-opts.Reload:
 			why = "reload requested"
 		case why = <-d.reloadCh:
@@ -85,7 +93,9 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 			}
 		}
 		d.log.Info("reloading configuration", "reason", why)
+		d.heartbeat()
 		next, err := d.startGeneration(ctx, gen.heldRequests())
+		d.heartbeat()
 		if err != nil {
 			d.m.reloads.WithLabelValues("error").Inc()
 			d.log.Error("configuration not reloaded; the running one stays", "error", err)
@@ -118,11 +128,16 @@ func (d *daemon) settle(ctx context.Context) bool {
 	}
 }
 
+// heartbeatEvery is how often the daemon's main loop proves it is alive.
+const heartbeatEvery = 5 * time.Second
+
 type daemon struct {
 	opts     DaemonOptions
 	log      *slog.Logger
 	m        *metrics
 	reloadCh chan string
+	// beat is when the main loop last went round (unix nanoseconds).
+	beat atomic.Int64
 
 	healthMu sync.Mutex
 	failing  []string
@@ -594,6 +609,43 @@ func runNotify(ctx context.Context, n *NotifyConfig) error {
 	return errors.Join(errs...)
 }
 
+func (d *daemon) heartbeat() { d.beat.Store(time.Now().UnixNano()) }
+
+// alive reports whether the main loop went round recently: within a
+// minute, plus the time a reload may spend retrying Vault (twice the
+// timeout: login, then fetch).
+func (d *daemon) alive() bool {
+	window := time.Minute + 2*d.opts.Timeout
+	return time.Since(time.Unix(0, d.beat.Load())) < window
+}
+
+// readiness says whether every output is rendered and no secret is served
+// from a stale value, and what is wrong if not.
+func (d *daemon) readiness() (bool, string) {
+	d.healthMu.Lock()
+	failing, rendered := d.failing, d.rendered
+	var stale []string
+	for n, why := range d.stale {
+		stale = append(stale, n+" ("+why+")")
+	}
+	d.healthMu.Unlock()
+	slices.Sort(stale)
+	switch {
+	case !rendered:
+		return false, "not rendered yet\n"
+	case len(failing) > 0 || len(stale) > 0:
+		msg := ""
+		if len(failing) > 0 {
+			msg += "failing outputs: " + strings.Join(failing, ", ") + "\n"
+		}
+		if len(stale) > 0 {
+			msg += "secrets kept at their last good value: " + strings.Join(stale, ", ") + "\n"
+		}
+		return false, msg
+	}
+	return true, "ok\n"
+}
+
 // setStale records (err != nil) or clears that secret name is served from
 // its last good value.
 func (d *daemon) setStale(name string, err error) {
@@ -616,21 +668,22 @@ func (d *daemon) serveMetrics(addr string) (*http.Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", d.m.handler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		d.healthMu.Lock()
-		failing, rendered := d.failing, d.rendered
-		var stale []string
-		for n, why := range d.stale {
-			stale = append(stale, n+" ("+why+")")
-		}
-		d.healthMu.Unlock()
-		slices.Sort(stale)
-		if !rendered || len(failing) > 0 || len(stale) > 0 {
+	ready := func(w http.ResponseWriter, _ *http.Request) {
+		ok, msg := d.readiness()
+		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "failing outputs: %s\n", strings.Join(failing, ", "))
-			if len(stale) > 0 {
-				fmt.Fprintf(w, "secrets kept at their last good value: %s\n", strings.Join(stale, ", "))
-			}
+		}
+		fmt.Fprint(w, msg)
+	}
+	// /readyz: every output rendered, none failing, no secret stale.
+	// /healthz is the same, for configs written before /readyz.
+	mux.HandleFunc("/readyz", ready)
+	mux.HandleFunc("/healthz", ready)
+	// /livez: the main loop is going round (restart the container if not).
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
+		if !d.alive() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "the daemon's main loop has not gone round for over a minute")
 			return
 		}
 		fmt.Fprintln(w, "ok")
@@ -639,4 +692,31 @@ func (d *daemon) serveMetrics(addr string) (*http.Server, error) {
 	go srv.Serve(l)
 	d.log.Info("serving metrics", "address", l.Addr().String())
 	return srv, nil
+}
+
+// CheckHealth asks a running daemon, at its metrics address (on loopback:
+// an exec probe needs no exposed port), whether it is ready (or, with live,
+// alive). It returns the daemon's answer; an error when it is not, or
+// cannot be reached (class Unavailable).
+func CheckHealth(ctx context.Context, addr string, live bool) (string, error) {
+	path := "/readyz"
+	if live {
+		path = "/livez"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return "", fail.Mark(fail.Usage, fmt.Errorf("health: %w", err))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fail.Mark(fail.Unavailable, fmt.Errorf("health: the daemon does not answer at %s: %w", addr, err))
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fail.Mark(fail.Unavailable, fmt.Errorf("health: %s answers %s: %s", path, resp.Status, strings.TrimSpace(string(body))))
+	}
+	return string(body), nil
 }

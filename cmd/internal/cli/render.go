@@ -168,3 +168,47 @@ running one in place. Metrics and /healthz: refresh.metrics_address.`,
 	cmd.Flags().BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text")
 	return cmd
 }
+
+func newHealth(env Env) *cobra.Command {
+	var (
+		cf      configFlags
+		address string
+		live    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "health",
+		Short: "Ask a running daemon whether it is ready (or alive): for exec probes",
+		Long: `Ask the daemon started with the same config whether it is ready: every output
+rendered, none failing, no secret kept at a stale value (/readyz). With --live,
+whether its main loop is going round (/livez). It queries refresh.metrics_address
+on loopback, so a Kubernetes exec probe needs no exposed port. Exit 0 when it
+is, 5 when it is not or does not answer.`,
+		Example: `  secrets-broker health -c /etc/secrets-broker/broker.yaml
+  secrets-broker health --live --address 127.0.0.1:9102`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if address == "" {
+				cfg, err := cf.load()
+				if err != nil {
+					return err
+				}
+				if cfg.Refresh != nil {
+					address = cfg.Refresh.MetricsAddress
+				}
+			}
+			if address == "" {
+				return usageErr("health needs the daemon's refresh.metrics_address (in the config given with -c, or --address); the probe queries it on loopback, no port needs to be exposed")
+			}
+			answer, err := broker.CheckHealth(cmd.Context(), address, live)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(env.Stdout, answer)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&address, "address", "", "the daemon's metrics address (default: refresh.metrics_address of the config)")
+	cmd.Flags().BoolVar(&live, "live", false, "check liveness (/livez) instead of readiness (/readyz)")
+	return cmd
+}

@@ -100,6 +100,7 @@ configured key allows.
 		newRender(env),
 		newRun(env),
 		newExec(env),
+		newHealth(env),
 	)
 	return root
 }
