@@ -213,6 +213,10 @@ type generation struct {
 
 	mu  sync.Mutex
 	res *Resolved
+	// written is the hash of what each output was last rendered as, so a
+	// file written again with the same content is a restore (someone
+	// deleted or changed it), not a change.
+	written map[string][32]byte
 
 	trigger chan struct{}
 	cancel  context.CancelFunc
@@ -395,7 +399,23 @@ func (g *generation) watchFiles(ctx context.Context) error {
 			reloadOn[abs] = true
 		}
 	}
-	if len(sources) == 0 && len(reloadOn) == 0 {
+	// Outputs: a file someone deletes or changes is written back on the
+	// next pass (logged and counted as a restore).
+	outputs := map[string]bool{}
+	outputDirs := map[string]bool{}
+	root := filepath.Clean(g.cfg.Resolve(g.cfg.OutputRoot))
+	for _, p := range g.prepared {
+		abs := filepath.Join(root, filepath.Clean(p.Output.Path))
+		outputs[abs] = true
+		for d := filepath.Dir(abs); strings.HasPrefix(d, root); d = filepath.Dir(d) {
+			outputs[d] = true // a removed parent directory
+			outputDirs[d] = true
+			if d == root {
+				break
+			}
+		}
+	}
+	if len(sources) == 0 && len(reloadOn) == 0 && len(outputs) == 0 {
 		return nil
 	}
 	w, err := fsnotify.NewWatcher()
@@ -415,6 +435,14 @@ func (g *generation) watchFiles(ctx context.Context) error {
 			return fmt.Errorf("cannot watch %s: %w", dir, err)
 		}
 	}
+	// Output directories may not exist until an output is written, and may
+	// be removed and created again: (re)added whenever outputs change.
+	watchOutputs := func() {
+		for d := range outputDirs {
+			w.Add(d)
+		}
+	}
+	watchOutputs()
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -451,6 +479,10 @@ func (g *generation) watchFiles(ctx context.Context) error {
 				if _, ok := sources[p]; ok {
 					pending[p] = true
 					settle.Reset(fileSettle)
+				}
+				if outputs[p] || outputs[filepath.Dir(p)] && !strings.Contains(filepath.Base(p), ".tmp-") {
+					watchOutputs()
+					g.kick()
 				}
 			}
 		}
@@ -531,11 +563,21 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 	rep := writeAll(g.dir, g.prepared, res, false)
 	m := g.d.m
 	var failing []string
+	if g.written == nil {
+		g.written = map[string][32]byte{}
+	}
 	for _, r := range rep.Results {
+		prev, seen := g.written[r.Path]
+		if r.Err == nil {
+			g.written[r.Path] = r.Sum
+		}
 		switch {
 		case r.Err != nil:
 			failing = append(failing, r.Path)
 			g.d.log.Error("output not written; its previous file is kept", "output", r.Path, "error", r.Err)
+		case r.Changed && seen && prev == r.Sum:
+			m.restores.Inc()
+			g.d.log.Warn("output was deleted or changed by someone else; restored", "output", r.Path)
 		case r.Changed:
 			m.writes.Inc()
 			g.d.log.Info("output written", "output", r.Path)

@@ -182,3 +182,52 @@ func TestReloadPurgesTheDataKeyCache(t *testing.T) {
 		t.Fatal("previous output not kept")
 	}
 }
+
+// An output someone deletes or changes is written back by the daemon, with
+// a log line and a metric, and the app is not notified (its secret did not
+// change).
+func TestDaemonRestoresDeletedOrTamperedOutputs(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	os.WriteFile(filepath.Join(dir, "tok"), []byte("tok-1"), 0o600)
+	notified := filepath.Join(dir, "notified")
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(`output_root: out
+refresh:
+  metrics_address: `+addr+`
+secrets:
+  tok: file:tok
+outputs:
+  - path: app/tok.txt
+    secret: tok
+    notify: {command: [/bin/sh, -c, "echo x >> `+notified+`"]}
+  - {path: tls/a.pem, secret: tok, bundle: tls}
+`), 0o600)
+	d := startDaemon(t, cfg)
+	out := filepath.Join(dir, "out", "app", "tok.txt")
+	bundled := filepath.Join(dir, "out", "tls", "a.pem")
+	d.eventuallyLogged(t, 20*time.Second, "first render", func() bool { return fileIs(out, "tok-1")() && fileIs(bundled, "tok-1")() })
+	os.Remove(out)
+	d.eventuallyLogged(t, 20*time.Second, "the deleted output restored", fileIs(out, "tok-1"))
+	os.WriteFile(out, []byte("tampered"), 0o600)
+	d.eventuallyLogged(t, 20*time.Second, "the tampered output restored", fileIs(out, "tok-1"))
+	os.RemoveAll(filepath.Join(dir, "out", "app"))
+	d.eventuallyLogged(t, 20*time.Second, "the output restored with its directory", fileIs(out, "tok-1"))
+	os.Remove(bundled)
+	d.eventuallyLogged(t, 20*time.Second, "the bundle link restored", fileIs(bundled, "tok-1"))
+	d.eventuallyLogged(t, 20*time.Second, "restores counted", func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "secrets_broker_output_restores_total 4")
+	})
+	if !strings.Contains(d.logs.String(), "restored") {
+		t.Fatalf("no log line for the restore:\n%s", d.logs.String())
+	}
+	if _, err := os.Stat(notified); err == nil {
+		t.Fatal("the app was notified of a restore")
+	}
+}

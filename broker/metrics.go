@@ -16,6 +16,7 @@ type metrics struct {
 	reg           *prometheus.Registry
 	renders       *prometheus.CounterVec
 	writes        prometheus.Counter
+	restores      prometheus.Counter
 	fetches       *prometheus.CounterVec
 	fetchErrors   *prometheus.CounterVec
 	renewals      prometheus.Counter
@@ -31,6 +32,7 @@ func newMetrics() *metrics {
 		reg:           prometheus.NewRegistry(),
 		renders:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "secrets_broker_render_passes_total", Help: "Render passes, by result (error when any output failed)."}, []string{"result"}),
 		writes:        prometheus.NewCounter(prometheus.CounterOpts{Name: "secrets_broker_output_writes_total", Help: "Files written because their content changed."}),
+		restores:      prometheus.NewCounter(prometheus.CounterOpts{Name: "secrets_broker_output_restores_total", Help: "Outputs deleted or changed by someone else and written back."}),
 		fetches:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "secrets_broker_fetches_total", Help: "Secrets fetched again by the daemon, by source."}, []string{"source"}),
 		fetchErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "secrets_broker_fetch_errors_total", Help: "Failed fetches, by source."}, []string{"source"}),
 		renewals:      prometheus.NewCounter(prometheus.CounterOpts{Name: "secrets_broker_lease_renewals_total", Help: "Vault lease renewals."}),
@@ -40,7 +42,7 @@ func newMetrics() *metrics {
 		lastSuccess:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "secrets_broker_last_success_timestamp_seconds", Help: "When every output last rendered."}),
 		expiry:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "secrets_broker_secret_expiry_timestamp_seconds", Help: "When the lease of a Vault secret expires (0: no lease)."}, []string{"path"}),
 	}
-	m.reg.MustRegister(m.renders, m.writes, m.fetches, m.fetchErrors, m.renewals, m.notifications, m.notifyErrors, m.reloads, m.lastSuccess, m.expiry)
+	m.reg.MustRegister(m.renders, m.writes, m.restores, m.fetches, m.fetchErrors, m.renewals, m.notifications, m.notifyErrors, m.reloads, m.lastSuccess, m.expiry)
 	return m
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os/user"
@@ -515,6 +516,9 @@ type OutputResult struct {
 	Path    string
 	Changed bool
 	Err     error
+	// Sum is the SHA-256 of the rendered content (when it rendered), so
+	// the daemon can tell a restored file from a changed one.
+	Sum [32]byte
 }
 
 // Report is the result of rendering every output.
@@ -645,6 +649,7 @@ func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) R
 		}
 		r := OutputResult{Path: p.Output.Path, Err: errs[i]}
 		if r.Err == nil {
+			r.Sum = sha256.Sum256(rendered[i])
 			if dryRun {
 				same, err := dir.Unchanged(p.Spec, rendered[i])
 				r.Changed, r.Err = !same, err
@@ -677,7 +682,11 @@ func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) R
 			}
 		}
 		for _, i := range idx {
-			rep.Results = append(rep.Results, OutputResult{Path: prepared[i].Output.Path, Changed: changed, Err: bundleErr})
+			r := OutputResult{Path: prepared[i].Output.Path, Changed: changed, Err: bundleErr}
+			if bundleErr == nil {
+				r.Sum = sha256.Sum256(rendered[i])
+			}
+			rep.Results = append(rep.Results, r)
 		}
 	}
 	for _, d := range rendered {

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secrets-broker/secrets-broker/internal/procgroup"
+
 	"github.com/hashicorp/vault/api"
 )
 
@@ -144,7 +146,7 @@ func launchOnce(ctx context.Context, bin, certDir string) (*Server, error) {
 	s.cmd.Env = append(filteredEnv(), "HOME="+home, "VAULT_DISABLE_MLOCK=true")
 	s.cmd.Stdout = lockedWriter{s}
 	s.cmd.Stderr = lockedWriter{s}
-	ownGroup(s.cmd)
+	procgroup.Own(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		os.RemoveAll(home)
 		return nil, fmt.Errorf("cannot start %s: %w", bin, err)
@@ -212,11 +214,11 @@ func (s *Server) Stop() {
 	if s.cmd.Process == nil {
 		return
 	}
-	signalGroup(s.cmd, false)
+	procgroup.Signal(s.cmd, false)
 	select {
 	case <-s.done:
 	case <-time.After(10 * time.Second):
-		signalGroup(s.cmd, true)
+		procgroup.Signal(s.cmd, true)
 		<-s.done
 	}
 }
