@@ -120,9 +120,9 @@ func TestJWTAndKubernetesAuth(t *testing.T) {
 	v.Run(t, "kv", "put", "secret/app", "password=pw")
 	writePolicy(t, v, "reader", readPolicy)
 	jwtSigner := setupJWT(t, v, "jwt")
-	// No Kubernetes API server can run here, so the Kubernetes login (the
-	// same request: role and a service-account JWT to auth/MOUNT/login) is
-	// tested against Vault's jwt method mounted at "kubernetes".
+	// The Kubernetes login's request shape (role and a service-account JWT
+	// to auth/MOUNT/login) against Vault's jwt method mounted at
+	// "kubernetes"; k8s_test.go runs it against a real kube-apiserver.
 	k8sSigner := setupJWT(t, v, "kubernetes")
 	dir := t.TempDir()
 	t.Setenv("VAULT_TOKEN", "")
