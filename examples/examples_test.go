@@ -7,6 +7,7 @@ package examples_test
 import (
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,4 +66,132 @@ func TestKubernetesConfigMapValidates(t *testing.T) {
 	if _, err := broker.New(cfg).Prepare(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// tool finds a linter that make test installs; missing, the test fails.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		p := filepath.Join(strings.TrimSpace(string(out)), "bin", name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("%s is not installed (scripts/test.sh installs it)", name)
+	return ""
+}
+
+// validateConfig checks a broker config the way `secrets-broker validate`
+// does (contacting nothing). The group "secrets" exists on the target host,
+// not here: root stands in for it.
+func validateConfig(t *testing.T, name string, text []byte) {
+	t.Helper()
+	text = []byte(strings.NewReplacer("dir_group: secrets", "dir_group: root", "group: secrets", "group: root").Replace(string(text)))
+	cfg, err := broker.ParseConfig(text, name, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.New(cfg).Prepare(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+}
+
+func TestSystemdUnitVerifies(t *testing.T) {
+	analyze := tool(t, "systemd-analyze")
+	unit, err := os.ReadFile("systemd/secrets-broker.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// systemd-analyze checks that ExecStart's binary exists: use this build's.
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "secrets-broker")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/secrets-broker").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	verify := func(text string) (string, error) {
+		p := filepath.Join(dir, "secrets-broker.service")
+		os.WriteFile(p, []byte(strings.ReplaceAll(text, "/usr/local/bin/secrets-broker", bin)), 0o644)
+		out, err := exec.Command(analyze, "verify", p).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := verify(string(unit)); err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	if out, _ := verify(strings.Replace(string(unit), "ProtectSystem=strict", "ProtectSystem=bogus", 1)); !strings.Contains(out, "bogus") {
+		t.Fatalf("systemd-analyze did not flag a broken unit: %s", out)
+	}
+	for _, want := range []string{"DynamicUser=yes", "ProtectSystem=strict", "LoadCredential=", "RuntimeDirectory=", "NoNewPrivileges=yes", "CapabilityBoundingSet=\n"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("the unit lacks %q", want)
+		}
+	}
+	cfg, _ := os.ReadFile("systemd/broker.yaml")
+	validateConfig(t, "systemd/broker.yaml", cfg)
+}
+
+func TestComposeFileValidates(t *testing.T) {
+	compose := tool(t, "docker-compose")
+	check := func(text string) (string, error) {
+		p := filepath.Join(t.TempDir(), "compose.yaml")
+		os.WriteFile(p, []byte(text), 0o644)
+		out, err := exec.Command(compose, "-f", p, "config", "-q").CombinedOutput()
+		return string(out), err
+	}
+	text, err := os.ReadFile("compose/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := check(string(text)); err != nil {
+		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	}
+	if _, err := check(strings.Replace(string(text), "service_completed_successfully", "service_finished_somehow", 1)); err == nil {
+		t.Fatal("docker-compose accepted an unknown depends_on condition: it is not validating")
+	}
+	cfg, _ := os.ReadFile("compose/broker.yaml")
+	validateConfig(t, "compose/broker.yaml", cfg)
+}
+
+// heredocConfig returns the broker.yaml a CI example writes with a heredoc.
+func heredocConfig(t *testing.T, text string) []byte {
+	t.Helper()
+	_, rest, ok := strings.Cut(text, "<<YAML\n")
+	body, _, ok2 := strings.Cut(rest, "\n")
+	if !ok || !ok2 {
+		t.Fatal("no broker.yaml heredoc")
+	}
+	var lines []string
+	indent := len(body) - len(strings.TrimLeft(body, " "))
+	for _, l := range strings.Split(rest, "\n") {
+		if strings.TrimSpace(l) == "YAML" {
+			break
+		}
+		lines = append(lines, strings.ReplaceAll(l[min(indent, len(l)):], "$RUNNER_TEMP", "/tmp"))
+	}
+	return []byte(strings.ReplaceAll(strings.Join(lines, "\n"), "$CI_BUILDS_DIR", "/tmp"))
+}
+
+func TestCIExamplesLint(t *testing.T) {
+	gha, _ := os.ReadFile("ci/github-actions.yml")
+	if out, err := exec.Command(tool(t, "actionlint"), "ci/github-actions.yml").CombinedOutput(); err != nil {
+		t.Fatalf("actionlint: %v\n%s", err, out)
+	}
+	validateConfig(t, "ci/github-actions.yml#broker.yaml", heredocConfig(t, string(gha)))
+	gl, _ := os.ReadFile("ci/gitlab-ci.yml")
+	var pipeline map[string]any
+	if err := yaml.Unmarshal(gl, &pipeline); err != nil {
+		t.Fatal(err)
+	}
+	job, ok := pipeline["deploy"].(map[string]any)
+	stages, _ := pipeline["stages"].([]any)
+	if !ok || job["stage"] != "deploy" || len(stages) != 1 || stages[0] != "deploy" {
+		t.Fatalf("gitlab-ci.yml: the deploy job or its stage is missing: %v", pipeline)
+	}
+	script, _ := job["script"].([]any)
+	if len(script) == 0 || !strings.Contains(script[len(script)-1].(string), "secrets-broker exec") {
+		t.Fatalf("gitlab-ci.yml: script %v", script)
+	}
+	validateConfig(t, "ci/gitlab-ci.yml#broker.yaml", heredocConfig(t, string(gl)))
 }

@@ -32,7 +32,18 @@ step "Kubernetes control plane: etcd (Debian package), kube-apiserver and kubect
 SECRETS_BROKER_K8S_BIN="$(scripts/k8s-bin.sh)"
 export SECRETS_BROKER_K8S_BIN
 "$SECRETS_BROKER_K8S_BIN/kube-apiserver" --version
-"$SECRETS_BROKER_K8S_BIN/kubectl" version --client 2>/dev/null | head -1
+"$SECRETS_BROKER_K8S_BIN/kubectl" version --client
+
+step "checkers of the examples: systemd-analyze (systemd), docker-compose (Debian), actionlint (Go module proxy)"
+if ! command -v docker-compose >/dev/null || ! command -v systemd-analyze >/dev/null; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq docker-compose systemd >/dev/null
+fi
+ACTIONLINT_VERSION=v1.7.12
+if ! "$(go env GOPATH)/bin/actionlint" -version 2>/dev/null | grep -q "^${ACTIONLINT_VERSION#v}"; then
+	GOFLAGS=-mod=mod go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+fi
 
 step "staticcheck"
 STATICCHECK_VERSION=v0.8.2
