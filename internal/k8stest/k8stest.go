@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secrets-broker/secrets-broker/internal/freeport"
 	"github.com/secrets-broker/secrets-broker/internal/procgroup"
 )
 
@@ -95,15 +96,6 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func start() (*Server, error) {
 	bin, err := BinDir()
 	if err != nil {
@@ -133,7 +125,7 @@ func start() (*Server, error) {
 	}
 	var ports [3]int
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = freeport.Loopback(); err != nil {
 			return fail(err)
 		}
 	}

@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secrets-broker/secrets-broker/internal/freeport"
 	"github.com/secrets-broker/secrets-broker/internal/procgroup"
 
 	"github.com/hashicorp/vault/api"
@@ -83,15 +83,6 @@ func moduleRoot() (string, error) {
 	}
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Launch starts a dev server; call Stop when done.
 func Launch(ctx context.Context) (*Server, error) { return launch(ctx, "") }
 
@@ -117,7 +108,7 @@ func launch(ctx context.Context, certDir string) (*Server, error) {
 }
 
 func launchOnce(ctx context.Context, bin, certDir string) (*Server, error) {
-	port, err := freePort()
+	port, err := freeport.Loopback()
 	if err != nil {
 		return nil, err
 	}
