@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test.sh: the full test suite, as CI runs it, on a fresh machine.
-# It installs what it needs: PostgreSQL, podman, busybox-static and etcd
-# (Debian packages), a real Vault and a real kube-apiserver and kubectl built
+# It installs what it needs: PostgreSQL, podman, busybox-static (Debian
+# packages), a real Vault and a real kube-apiserver, kubectl and etcd built
 # from the Go module proxy (scripts/vault-bin.sh, scripts/k8s-bin.sh, cached
 # per machine) and staticcheck; then gofmt,
 # go vet, staticcheck, cross-builds, the container image (scripts/image.sh)
@@ -28,7 +28,7 @@ SECRETS_BROKER_VAULT_BIN="$(scripts/vault-bin.sh)"
 export SECRETS_BROKER_VAULT_BIN
 "$SECRETS_BROKER_VAULT_BIN" version
 
-step "Kubernetes control plane: etcd (Debian package), kube-apiserver and kubectl (built once per machine from the Go module proxy)"
+step "Kubernetes control plane: kube-apiserver, kubectl and etcd (built once per machine from the Go module proxy)"
 SECRETS_BROKER_K8S_BIN="$(scripts/k8s-bin.sh)"
 export SECRETS_BROKER_K8S_BIN
 "$SECRETS_BROKER_K8S_BIN/kube-apiserver" --version

@@ -1,6 +1,6 @@
-// Package k8stest runs a real Kubernetes control plane for tests: etcd
-// (Debian's etcd-server) and kube-apiserver (built from the Go module proxy
-// by scripts/k8s-bin.sh, cached per machine) on 127.0.0.1 at free ports,
+// Package k8stest runs a real Kubernetes control plane for tests: etcd and
+// kube-apiserver (built from the Go module proxy by scripts/k8s-bin.sh,
+// cached per machine) on 127.0.0.1 at free ports,
 // with a throw-away PKI made here. There is no kubelet and no
 // controller-manager: what the tests need is the API (ServiceAccounts,
 // TokenRequest, TokenReview, server-side dry-run). When the control plane
@@ -36,7 +36,8 @@ import (
 	"github.com/secrets-broker/secrets-broker/internal/procgroup"
 )
 
-// EnvBinDir overrides the directory holding kube-apiserver and kubectl.
+// EnvBinDir overrides the directory holding kube-apiserver, kubectl and
+// etcd.
 const EnvBinDir = "SECRETS_BROKER_K8S_BIN"
 
 // Server is a running control plane.
@@ -54,7 +55,7 @@ type Server struct {
 	procs  []*exec.Cmd
 }
 
-// BinDir returns the directory with kube-apiserver and kubectl:
+// BinDir returns the directory with kube-apiserver, kubectl and etcd:
 // $SECRETS_BROKER_K8S_BIN, or what scripts/k8s-bin.sh prints.
 func BinDir() (string, error) {
 	if p := os.Getenv(EnvBinDir); p != "" {
@@ -101,9 +102,9 @@ func start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	etcd, err := exec.LookPath("etcd")
-	if err != nil {
-		return nil, fmt.Errorf("etcd is not installed (scripts/k8s-bin.sh installs Debian's etcd-server): %w", err)
+	etcd := filepath.Join(bin, "etcd")
+	if _, err := os.Stat(etcd); err != nil {
+		return nil, fmt.Errorf("no etcd in %s (scripts/k8s-bin.sh builds it): %w", bin, err)
 	}
 	dir, err := os.MkdirTemp("", "k8stest-")
 	if err != nil {
