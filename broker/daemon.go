@@ -104,6 +104,11 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		d.m.reloads.WithLabelValues("ok").Inc()
 		gen.stop()
 		gen = next
+		// The new generation read every source afresh: what was stale in
+		// the old one is either fresh now or a failing output.
+		d.healthMu.Lock()
+		clear(d.stale)
+		d.healthMu.Unlock()
 		d.closeRetiredVault()
 	}
 }

@@ -299,7 +299,7 @@ func (b *Broker) fetchLocal(ctx context.Context, d SecretDecl) (string, error) {
 			if err != nil {
 				return "", fmt.Errorf("%s: %w", p, err)
 			}
-			want := envelope.Expect{Name: cmp.Or(d.Ref.Name, d.Name), Context: mergeContext(file.Context, d.Context)}
+			want := envelope.Expect{Name: cmp.Or(d.Ref.Name, d.Name), Context: envelope.MergeContext(file.Context, d.Context)}
 			pt, err := e.Open(ctx, want, keys)
 			if err != nil {
 				return "", fmt.Errorf("%s: %w", p, err)
@@ -322,20 +322,6 @@ func (b *Broker) fetchLocal(ctx context.Context, d SecretDecl) (string, error) {
 		return string(pt), err
 	}
 	return "", fmt.Errorf("unknown scheme %q", d.Ref.Scheme)
-}
-
-func mergeContext(a, b map[string]string) map[string]string {
-	if len(a)+len(b) == 0 {
-		return nil
-	}
-	out := make(map[string]string, len(a)+len(b))
-	for k, v := range a {
-		out[k] = v
-	}
-	for k, v := range b {
-		out[k] = v
-	}
-	return out
 }
 
 // Prepared is an output ready to render: its template parsed, its needs known.

@@ -215,17 +215,23 @@ func (f *File) entry(name string) (int, error) {
 // entryExpect is what an entry must satisfy: its own name, the file-level
 // context and the extra pairs the reader requires of this secret.
 func entryExpect(name string, file FileExpect, extra map[string]string) Expect {
-	want := Expect{Name: name}
-	if len(file.Context)+len(extra) > 0 {
-		want.Context = make(map[string]string, len(file.Context)+len(extra))
-		for k, v := range file.Context {
-			want.Context[k] = v
-		}
-		for k, v := range extra {
-			want.Context[k] = v
-		}
+	return Expect{Name: name, Context: MergeContext(file.Context, extra)}
+}
+
+// MergeContext returns the pairs of a and b (b's value wins for a key in
+// both), or nil when both are empty.
+func MergeContext(a, b map[string]string) map[string]string {
+	if len(a)+len(b) == 0 {
+		return nil
 	}
-	return want
+	out := make(map[string]string, len(a)+len(b))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
 }
 
 // Open verifies the file and decrypts the entry want.Name, which must have
