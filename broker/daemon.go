@@ -58,7 +58,7 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 	d := &daemon{opts: opts, log: opts.Logger, m: newMetrics(), reloadCh: make(chan string, 1)}
 	d.heartbeat()
 	defer d.closeVault()
-	gen, err := d.startGeneration(ctx, nil)
+	gen, err := d.startGeneration(ctx, nil, false)
 	if err != nil {
 		return err
 	}
@@ -94,9 +94,15 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		}
 		d.log.Info("reloading configuration", "reason", why)
 		d.heartbeat()
-		next, err := d.startGeneration(ctx, gen.heldRequests())
+		// The running generation stops writing while the next one
+		// renders: it would take the next one's files for tampering and
+		// write its own back.
+		gen.pause()
+		next, err := d.startGeneration(ctx, gen.heldRequests(), true)
 		d.heartbeat()
 		if err != nil {
+			gen.paused.Store(false)
+			gen.kick()
 			d.m.reloads.WithLabelValues("error").Inc()
 			d.log.Error("configuration not reloaded; the running one stays", "error", err)
 			continue
@@ -226,9 +232,23 @@ type generation struct {
 	trigger chan struct{}
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+	// paused makes passes do nothing while a reload starts the next
+	// generation; passMu is held by a running pass.
+	paused atomic.Bool
+	passMu sync.Mutex
 }
 
-func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.Secret) (*generation, error) {
+// pause stops passes, waiting for one that is running to finish.
+func (g *generation) pause() {
+	g.paused.Store(true)
+	g.passMu.Lock()
+	g.passMu.Unlock()
+}
+
+// startGeneration loads the config and renders every output. On a reload,
+// the files that change run their notify (the first render at start does
+// not: the app starts after it).
+func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.Secret, reload bool) (*generation, error) {
 	cfg, err := LoadConfigWithFlags(d.opts.ConfigPath, d.opts.SecretFlags)
 	if err != nil {
 		return nil, err
@@ -274,7 +294,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		d.log.Warn("some secrets are unavailable; their outputs wait, the rest are rendered", "error", err)
 	}
 	g.res = res
-	g.pass(ctx, false)
+	g.pass(ctx, reload)
 	if err := g.startWatchers(ctx); err != nil {
 		g.stop()
 		return nil, err
@@ -562,6 +582,11 @@ func (g *generation) renderLoop(ctx context.Context) {
 // pass renders every output from the current values, writes the changed
 // ones and, when notify is true, runs their notify actions.
 func (g *generation) pass(ctx context.Context, notify bool) {
+	g.passMu.Lock()
+	defer g.passMu.Unlock()
+	if g.paused.Load() {
+		return
+	}
 	g.mu.Lock()
 	res := g.res.clone()
 	g.mu.Unlock()

@@ -231,3 +231,34 @@ outputs:
 		t.Fatal("the app was notified of a restore")
 	}
 }
+
+// A reload that changes a file runs that file's notify (issue 9); the first
+// render at start does not.
+func TestReloadThatChangesAFileNotifies(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "tok"), []byte("tok-1"), 0o600)
+	os.WriteFile(filepath.Join(dir, "app.tmpl"), []byte("v1 {{ secret \"tok\" }}"), 0o600)
+	notified := filepath.Join(dir, "notified")
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(`output_root: out
+secrets:
+  tok: file:tok
+outputs:
+  - path: app.conf
+    template: app.tmpl
+    notify: {command: [/bin/sh, -c, "echo x >> `+notified+`"]}
+`), 0o600)
+	d := startDaemon(t, cfg)
+	out := filepath.Join(dir, "out", "app.conf")
+	d.eventuallyLogged(t, 20*time.Second, "first render", fileIs(out, "v1 tok-1"))
+	if _, err := os.Stat(notified); err == nil {
+		t.Fatal("the first render notified")
+	}
+	tmp := filepath.Join(dir, ".app.tmpl.new")
+	os.WriteFile(tmp, []byte("v2 {{ secret \"tok\" }}"), 0o600)
+	os.Rename(tmp, filepath.Join(dir, "app.tmpl"))
+	d.eventuallyLogged(t, 20*time.Second, "the reload to render and notify", func() bool {
+		b, _ := os.ReadFile(notified)
+		return fileIs(out, "v2 tok-1")() && string(b) == "x\n"
+	})
+}
