@@ -220,6 +220,7 @@ type generation struct {
 	prepared []Prepared
 	names    []string
 	calls    []templates.VaultCall
+	users    requestUsers
 	dir      *OutputDir
 
 	mu  sync.Mutex
@@ -272,7 +273,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	}
 	names, calls := Needs(prepared)
 	ctx, cancel := context.WithCancel(parent)
-	g := &generation{d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, dir: dir, trigger: make(chan struct{}, 1), cancel: cancel}
+	g := &generation{d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, users: b.indexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel}
 	// Expired data keys are zeroed on a timer; a reload starts a new
 	// broker with an empty cache, and stopping this one purges it.
 	g.wg.Add(1)
@@ -392,7 +393,7 @@ func (g *generation) onVault(key string, ev vault.Event) {
 		m.fetches.WithLabelValues("vault").Inc()
 		m.setExpiry(key, ev.Secret)
 		g.mu.Lock()
-		err := g.b.apply(g.res, g.names, g.calls, key, ev.Secret)
+		err := g.b.apply(g.res, g.users, key, ev.Secret)
 		g.mu.Unlock()
 		if err != nil {
 			g.d.log.Warn("a refreshed Vault secret lacks a field an output needs", "path", key, "error", err)
@@ -407,7 +408,7 @@ func (g *generation) onVault(key string, ev vault.Event) {
 func (g *generation) watchFiles(ctx context.Context) error {
 	sources := map[string][]string{} // path -> secret names
 	for _, n := range g.names {
-		d, _ := g.cfg.Secrets.Lookup(n)
+		d, _ := g.b.lookup(n)
 		if d.Ref.Scheme == "envelope" || d.Ref.Scheme == "file" {
 			p := filepath.Clean(g.cfg.Resolve(d.Ref.Path))
 			sources[p] = append(sources[p], n)
@@ -519,7 +520,7 @@ func (g *generation) refetchLocal(ctx context.Context, path string, names []stri
 	delete(g.b.files, path) // only this goroutine reads files after start
 	changed := false
 	for _, n := range names {
-		d, _ := g.cfg.Secrets.Lookup(n)
+		d, _ := g.b.lookup(n)
 		v, err := g.b.fetchLocal(ctx, d)
 		if err != nil {
 			// A file being replaced can be briefly missing or half

@@ -33,11 +33,17 @@ type Broker struct {
 	sharedVault bool
 	keys        []envelope.KeyWrapper
 	files       map[string]*envelope.File
+	// decls indexes cfg.Secrets by name.
+	decls map[string]SecretDecl
 }
 
 // New makes a broker for cfg. Nothing is contacted until needed.
 func New(cfg *Config) *Broker {
-	return &Broker{cfg: cfg, cache: providers.NewDataKeyCache(10000, cfg.keyCacheTTL()), files: map[string]*envelope.File{}}
+	decls := make(map[string]SecretDecl, len(cfg.Secrets))
+	for _, d := range cfg.Secrets {
+		decls[d.Name] = d
+	}
+	return &Broker{cfg: cfg, cache: providers.NewDataKeyCache(10000, cfg.keyCacheTTL()), files: map[string]*envelope.File{}, decls: decls}
 }
 
 // Close releases the Vault client and zeroes cached data keys.
@@ -155,7 +161,7 @@ func (b *Broker) vaultRequests(names []string, calls []templates.VaultCall) []va
 		}
 	}
 	for _, n := range names {
-		if d, ok := b.cfg.Secrets.Lookup(n); ok && d.Ref.Scheme == "vault" {
+		if d, ok := b.lookup(n); ok && d.Ref.Scheme == "vault" {
 			add(d.Ref.Vault)
 		}
 	}
@@ -166,30 +172,71 @@ func (b *Broker) vaultRequests(names []string, calls []templates.VaultCall) []va
 	return out
 }
 
+// requestUsers maps each Vault request key to the declared secrets and the
+// template calls (by call key) that use its response, so that applying a
+// response costs what uses it, not a scan of every secret and call.
+type requestUsers map[string]*requestUse
+
+type requestUse struct {
+	decls []SecretDecl
+	calls []string
+}
+
+// indexRequests builds the requestUsers of names and calls (once per
+// fetch, or per daemon generation).
+func (b *Broker) indexRequests(names []string, calls []templates.VaultCall) requestUsers {
+	idx := requestUsers{}
+	use := func(key string) *requestUse {
+		u := idx[key]
+		if u == nil {
+			u = &requestUse{}
+			idx[key] = u
+		}
+		return u
+	}
+	for _, n := range names {
+		if d, ok := b.lookup(n); ok && d.Ref.Scheme == "vault" {
+			u := use(d.Ref.Vault.RequestKey())
+			u.decls = append(u.decls, d)
+		}
+	}
+	for _, c := range calls {
+		if r, err := templateRef(c); err == nil {
+			u := use(r.RequestKey())
+			u.calls = append(u.calls, c.Key())
+		}
+	}
+	return idx
+}
+
+// lookup finds a declared secret by name.
+func (b *Broker) lookup(name string) (SecretDecl, bool) {
+	d, ok := b.decls[name]
+	return d, ok
+}
+
 // apply records a response to Vault request key in res: the declared
 // secrets and template calls that use it take its new values.
-func (b *Broker) apply(res *Resolved, names []string, calls []templates.VaultCall, key string, s *vault.Secret) error {
+func (b *Broker) apply(res *Resolved, idx requestUsers, key string, s *vault.Secret) error {
 	res.Requests[key] = s
+	u := idx[key]
+	if u == nil {
+		return nil
+	}
 	var errs []error
-	for _, n := range names {
-		d, ok := b.cfg.Secrets.Lookup(n)
-		if !ok || d.Ref.Scheme != "vault" || d.Ref.Vault.RequestKey() != key {
-			continue
-		}
+	for _, d := range u.decls {
 		withField := *s
 		withField.Ref = d.Ref.Vault
 		v, err := withField.Value()
 		if err != nil {
-			delete(res.Values, n)
-			errs = append(errs, fmt.Errorf("secret %s: %w", n, err))
+			delete(res.Values, d.Name)
+			errs = append(errs, fmt.Errorf("secret %s: %w", d.Name, err))
 			continue
 		}
-		res.Values[n] = v
+		res.Values[d.Name] = v
 	}
-	for _, c := range calls {
-		if r, err := templateRef(c); err == nil && r.RequestKey() == key {
-			res.Vault[c.Key()] = s.Raw
-		}
+	for _, k := range u.calls {
+		res.Vault[k] = s.Raw
 	}
 	return errors.Join(errs...)
 }
@@ -207,7 +254,7 @@ func (b *Broker) fetch(ctx context.Context, names []string, calls []templates.Va
 	res := newResolved()
 	var errs []error
 	for _, n := range names {
-		if _, ok := b.cfg.Secrets.Lookup(n); !ok {
+		if _, ok := b.lookup(n); !ok {
 			errs = append(errs, fail.Mark(fail.Usage, fmt.Errorf("secret %q is not declared", n)))
 		}
 	}
@@ -216,10 +263,11 @@ func (b *Broker) fetch(ctx context.Context, names []string, calls []templates.Va
 			errs = append(errs, err)
 		}
 	}
+	idx := b.indexRequests(names, calls)
 	var need []vault.Ref
 	for _, r := range b.vaultRequests(names, calls) {
 		if s, ok := have[r.RequestKey()]; ok {
-			if err := b.apply(res, names, calls, r.RequestKey(), s); err != nil {
+			if err := b.apply(res, idx, r.RequestKey(), s); err != nil {
 				errs = append(errs, err)
 			}
 			continue
@@ -239,13 +287,13 @@ func (b *Broker) fetch(ctx context.Context, names []string, calls []templates.Va
 			if s == nil {
 				continue
 			}
-			if err := b.apply(res, names, calls, need[i].RequestKey(), s); err != nil {
+			if err := b.apply(res, idx, need[i].RequestKey(), s); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
 	for _, n := range names {
-		d, ok := b.cfg.Secrets.Lookup(n)
+		d, ok := b.lookup(n)
 		if !ok || d.Ref.Scheme == "vault" {
 			continue
 		}
@@ -335,7 +383,7 @@ type Prepared struct {
 // Prepare parses every template and works out what each output needs,
 // without contacting anything. validate runs only this.
 func (b *Broker) Prepare() ([]Prepared, error) {
-	declared := func(n string) bool { _, ok := b.cfg.Secrets.Lookup(n); return ok }
+	declared := func(n string) bool { _, ok := b.lookup(n); return ok }
 	var out []Prepared
 	var errs []error
 	for _, o := range b.cfg.Outputs {
