@@ -9,7 +9,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -46,7 +45,7 @@ func run() error {
 	}
 	env := append(os.Environ(), "SECRETS_BROKER_LOCAL_KEY="+filepath.Join(dir, "local.key"), "SECRETS_BROKER_KEYS=")
 	sb := func(stdin io.Reader, args ...string) (int64, string, error) {
-		cmd := exec.CommandContext(context.Background(), bin, args...)
+		cmd := exec.Command(bin, args...)
 		cmd.Env, cmd.Dir, cmd.Stdin, cmd.Stdout = env, dir, stdin, io.Discard
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr

@@ -319,7 +319,7 @@ func (s *Server) Do(ctx context.Context, method, path string, body, out any) err
 // Must is Do, failing the test on error.
 func (s *Server) Must(t testing.TB, method, path string, body, out any) {
 	t.Helper()
-	if err := s.Do(context.Background(), method, path, body, out); err != nil {
+	if err := s.Do(t.Context(), method, path, body, out); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -328,7 +328,7 @@ func (s *Server) Must(t testing.TB, method, path string, body, out any) {
 // account name in it.
 func (s *Server) CreateServiceAccount(t testing.TB, ns, name string) {
 	t.Helper()
-	err := s.Do(context.Background(), http.MethodPost, "/api/v1/namespaces", map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}, nil)
+	err := s.Do(t.Context(), http.MethodPost, "/api/v1/namespaces", map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}, nil)
 	if err != nil && !strings.Contains(err.Error(), "409") {
 		t.Fatal(err)
 	}
