@@ -239,11 +239,12 @@ type generation struct {
 	passMu sync.Mutex
 }
 
-// pause stops passes, waiting for one that is running to finish.
+// pause stops passes: it takes the pass lock (so a pass in flight
+// finishes first) and marks the generation paused under it.
 func (g *generation) pause() {
-	g.paused.Store(true)
 	g.passMu.Lock()
-	g.passMu.Unlock()
+	defer g.passMu.Unlock()
+	g.paused.Store(true)
 }
 
 // startGeneration loads the config and renders every output. On a reload,
