@@ -220,7 +220,7 @@ type generation struct {
 	prepared []Prepared
 	names    []string
 	calls    []templates.VaultCall
-	users    requestUsers
+	requests *requestIndex
 	dir      *OutputDir
 
 	mu  sync.Mutex
@@ -274,14 +274,14 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	}
 	names, calls := Needs(prepared)
 	ctx, cancel := context.WithCancel(parent)
-	g := &generation{d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, users: b.indexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel}
+	g := &generation{d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, requests: b.indexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel}
 	// Expired data keys are zeroed on a timer; a reload starts a new
 	// broker with an empty cache, and stopping this one purges it.
 	g.wg.Add(1)
 	go func() { defer g.wg.Done(); b.cache.RunSweeper(ctx) }()
 	// Log in before writing anything, so that a reload that cannot reach
 	// Vault changes no file.
-	if len(b.vaultRequests(names, calls)) > 0 {
+	if len(g.requests.refs) > 0 {
 		if err := b.connectUntil(ctx, d.opts.Timeout); err != nil {
 			g.stop()
 			return nil, err
@@ -349,7 +349,7 @@ func (g *generation) kick() {
 // startWatchers starts one Keep per distinct Vault request and one
 // fsnotify watcher for files, templates and the config.
 func (g *generation) startWatchers(ctx context.Context) error {
-	refs := g.b.vaultRequests(g.names, g.calls)
+	refs := g.requests.refs
 	if len(refs) > 0 {
 		vc, err := g.b.VaultClient(ctx)
 		if err != nil {
@@ -394,7 +394,7 @@ func (g *generation) onVault(key string, ev vault.Event) {
 		m.fetches.WithLabelValues("vault").Inc()
 		m.setExpiry(key, ev.Secret)
 		g.mu.Lock()
-		err := g.b.apply(g.res, g.users, key, ev.Secret)
+		err := g.b.apply(g.res, g.requests, key, ev.Secret)
 		g.mu.Unlock()
 		if err != nil {
 			g.d.log.Warn("a refreshed Vault secret lacks a field an output needs", "path", key, "error", err)

@@ -149,60 +149,44 @@ func templateRef(c templates.VaultCall) (vault.Ref, error) {
 	return r, nil
 }
 
-// vaultRequests lists the distinct Vault requests that names and calls need.
-func (b *Broker) vaultRequests(names []string, calls []templates.VaultCall) []vault.Ref {
-	seen := map[string]bool{}
-	var out []vault.Ref
-	add := func(r vault.Ref) {
-		r.Field = ""
-		if !seen[r.RequestKey()] {
-			seen[r.RequestKey()] = true
-			out = append(out, r)
-		}
-	}
-	for _, n := range names {
-		if d, ok := b.lookup(n); ok && d.Ref.Scheme == "vault" {
-			add(d.Ref.Vault)
-		}
-	}
-	for _, c := range calls {
-		r, _ := templateRef(c)
-		add(r)
-	}
-	return out
-}
-
-// requestUsers maps each Vault request key to the declared secrets and the
+// requestIndex is what names and calls need of Vault: the distinct
+// requests, in order, and for each request key the declared secrets and the
 // template calls (by call key) that use its response, so that applying a
-// response costs what uses it, not a scan of every secret and call.
-type requestUsers map[string]*requestUse
+// response costs what uses it, not a scan of every secret and call. It is
+// built once per fetch, or per daemon generation.
+type requestIndex struct {
+	refs  []vault.Ref
+	users map[string]*requestUse
+}
 
 type requestUse struct {
 	decls []SecretDecl
 	calls []string
 }
 
-// indexRequests builds the requestUsers of names and calls (once per
-// fetch, or per daemon generation).
-func (b *Broker) indexRequests(names []string, calls []templates.VaultCall) requestUsers {
-	idx := requestUsers{}
-	use := func(key string) *requestUse {
-		u := idx[key]
+func (b *Broker) indexRequests(names []string, calls []templates.VaultCall) *requestIndex {
+	idx := &requestIndex{users: map[string]*requestUse{}}
+	use := func(r vault.Ref) *requestUse {
+		r.Field = ""
+		key := r.RequestKey()
+		u := idx.users[key]
 		if u == nil {
 			u = &requestUse{}
-			idx[key] = u
+			idx.users[key] = u
+			idx.refs = append(idx.refs, r)
 		}
 		return u
 	}
 	for _, n := range names {
 		if d, ok := b.lookup(n); ok && d.Ref.Scheme == "vault" {
-			u := use(d.Ref.Vault.RequestKey())
+			u := use(d.Ref.Vault)
 			u.decls = append(u.decls, d)
 		}
 	}
 	for _, c := range calls {
-		if r, err := templateRef(c); err == nil {
-			u := use(r.RequestKey())
+		r, err := templateRef(c)
+		u := use(r) // a malformed call is reported by fetch; its request stays listed
+		if err == nil {
 			u.calls = append(u.calls, c.Key())
 		}
 	}
@@ -217,9 +201,9 @@ func (b *Broker) lookup(name string) (SecretDecl, bool) {
 
 // apply records a response to Vault request key in res: the declared
 // secrets and template calls that use it take its new values.
-func (b *Broker) apply(res *Resolved, idx requestUsers, key string, s *vault.Secret) error {
+func (b *Broker) apply(res *Resolved, idx *requestIndex, key string, s *vault.Secret) error {
 	res.Requests[key] = s
-	u := idx[key]
+	u := idx.users[key]
 	if u == nil {
 		return nil
 	}
@@ -265,7 +249,7 @@ func (b *Broker) fetch(ctx context.Context, names []string, calls []templates.Va
 	}
 	idx := b.indexRequests(names, calls)
 	var need []vault.Ref
-	for _, r := range b.vaultRequests(names, calls) {
+	for _, r := range idx.refs {
 		if s, ok := have[r.RequestKey()]; ok {
 			if err := b.apply(res, idx, r.RequestKey(), s); err != nil {
 				errs = append(errs, err)

@@ -47,29 +47,36 @@ func OpenOutputDir(dir string, perms DirPerms) (*OutputDir, error) {
 	if perms.Mode == 0 {
 		perms.Mode = DefaultDirMode
 	}
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+	_, err := os.Stat(dir)
+	created := errors.Is(err, fs.ErrNotExist)
+	if created {
 		if err := os.MkdirAll(dir, perms.Mode); err != nil {
 			return nil, fmt.Errorf("cannot create output_root %s: %w", dir, err)
-		}
-		if err := setDirPerms(func() error { return os.Chmod(dir, perms.Mode) }, func() error { return os.Chown(dir, -1, perms.GID) }, perms); err != nil {
-			return nil, fmt.Errorf("output_root %s: %w", dir, err)
 		}
 	}
 	r, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open output_root %s: %w", dir, err)
 	}
-	return &OutputDir{root: r, dir: dir, perms: perms}, nil
+	d := &OutputDir{root: r, dir: dir, perms: perms}
+	if created {
+		if err := d.setDirPerms("."); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("output_root %s: %w", dir, err)
+		}
+	}
+	return d, nil
 }
 
-// setDirPerms sets a new directory's mode (whatever the umask) and group.
-func setDirPerms(chmod, chown func() error, perms DirPerms) error {
-	if err := chmod(); err != nil {
+// setDirPerms gives a directory the writer created its mode (whatever the
+// umask) and group.
+func (d *OutputDir) setDirPerms(name string) error {
+	if err := d.root.Chmod(name, d.perms.Mode); err != nil {
 		return fmt.Errorf("cannot set the directory's mode: %w", err)
 	}
-	if perms.SetGroup {
-		if err := chown(); err != nil {
-			return ownerErr("the directory's group", -1, perms.GID, err)
+	if d.perms.SetGroup {
+		if err := d.root.Chown(name, -1, d.perms.GID); err != nil {
+			return ownerErr("the directory's group", -1, d.perms.GID, err)
 		}
 	}
 	return nil
@@ -99,7 +106,7 @@ func (d *OutputDir) mkdirs(dir string) error {
 		if err := d.root.Mkdir(cur, d.perms.Mode); err != nil && !errors.Is(err, fs.ErrExist) {
 			return err
 		}
-		if err := setDirPerms(func() error { return d.root.Chmod(cur, d.perms.Mode) }, func() error { return d.root.Chown(cur, -1, d.perms.GID) }, d.perms); err != nil {
+		if err := d.setDirPerms(cur); err != nil {
 			return fmt.Errorf("%s: %w", d.where(cur), err)
 		}
 	}

@@ -50,9 +50,6 @@ func (c *DataKeyCache) WithClock(now func() time.Time) *DataKeyCache {
 	return c
 }
 
-// TTL is how long a key is kept.
-func (c *DataKeyCache) TTL() time.Duration { return c.ttl }
-
 // Sweep zeroes and drops every expired key, and returns how many.
 func (c *DataKeyCache) Sweep() int {
 	c.mu.Lock()

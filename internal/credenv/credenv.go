@@ -7,13 +7,13 @@
 // The list is derived from the SDKs' own sources: a test reads every AWS_*
 // variable that aws-sdk-go-v2/config reads and every VAULT_* variable that
 // hashicorp/vault/api declares, and fails when one is in neither
-// CredentialVars nor the reviewed list of plain settings, so an SDK upgrade
+// credentialVars nor the reviewed list of plain settings, so an SDK upgrade
 // that adds a credential variable cannot slip through.
 package credenv
 
 import "strings"
 
-// CredentialVars are the variables a child never inherits by default.
+// credentialVars are the variables a child never inherits by default.
 var credentialVars = []string{
 	// AWS static credentials.
 	"AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_SESSION_TOKEN",
@@ -49,10 +49,6 @@ func IsCredential(name string) bool {
 	}
 	return false
 }
-
-// Names lists the credential variables (without the SECRETS_BROKER_ prefix
-// family), for documentation.
-func Names() []string { return append([]string(nil), credentialVars...) }
 
 // Strip returns env (NAME=VALUE entries) without the credential variables.
 func Strip(env []string) []string {

@@ -65,26 +65,31 @@ func Open(path, what string) (*os.File, os.FileInfo, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	info, err := f.Stat()
+	info, err := regular(f, what)
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("cannot read %s: %w", what, err)
-	}
-	if !info.Mode().IsRegular() {
-		f.Close()
-		return nil, nil, fail.Mark(fail.Usage, fmt.Errorf("%s is not a regular file (%s); secrets-broker reads only regular files there, so that it never waits on a pipe or device", what, info.Mode().Type()))
+		return nil, nil, err
 	}
 	return f, info, nil
 }
 
-// Opened reads f, which must be a regular file, at most limit bytes.
-func Opened(f *os.File, limit int64, what string) ([]byte, error) {
+// regular returns f's information, or an error when f is not a regular file.
+func regular(f *os.File, what string) (os.FileInfo, error) {
 	info, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("cannot read %s: %w", what, err)
 	}
 	if !info.Mode().IsRegular() {
-		return nil, fail.Mark(fail.Usage, fmt.Errorf("%s is not a regular file (%s)", what, info.Mode().Type()))
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("%s is not a regular file (%s); secrets-broker reads only regular files there, so that it never waits on a pipe or device", what, info.Mode().Type()))
+	}
+	return info, nil
+}
+
+// Opened reads f, which must be a regular file, at most limit bytes.
+func Opened(f *os.File, limit int64, what string) ([]byte, error) {
+	info, err := regular(f, what)
+	if err != nil {
+		return nil, err
 	}
 	return readRegular(f, info.Size(), limit, what)
 }

@@ -134,13 +134,6 @@ func String(msg string, values []string) string {
 	return msg
 }
 
-// TooShort returns the values that are too short to redact.
-func TooShort(values []string) []string {
-	var out []string
-	for _, v := range values {
-		if v != "" && len(v) < MinLen {
-			out = append(out, v)
-		}
-	}
-	return out
-}
+// TooShort reports whether v is a value too short to redact (callers warn
+// about it; an empty value has nothing to hide).
+func TooShort(v string) bool { return v != "" && len(v) < MinLen }

@@ -16,8 +16,14 @@ func TestWriterEmptyAndShortValues(t *testing.T) {
 	if buf.String() != "a banana costs 42 cents\n" {
 		t.Fatalf("output wrecked: %q", buf.String())
 	}
-	if got := TooShort([]string{"", "a", "42", "long-enough"}); strings.Join(got, ",") != "a,42" {
-		t.Fatalf("TooShort = %v", got)
+	var short []string
+	for _, v := range []string{"", "a", "42", "long-enough"} {
+		if TooShort(v) {
+			short = append(short, v)
+		}
+	}
+	if strings.Join(short, ",") != "a,42" {
+		t.Fatalf("TooShort = %v", short)
 	}
 }
 
