@@ -256,6 +256,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		return nil, err
 	}
 	b := New(cfg)
+	b.SetLogger(d.log)
 	d.shareVault(b)
 	prepared, err := b.Prepare()
 	if err != nil {
@@ -383,7 +384,11 @@ func (g *generation) onVault(key string, ev vault.Event) {
 	switch {
 	case ev.Err != nil:
 		m.fetchErrors.WithLabelValues("vault").Inc()
-		g.d.log.Warn("fetching a Vault secret failed; retrying with backoff", "path", key, "error", ev.Err)
+		if ev.RetryIn > 0 {
+			g.d.log.Warn("fetching a Vault secret failed; retrying", "path", key, "retry_in", ev.RetryIn.Round(time.Millisecond).String(), "error", ev.Err)
+		} else {
+			g.d.log.Warn("fetching a Vault secret failed; giving up on it", "path", key, "error", ev.Err)
+		}
 	case ev.Renewed:
 		m.renewals.Inc()
 		m.setExpiry(key, ev.Secret)

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/secrets-broker/secrets-broker/internal/credenv"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
@@ -49,6 +50,9 @@ type ExecOptions struct {
 	Stdout, Stderr io.Writer
 	// NoChild does only the CI steps (masks, env files) and runs nothing.
 	NoChild bool
+	// Timeout bounds retrying an unreachable or sealed Vault or a
+	// throttling KMS (zero: one attempt).
+	Timeout time.Duration
 }
 
 // ExitError carries the child's exit status through to the process.
@@ -92,7 +96,12 @@ func (b *Broker) Exec(ctx context.Context, opts ExecOptions) error {
 		names = append(names, s)
 	}
 	sort.Strings(names)
-	res, err := b.Fetch(ctx, names, nil)
+	if needsVault(b, names) {
+		if err := b.connectUntil(ctx, opts.Timeout); err != nil {
+			return fmt.Errorf("not running the command: %w", err)
+		}
+	}
+	res, err := b.fetchUntil(ctx, names, nil, nil, opts.Timeout)
 	if err != nil {
 		return fmt.Errorf("not running the command: %w", err)
 	}
@@ -144,6 +153,16 @@ func (b *Broker) Exec(ctx context.Context, opts ExecOptions) error {
 	}
 	env := b.childEnv(opts, vars, values)
 	return runChild(opts, env, values)
+}
+
+// needsVault reports whether any of the named secrets comes from Vault.
+func needsVault(b *Broker, names []string) bool {
+	for _, n := range names {
+		if d, ok := b.lookup(n); ok && d.Ref.Scheme == "vault" {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *Broker) childEnv(opts ExecOptions, vars, values []string) []string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -42,6 +43,8 @@ type Keys struct {
 	Vault func(ctx context.Context) (*api.Client, error)
 	// Cache, when set, keeps unwrapped data keys of remote key services.
 	Cache *providers.DataKeyCache
+	// Log, when set, receives a warning for every retried KMS call.
+	Log *slog.Logger
 }
 
 func (k Keys) specs() []string {
@@ -172,7 +175,7 @@ func (k Keys) resolve(ctx context.Context, specs []string, files []*local.Key) (
 				return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("local key %s is not loaded: pass its file with --key-file", spec))
 			}
 		case strings.HasPrefix(spec, awskms.KeyIDPrefix):
-			key, err := awskms.New(ctx, strings.TrimPrefix(spec, awskms.KeyIDPrefix))
+			key, err := awskms.New(ctx, strings.TrimPrefix(spec, awskms.KeyIDPrefix), awskms.LogRetries(k.Log))
 			if err != nil {
 				return nil, err
 			}

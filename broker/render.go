@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/user"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/backoff"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 	"github.com/secrets-broker/secrets-broker/providers"
@@ -35,6 +37,7 @@ type Broker struct {
 	files       map[string]*envelope.File
 	// decls indexes cfg.Secrets by name.
 	decls map[string]SecretDecl
+	log   *slog.Logger
 }
 
 // New makes a broker for cfg. Nothing is contacted until needed.
@@ -43,7 +46,16 @@ func New(cfg *Config) *Broker {
 	for _, d := range cfg.Secrets {
 		decls[d.Name] = d
 	}
-	return &Broker{cfg: cfg, cache: providers.NewDataKeyCache(10000, cfg.keyCacheTTL()), files: map[string]*envelope.File{}, decls: decls}
+	return &Broker{cfg: cfg, cache: providers.NewDataKeyCache(10000, cfg.keyCacheTTL()), files: map[string]*envelope.File{}, decls: decls,
+		log: slog.New(slog.DiscardHandler)}
+}
+
+// SetLogger sets where the broker logs retries and warnings (default:
+// nowhere).
+func (b *Broker) SetLogger(l *slog.Logger) {
+	if l != nil {
+		b.log = l
+	}
 }
 
 // Close releases the Vault client and zeroes cached data keys.
@@ -77,6 +89,7 @@ func (b *Broker) VaultClient(ctx context.Context) (*vault.Client, error) {
 			}
 		}
 	}
+	vc.Logger = b.log
 	c, err := vault.Connect(ctx, vc)
 	if err != nil {
 		return nil, err
@@ -93,7 +106,7 @@ func (b *Broker) envelopeKeys(ctx context.Context) ([]envelope.KeyWrapper, error
 	for i, f := range b.cfg.KeyFiles {
 		files[i] = b.cfg.Resolve(f)
 	}
-	k := Keys{Specs: b.cfg.Keys, KeyFiles: files, Cache: b.cache, Vault: func(ctx context.Context) (*api.Client, error) {
+	k := Keys{Specs: b.cfg.Keys, KeyFiles: files, Cache: b.cache, Log: b.log, Vault: func(ctx context.Context) (*api.Client, error) {
 		c, err := b.VaultClient(ctx)
 		if err != nil {
 			return nil, err
@@ -577,8 +590,19 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 	if err != nil {
 		return Report{}, err
 	}
+	if len(prepared) == 0 {
+		return Report{}, fail.Mark(fail.Usage, fmt.Errorf("config %s has no outputs: nothing to render. Give a config (-c FILE) with outputs, or use exec to pass --secret values to a command", b.cfg.Source))
+	}
 	names, calls := Needs(prepared)
-	res, fetchErr := b.fetchUntil(ctx, names, calls, nil, opts.Timeout)
+	var res *Resolved
+	var fetchErr error
+	if needsVault(b, names) || len(calls) > 0 {
+		// Log in first: a Vault that cannot be reached is reported as such.
+		fetchErr = b.connectUntil(ctx, opts.Timeout)
+	}
+	if fetchErr == nil {
+		res, fetchErr = b.fetchUntil(ctx, names, calls, nil, opts.Timeout)
+	}
 	perms, err := b.cfg.DirPerms()
 	if err != nil {
 		return Report{}, fail.Mark(fail.Usage, err)
@@ -596,10 +620,11 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 }
 
 // fetchUntil is fetch, retrying retryable failures (Vault unreachable or
-// sealed, KMS throttling) with backoff until timeout has passed.
+// sealed, KMS throttling) with the one backoff policy until timeout has
+// passed, logging each failed attempt with the next delay.
 func (b *Broker) fetchUntil(ctx context.Context, names []string, calls []templates.VaultCall, have map[string]*vault.Secret, timeout time.Duration) (*Resolved, error) {
 	var res *Resolved
-	err := retryUntil(ctx, timeout, func() (err error) {
+	err := b.retryUntil(ctx, "fetching secrets", timeout, func() (err error) {
 		res, err = b.fetch(ctx, names, calls, have)
 		return err
 	})
@@ -608,28 +633,31 @@ func (b *Broker) fetchUntil(ctx context.Context, names []string, calls []templat
 
 // connectUntil connects to Vault, retrying retryable failures until timeout.
 func (b *Broker) connectUntil(ctx context.Context, timeout time.Duration) error {
-	return retryUntil(ctx, timeout, func() error {
+	return b.retryUntil(ctx, "connecting to Vault", timeout, func() error {
 		_, err := b.VaultClient(ctx)
 		return err
 	})
 }
 
 // retryUntil calls try until it succeeds, fails in a way that is not
-// retryable, or timeout has passed, waiting 250 ms doubling to 1 min between
-// tries.
-func retryUntil(ctx context.Context, timeout time.Duration, try func() error) error {
-	deadline := time.Now().Add(timeout)
-	for attempt := 0; ; attempt++ {
-		err := try()
-		if err == nil || !fail.KindOf(err).Retryable() || time.Now().After(deadline) || ctx.Err() != nil {
-			return err
-		}
-		wait := min(time.Duration(250<<min(attempt, 8))*time.Millisecond, time.Minute, time.Until(deadline))
-		select {
-		case <-ctx.Done():
-		case <-time.After(max(wait, 0)):
-		}
+// retryable, or timeout has passed (zero: one attempt), waiting as
+// backoff.Default says between tries and logging every failed attempt at
+// warning level with the next delay.
+func (b *Broker) retryUntil(ctx context.Context, what string, timeout time.Duration, try func() error) error {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
 	}
+	retryable := func(err error) bool { return fail.KindOf(err).Retryable() }
+	return backoff.Default().Retry(ctx, deadline, retryable, func(a backoff.Attempt) {
+		if a.Last {
+			if retryable(a.Err) && ctx.Err() == nil {
+				b.log.Warn(what+" failed; giving up: --timeout has passed", "attempt", a.N, "timeout", timeout.String(), "error", a.Err)
+			}
+			return
+		}
+		b.log.Warn(what+" failed; retrying", "attempt", a.N, "retry_in", a.Next.Round(time.Millisecond).String(), "error", a.Err)
+	}, try)
 }
 
 // writeAll renders every prepared output from res and writes the ones
@@ -650,6 +678,10 @@ func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) R
 	rendered := make([][]byte, len(prepared))
 	errs := make([]error, len(prepared))
 	for i, p := range prepared {
+		if res == nil {
+			errs[i] = fmt.Errorf("output %s: not rendered: its secrets could not be fetched", p.Output.Path)
+			continue
+		}
 		if missing := missingFor(p, res); missing != "" {
 			errs[i] = fmt.Errorf("output %s: secret %s is unavailable", p.Output.Path, missing)
 			continue
@@ -714,9 +746,6 @@ func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) R
 }
 
 func missingFor(p Prepared, r *Resolved) string {
-	if r == nil {
-		return "(all)"
-	}
 	for _, s := range p.Secrets {
 		if _, ok := r.Values[s]; !ok {
 			return s

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/backoff"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 )
 
@@ -86,8 +88,9 @@ func New(ctx context.Context, arn string, optFns ...func(*kms.Options)) (*Key, e
 }
 
 // NewFromConfig makes a wrapper with an AWS configuration the caller built.
-// Calls are retried on throttling and transient errors with the SDK's
-// standard exponential backoff, up to DefaultMaxAttempts times.
+// Calls are retried on throttling and transient errors by the SDK's standard
+// retryer, up to DefaultMaxAttempts times, waiting as the broker's one
+// backoff policy says (full jitter, ceiling 100 ms doubling to 5 s).
 func NewFromConfig(arn string, cfg aws.Config, optFns ...func(*kms.Options)) (*Key, error) {
 	region, err := ParseARN(arn)
 	if err != nil {
@@ -97,10 +100,48 @@ func NewFromConfig(arn string, cfg aws.Config, optFns ...func(*kms.Options)) (*K
 		o.Region = region
 		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
 			so.MaxAttempts = DefaultMaxAttempts
-			so.MaxBackoff = 5 * time.Second
+			so.MaxBackoff = retryBackoff().Max
+			so.Backoff = fullJitter{retryBackoff()}
 		})
 	}}, optFns...)
 	return &Key{arn: arn, client: kms.NewFromConfig(cfg, opts...)}, nil
+}
+
+// retryBackoff spaces KMS retries.
+func retryBackoff() backoff.Policy {
+	return backoff.Policy{Base: 100 * time.Millisecond, Max: 5 * time.Second}
+}
+
+// fullJitter adapts a backoff.Policy to the SDK's retryer (whose attempts
+// count from 1).
+type fullJitter struct{ p backoff.Policy }
+
+func (j fullJitter) BackoffDelay(attempt int, _ error) (time.Duration, error) {
+	return j.p.Delay(max(attempt-1, 0)), nil
+}
+
+// LogRetries is a KMS client option that logs every retried call at
+// warning level with the next delay (the retryer must be set first, as
+// NewFromConfig does).
+func LogRetries(log *slog.Logger) func(*kms.Options) {
+	return func(o *kms.Options) {
+		if log != nil && o.Retryer != nil {
+			o.Retryer = loggingRetryer{Retryer: o.Retryer, log: log}
+		}
+	}
+}
+
+type loggingRetryer struct {
+	aws.Retryer
+	log *slog.Logger
+}
+
+func (r loggingRetryer) RetryDelay(attempt int, err error) (time.Duration, error) {
+	d, derr := r.Retryer.RetryDelay(attempt, err)
+	if derr == nil {
+		r.log.Warn("AWS KMS call failed; retrying", "attempt", attempt, "retry_in", d.Round(time.Millisecond).String(), "error", err)
+	}
+	return d, derr
 }
 
 // NewWithClient makes a wrapper around any KMS API implementation.

@@ -1,8 +1,12 @@
 package awskms_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +40,7 @@ func setup(t *testing.T) (*kmsfake.Server, aws.Config) {
 func newKey(t *testing.T, cfg aws.Config, arn string) *awskms.Key {
 	t.Helper()
 	k, err := awskms.NewFromConfig(arn, cfg, func(o *kms.Options) {
-		// Keep retries quick in tests; production uses the SDK's default backoff.
+		// Keep retries quick in tests; production uses the broker's full-jitter backoff.
 		o.Retryer = retryQuick(o.Retryer)
 	})
 	if err != nil {
@@ -257,4 +261,43 @@ func TestDisabledKeyStopsOpeningWithinCacheTTL(t *testing.T) {
 		t.Fatalf("sweep dropped %d, %d left", n, cache.Len())
 	}
 	wantKind(t, open(), fail.KeyUnavailable, "cannot be used now")
+}
+
+// KMS retries wait as the broker's one backoff policy says (full jitter
+// under 100 ms doubling) and each one is logged with its delay.
+func TestRetriesAreLoggedWithTheirDelay(t *testing.T) {
+	ctx := context.Background()
+	srv, cfg := setup(t)
+	var logs bytes.Buffer
+	arn := srv.CreateKey("us-east-1")
+	k, err := awskms.NewFromConfig(arn, cfg, awskms.LogRetries(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := envelope.Seal(ctx, []byte("v"), envelope.Binding{Name: "n"}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Throttle(3)
+	if _, err := e.Open(ctx, envelope.Expect{}, []envelope.KeyWrapper{k}); err != nil {
+		t.Fatalf("three throttles should be retried away: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want one warning per retried call (3), got:\n%s", logs.String())
+	}
+	re := regexp.MustCompile(`level=WARN msg="AWS KMS call failed; retrying" attempt=(\d) retry_in=([0-9.]+m?s|0s) .*ThrottlingException`)
+	for i, l := range lines {
+		m := re.FindStringSubmatch(l)
+		if m == nil || m[1] != strconv.Itoa(i+1) {
+			t.Fatalf("warning %d: %s", i+1, l)
+		}
+		d, _ := time.ParseDuration(m[2])
+		if ceiling := (100 * time.Millisecond) << i; d > ceiling {
+			t.Errorf("retry %d waited %v, over the full-jitter ceiling %v", i+1, d, ceiling)
+		}
+	}
+	if strings.Contains(logs.String(), `"v"`) {
+		t.Fatal("a value reached the log")
+	}
 }

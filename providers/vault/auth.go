@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/api/auth/approle"
 	"github.com/hashicorp/vault/api/auth/kubernetes"
 
+	"github.com/secrets-broker/secrets-broker/internal/backoff"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 )
 
@@ -266,24 +266,13 @@ func (c *Client) login(ctx context.Context) (*api.Secret, error) {
 	return s, nil
 }
 
-// backoff returns the wait before attempt n (from 0): base doubling to max,
-// with jitter of up to a fifth either way.
-func backoff(n int, base, max time.Duration) time.Duration {
-	d := base
-	for i := 0; i < n && d < max; i++ {
-		d *= 2
-	}
-	d = min(d, max)
-	jitter := time.Duration(rand.Int64N(int64(d)/5 + 1))
-	if rand.IntN(2) == 0 {
-		return d - jitter
-	}
-	return d + jitter
-}
+// loginBackoff spaces attempts to log in again: full jitter under a ceiling
+// of 1 s doubling to 5 min.
+func loginBackoff() backoff.Policy { return backoff.Policy{Base: time.Second, Max: 5 * time.Minute} }
 
 // keepToken renews the broker's token with Vault's LifetimeWatcher while Vault
-// extends it, and logs in again (1 s doubling to 5 min between failures) when
-// it cannot be renewed any longer.
+// extends it, and logs in again (loginBackoff between failures, each logged)
+// when it cannot be renewed any longer.
 func (c *Client) keepToken(ctx context.Context, secret *api.Secret) {
 	for {
 		if secret.Auth.LeaseDuration == 0 {
@@ -312,10 +301,10 @@ func (c *Client) keepToken(ctx context.Context, secret *api.Secret) {
 				secret = s
 				break
 			}
-			select {
-			case <-ctx.Done():
+			wait := loginBackoff().Delay(attempt)
+			c.log.Warn("vault: logging in again failed; retrying", "method", c.auth.Describe(), "attempt", attempt+1, "retry_in", wait.Round(time.Millisecond).String(), "error", err)
+			if !backoff.Sleep(ctx, wait) {
 				return
-			case <-time.After(backoff(attempt, time.Second, 5*time.Minute)):
 			}
 		}
 	}

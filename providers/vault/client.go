@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -42,12 +43,16 @@ type Config struct {
 	Timeout time.Duration
 	// Auth logs in; nil means the token in VAULT_TOKEN.
 	Auth Auth
+	// Logger receives warnings (failed attempts to log in again); nil
+	// discards them.
+	Logger *slog.Logger
 }
 
 // Client reads secrets from one Vault.
 type Client struct {
 	api      *api.Client
 	auth     Auth
+	log      *slog.Logger
 	requests atomic.Int64
 
 	loginMu sync.Mutex
@@ -88,7 +93,10 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: %w", err))
 		}
 	}
-	c := &Client{auth: cfg.Auth}
+	c := &Client{auth: cfg.Auth, log: cfg.Logger}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
 	vc.HttpClient.Transport = countingTransport{next: vc.HttpClient.Transport, count: &c.requests}
 	client, err := api.NewClient(vc)
 	if err != nil {

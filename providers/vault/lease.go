@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/secrets-broker/secrets-broker/internal/backoff"
 )
 
 // Event is one delivery from Keep.
@@ -17,6 +19,9 @@ type Event struct {
 	// Err is set when a fetch failed; Keep goes on trying with backoff while
 	// the error is retryable and stops when it is not.
 	Err error
+	// RetryIn is the wait before the next attempt after Err (zero when
+	// Keep gives up).
+	RetryIn time.Duration
 }
 
 // KeepOptions tunes Keep.
@@ -48,8 +53,9 @@ type KeepOptions struct {
 //     (consul-template's rule);
 //   - a secret without a lease is read again every StaticInterval.
 //
-// Retryable failures back off from 250 ms doubling to 1 minute, with jitter;
-// a permanent failure is delivered and ends Keep with that error.
+// Retryable failures back off as backoff.Default says (full jitter under a
+// ceiling of 250 ms doubling to 1 minute); a permanent failure is delivered
+// and ends Keep with that error.
 func (c *Client) Keep(ctx context.Context, ref Ref, opts KeepOptions, deliver func(Event)) error {
 	if opts.StaticInterval <= 0 {
 		opts.StaticInterval = 5 * time.Minute
@@ -60,7 +66,7 @@ func (c *Client) Keep(ctx context.Context, ref Ref, opts KeepOptions, deliver fu
 	var lastFetch time.Time
 	for {
 		if wait := opts.MinRefetch - time.Since(lastFetch); !lastFetch.IsZero() && wait > 0 {
-			if !sleep(ctx, wait) {
+			if !backoff.Sleep(ctx, wait) {
 				return ctx.Err()
 			}
 		}
@@ -84,11 +90,11 @@ func (c *Client) Keep(ctx context.Context, ref Ref, opts KeepOptions, deliver fu
 			}
 		case s.Lease.TTL > 0:
 			frac := 0.85 + rand.Float64()*0.10
-			if !sleep(ctx, time.Until(s.Lease.IssuedAt.Add(time.Duration(float64(s.Lease.TTL)*frac)))) {
+			if !backoff.Sleep(ctx, time.Until(s.Lease.IssuedAt.Add(time.Duration(float64(s.Lease.TTL)*frac)))) {
 				return ctx.Err()
 			}
 		default:
-			if !sleep(ctx, time.Until(s.Lease.IssuedAt.Add(opts.StaticInterval))) {
+			if !backoff.Sleep(ctx, time.Until(s.Lease.IssuedAt.Add(opts.StaticInterval))) {
 				return ctx.Err()
 			}
 		}
@@ -104,15 +110,17 @@ func (c *Client) fetchWithRetry(ctx context.Context, ref Ref, retryPermanent boo
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		deliver(Event{Err: err})
-		limit := time.Minute
+		policy := backoff.Default()
 		if e, ok := err.(*Error); ok && !e.Retryable() {
 			if !retryPermanent {
+				deliver(Event{Err: err})
 				return nil, err
 			}
-			limit = 5 * time.Minute
+			policy.Max = 5 * time.Minute
 		}
-		if !sleep(ctx, backoff(attempt, 250*time.Millisecond, limit)) {
+		wait := policy.Delay(attempt)
+		deliver(Event{Err: err, RetryIn: wait})
+		if !backoff.Sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
 	}
@@ -142,16 +150,5 @@ func (c *Client) renewUntilDone(ctx context.Context, s *Secret, deliver func(Eve
 		case <-w.DoneCh():
 			return nil
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(max(d, 0))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -51,6 +52,7 @@ the command's output with [redacted].`,
 			}
 			b := broker.New(cfg)
 			defer b.Close()
+			b.SetLogger(newLogger(env, false))
 			opts.BaseEnv = os.Environ()
 			opts.Stdin, opts.Stdout, opts.Stderr = env.Stdin, env.Stdout, env.Stderr
 			return b.Exec(cmd.Context(), opts)
@@ -65,6 +67,7 @@ the command's output with [redacted].`,
 	f.BoolVar(&opts.GitHubActions, "github-actions", false, "print ::add-mask:: for every value (and every line) first")
 	f.StringVar(&opts.GitHubEnv, "github-env", "", "append the secrets to this file with the heredoc syntax ('-' for $GITHUB_ENV)")
 	f.StringVar(&opts.GitLabDotenv, "gitlab-dotenv", "", "write a GitLab dotenv report artifact here (mode 0600)")
+	f.DurationVar(&opts.Timeout, "timeout", time.Minute, "keep retrying an unreachable or sealed Vault or a throttling KMS this long, then fail without running the command")
 	f.BoolVar(&opts.RedactOutput, "redact-output", false, "replace secret values in the command's stdout and stderr with [redacted]")
 	return cmd
 }

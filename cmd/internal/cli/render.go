@@ -69,12 +69,22 @@ type renderFlags struct {
 	cf      configFlags
 	dryRun  bool
 	timeout time.Duration
+	logJSON bool
 }
 
 func (r *renderFlags) register(cmd *cobra.Command) {
 	r.cf.register(cmd)
 	cmd.Flags().BoolVar(&r.dryRun, "dry-run", false, "show which files would change; write nothing, print no value")
 	cmd.Flags().DurationVar(&r.timeout, "timeout", time.Minute, "keep retrying an unreachable or sealed Vault or a throttling KMS this long, then fail")
+	cmd.Flags().BoolVar(&r.logJSON, "log-json", false, "log JSON lines instead of text")
+}
+
+// newLogger logs to the command's stderr, as text or JSON lines.
+func newLogger(env Env, json bool) *slog.Logger {
+	if json {
+		return slog.New(slog.NewJSONHandler(env.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(env.Stderr, nil))
 }
 
 func (r *renderFlags) run(cmd *cobra.Command, env Env) error {
@@ -84,6 +94,7 @@ func (r *renderFlags) run(cmd *cobra.Command, env Env) error {
 	}
 	b := broker.New(cfg)
 	defer b.Close()
+	b.SetLogger(newLogger(env, r.logJSON))
 	rep, err := b.RenderOnce(cmd.Context(), broker.RenderOptions{DryRun: r.dryRun, Timeout: r.timeout})
 	for _, res := range rep.Results {
 		state := "unchanged"
@@ -114,9 +125,8 @@ func newRender(env Env) *cobra.Command {
 
 func newRun(env Env) *cobra.Command {
 	var (
-		rf      renderFlags
-		once    bool
-		logJSON bool
+		rf   renderFlags
+		once bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -141,10 +151,6 @@ running one in place. Metrics and /healthz: refresh.metrics_address.`,
 			if rf.dryRun {
 				return usageErr("--dry-run goes with --once or the render command")
 			}
-			var handler slog.Handler = slog.NewTextHandler(env.Stderr, nil)
-			if logJSON {
-				handler = slog.NewJSONHandler(env.Stderr, nil)
-			}
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer func() { signal.Stop(hup); close(hup) }()
@@ -159,13 +165,12 @@ running one in place. Metrics and /healthz: refresh.metrics_address.`,
 			}()
 			return broker.RunDaemon(cmd.Context(), broker.DaemonOptions{
 				ConfigPath: rf.cf.configPath(), SecretFlags: rf.cf.secrets, Timeout: rf.timeout,
-				Logger: slog.New(handler), Reload: reload,
+				Logger: newLogger(env, rf.logJSON), Reload: reload,
 			})
 		},
 	}
 	rf.register(cmd)
 	cmd.Flags().BoolVar(&once, "once", false, "render every output once and exit")
-	cmd.Flags().BoolVar(&logJSON, "log-json", false, "log JSON lines instead of text")
 	return cmd
 }
 
