@@ -164,7 +164,8 @@ func (c *Config) keyCacheTTL() time.Duration {
 	return providers.DefaultDataKeyTTL
 }
 
-// ExecConfig shapes the environment of "secrets-broker exec".
+// ExecConfig shapes the environment of "secrets-broker exec" and of the
+// command "run" supervises (run --exec, or Command here).
 type ExecConfig struct {
 	// Env maps environment variable names to secret names; by default each
 	// secret is passed under its own name.
@@ -172,6 +173,25 @@ type ExecConfig struct {
 	Pristine bool              `yaml:"pristine"`
 	Allow    []string          `yaml:"env_allow"`
 	Deny     []string          `yaml:"env_deny"`
+
+	// Command, when set, makes "run" start it after the first render and
+	// supervise it (as run --exec -- COMMAND does).
+	Command []string `yaml:"command"`
+	// RestartOnSecretChanges: "always" (default) restarts the command, or
+	// sends it ReloadSignal, once per change; "never" leaves it alone.
+	RestartOnSecretChanges string `yaml:"restart_on_secret_changes"`
+	// ReloadSignal, when set, is sent instead of a restart when a rendered
+	// file changes (a changed environment still needs a restart).
+	ReloadSignal string `yaml:"reload_signal"`
+	// KillSignal (default TERM) and KillTimeout (default 30s): how the
+	// command is stopped, before SIGKILL.
+	KillSignal  string        `yaml:"kill_signal"`
+	KillTimeout time.Duration `yaml:"kill_timeout"`
+	// Splay delays each restart or signal by a random time up to it.
+	Splay time.Duration `yaml:"splay"`
+	// OnChildExit: "exit" (default) ends the broker with the command's
+	// status; "restart" starts it again (with backoff).
+	OnChildExit string `yaml:"on_child_exit"`
 }
 
 // SecretDecl is one declared secret.
@@ -467,6 +487,25 @@ func (c *Config) Check() error {
 		add("output_root is required when there are outputs: every output path is resolved beneath it")
 	}
 	if c.Exec != nil {
+		e := c.Exec
+		switch e.RestartOnSecretChanges {
+		case "", "always", "never":
+		default:
+			add("exec.restart_on_secret_changes %q is not always or never", e.RestartOnSecretChanges)
+		}
+		switch e.OnChildExit {
+		case "", "exit", "restart":
+		default:
+			add("exec.on_child_exit %q is not exit or restart", e.OnChildExit)
+		}
+		for key, sig := range map[string]string{"reload_signal": e.ReloadSignal, "kill_signal": e.KillSignal} {
+			if _, ok := parseSignal(sig); sig != "" && !ok {
+				add("exec.%s %q is not one of %s", key, sig, notifySignalNames)
+			}
+		}
+		if e.KillTimeout < 0 || e.Splay < 0 {
+			add("exec.kill_timeout and exec.splay must not be negative")
+		}
 		for env, s := range c.Exec.Env {
 			if !envNameRE.MatchString(env) {
 				add("exec.env: %q is not a valid environment variable name", env)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/secrets-broker/secrets-broker/broker/supervisor"
 	"github.com/secrets-broker/secrets-broker/internal/credenv"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
@@ -39,6 +40,10 @@ type DaemonOptions struct {
 	Reload <-chan struct{}
 	// Rendered, when set, is called after every render pass.
 	Rendered func(Report)
+	// Exec is the command to supervise (run --exec -- COMMAND; or the
+	// config's exec.command when Exec.Command is empty), with its stdio,
+	// base environment and environment rules.
+	Exec ExecOptions
 }
 
 // RunDaemon renders every output, then keeps them fresh until ctx ends:
@@ -58,6 +63,14 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 	d := &daemon{opts: opts, log: opts.Logger, m: newMetrics(), reloadCh: make(chan string, 1)}
 	d.heartbeat()
 	defer d.closeVault()
+	if supervisor.IsInit() {
+		// PID 1 (a container's entrypoint, or unshare -fp): orphans the
+		// command leaves behind are re-parented here and must be reaped.
+		d.reaper = &supervisor.Reaper{}
+		rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		defer stop()
+		go d.reaper.Run(rctx)
+	}
 	gen, err := d.startGeneration(ctx, nil, false)
 	if err != nil {
 		return err
@@ -71,6 +84,11 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		}
 		defer srv.Close()
 	}
+	childDone, err := d.startChild(ctx, gen)
+	if err != nil {
+		gen.stop()
+		return err
+	}
 	beat := time.NewTicker(heartbeatEvery)
 	defer beat.Stop()
 	for {
@@ -78,7 +96,16 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		select {
 		case <-ctx.Done():
 			gen.stop()
+			if childDone != nil {
+				// The supervisor saw ctx end too: the command is being
+				// stopped (kill_signal, then SIGKILL after kill_timeout).
+				return childExit(<-childDone)
+			}
 			return nil
+		case st := <-childDone:
+			gen.stop()
+			d.log.Info("the command exited; stopping", "status", st.Code)
+			return childExit(st)
 		case <-beat.C:
 			d.heartbeat()
 			continue
@@ -156,6 +183,12 @@ type daemon struct {
 	// stale are secrets whose source could not be re-read (emptied,
 	// missing, tampered): every output keeps their last good value.
 	stale map[string]string
+
+	// child is the supervised command, when there is one.
+	child *childState
+	// reaper starts the broker's own children and reaps orphans when the
+	// broker is PID 1 (nil otherwise).
+	reaper *supervisor.Reaper
 
 	// The Vault client outlives config reloads while the vault section is
 	// unchanged: the broker stays logged in (an AppRole secret_id file
@@ -263,17 +296,39 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		b.Close()
 		return nil, err
 	}
-	perms, err := cfg.DirPerms()
-	if err != nil {
+	if len(prepared) == 0 && d.execCommand(cfg) == nil {
 		b.Close()
-		return nil, err
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("config %s has no outputs and no command to run: nothing to keep fresh. Add outputs, or run a command with --exec -- COMMAND (or exec.command)", cfg.Source))
 	}
-	dir, err := OpenOutputDir(cfg.Resolve(cfg.OutputRoot), perms)
-	if err != nil {
-		b.Close()
-		return nil, err
+	var dir *OutputDir
+	if len(prepared) > 0 {
+		perms, err := cfg.DirPerms()
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
+		dir, err = OpenOutputDir(cfg.Resolve(cfg.OutputRoot), perms)
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
 	}
 	names, calls := Needs(prepared)
+	if d.execCommand(cfg) != nil {
+		envMap, err := b.ExecEnv()
+		if err != nil {
+			if dir != nil {
+				dir.Close()
+			}
+			b.Close()
+			return nil, fmt.Errorf("exec: %w", err)
+		}
+		for _, n := range sortedValues(envMap) {
+			if !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+		}
+	}
 	ctx, cancel := context.WithCancel(parent)
 	g := &generation{d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, requests: b.indexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel}
 	// Expired data keys are zeroed on a timer; a reload starts a new
@@ -336,7 +391,9 @@ func (g *generation) heldRequests() map[string]*vault.Secret {
 func (g *generation) stop() {
 	g.cancel()
 	g.wg.Wait()
-	g.dir.Close()
+	if g.dir != nil {
+		g.dir.Close()
+	}
 	g.b.Close()
 }
 
@@ -600,6 +657,7 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 	rep := writeAll(g.dir, g.prepared, res, false)
 	m := g.d.m
 	var failing []string
+	restored := map[string]bool{}
 	if g.written == nil {
 		g.written = map[string][32]byte{}
 	}
@@ -613,6 +671,7 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 			failing = append(failing, r.Path)
 			g.d.log.Error("output not written; its previous file is kept", "output", r.Path, "error", r.Err)
 		case r.Changed && seen && prev == r.Sum:
+			restored[r.Path] = true
 			m.restores.Inc()
 			g.d.log.Warn("output was deleted or changed by someone else; restored", "output", r.Path)
 		case r.Changed:
@@ -621,7 +680,7 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 			if n := outputFor(g.prepared, r.Path).Notify; notify && n != nil {
 				nc := *n
 				nc.PIDFile = g.cfg.Resolve(nc.PIDFile)
-				if err := runNotify(ctx, &nc); err != nil {
+				if err := runNotify(ctx, &nc, g.d.reaper); err != nil {
 					m.notifyErrors.Inc()
 					g.d.log.Error("notify failed", "output", r.Path, "error", err)
 				} else {
@@ -629,6 +688,9 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 				}
 			}
 		}
+	}
+	if notify {
+		g.d.tellChild(g, rep, restored)
 	}
 	if len(failing) > 0 {
 		m.renders.WithLabelValues("error").Inc()
@@ -655,7 +717,7 @@ func outputFor(ps []Prepared, path string) Output {
 
 // runNotify signals the process in the pid file and/or runs the command
 // (no shell; the broker's own credentials are not passed on).
-func runNotify(ctx context.Context, n *NotifyConfig) error {
+func runNotify(ctx context.Context, n *NotifyConfig, reaper *supervisor.Reaper) error {
 	var errs []error
 	if n.Signal != "" {
 		sig, _ := parseSignal(n.Signal) // checked when the config loaded
@@ -681,7 +743,12 @@ func runNotify(ctx context.Context, n *NotifyConfig) error {
 		defer cancel()
 		cmd := exec.CommandContext(cctx, n.Command[0], n.Command[1:]...)
 		cmd.Env = credenv.Strip(os.Environ())
-		if err := cmd.Run(); err != nil {
+		err := reaper.Start(cmd)
+		if err == nil {
+			err = cmd.Wait()
+			reaper.Done(cmd.Process.Pid)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("notify command %s: %w", n.Command[0], err))
 		}
 	}

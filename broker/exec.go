@@ -9,14 +9,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/secrets-broker/secrets-broker/broker/supervisor"
 	"github.com/secrets-broker/secrets-broker/internal/credenv"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/redact"
@@ -105,15 +103,7 @@ func (b *Broker) Exec(ctx context.Context, opts ExecOptions) error {
 	if err != nil {
 		return fmt.Errorf("not running the command: %w", err)
 	}
-	vars := make([]string, 0, len(envMap))
-	for k := range envMap {
-		vars = append(vars, k)
-	}
-	sort.Strings(vars)
-	values := make([]string, 0, len(vars))
-	for _, k := range vars {
-		values = append(values, res.Values[envMap[k]])
-	}
+	vars, values := envValues(envMap, res.Values)
 	if opts.GitHubActions {
 		for _, v := range values {
 			for _, m := range GitHubMasks(v) {
@@ -152,7 +142,21 @@ func (b *Broker) Exec(ctx context.Context, opts ExecOptions) error {
 		}
 	}
 	env := b.childEnv(opts, vars, values)
-	return runChild(opts, env, values)
+	return runChild(ctx, opts, env, values)
+}
+
+// envValues lists the variables of envMap in order and their values.
+func envValues(envMap map[string]string, values map[string]string) (vars, vals []string) {
+	vars = make([]string, 0, len(envMap))
+	for k := range envMap {
+		vars = append(vars, k)
+	}
+	sort.Strings(vars)
+	vals = make([]string, 0, len(vars))
+	for _, k := range vars {
+		vals = append(vals, values[envMap[k]])
+	}
+	return vars, vals
 }
 
 // needsVault reports whether any of the named secrets comes from Vault.
@@ -203,51 +207,31 @@ func (b *Broker) childEnv(opts ExecOptions, vars, values []string) []string {
 	return env
 }
 
-func runChild(opts ExecOptions, env []string, values []string) error {
-	cmd := exec.Command(opts.Command[0], opts.Command[1:]...)
-	cmd.Env = env
-	cmd.Stdin = opts.Stdin
+func runChild(ctx context.Context, opts ExecOptions, env []string, values []string) error {
+	cfg := supervisor.Config{Command: opts.Command, Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, Forward: forwardedSignals}
+	if supervisor.IsInit() {
+		cfg.Reaper = &supervisor.Reaper{}
+		rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		defer stop()
+		go cfg.Reaper.Run(rctx)
+	}
 	var outR, errR *redact.Writer
 	if opts.RedactOutput {
 		outR, errR = redact.NewWriter(opts.Stdout, values), redact.NewWriter(opts.Stderr, values)
-		cmd.Stdout, cmd.Stderr = outR, errR
-	} else {
-		cmd.Stdout, cmd.Stderr = opts.Stdout, opts.Stderr
+		cfg.Stdout, cfg.Stderr = outR, errR
 	}
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, forwardedSignals...)
-	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
-		return fail.Mark(fail.Usage, fmt.Errorf("cannot start %s: %w", opts.Command[0], err))
-	}
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case s := <-sigs:
-				cmd.Process.Signal(s)
-			case <-done:
-				return
-			}
-		}
-	}()
-	err := cmd.Wait()
-	close(done)
+	st, err := supervisor.Run(ctx, cfg, env, nil)
 	if outR != nil {
 		outR.Flush()
 		errR.Flush()
 	}
-	if err == nil {
-		return nil
+	if err != nil {
+		return fail.Mark(fail.Usage, err)
 	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return &ExitError{Code: 128 + int(ws.Signal())}
-		}
-		return &ExitError{Code: ee.ExitCode()}
+	if st.Code != 0 {
+		return &ExitError{Code: st.Code}
 	}
-	return err
+	return nil
 }
 
 // GitHubMasks returns what to mask for one value: the value and each of its

@@ -32,3 +32,7 @@ func fileOwner(info fs.FileInfo) (uid, gid int, ok bool) {
 
 // ownershipSupported: files have a POSIX owner and group here.
 const ownershipSupported = true
+
+// childForwardedSignals are passed on to the command run supervises
+// (SIGHUP is not: it reloads the broker's config).
+var childForwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}

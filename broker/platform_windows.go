@@ -27,3 +27,6 @@ func fileOwner(fs.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
 
 // ownershipSupported: Windows files have no POSIX owner and group.
 const ownershipSupported = false
+
+// childForwardedSignals are passed on to the command run supervises.
+var childForwardedSignals = []os.Signal{os.Interrupt}

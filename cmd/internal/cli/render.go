@@ -125,8 +125,9 @@ func newRender(env Env) *cobra.Command {
 
 func newRun(env Env) *cobra.Command {
 	var (
-		rf   renderFlags
-		once bool
+		rf       renderFlags
+		once     bool
+		execFlag bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -142,9 +143,28 @@ KV secrets are re-read every refresh.static_interval; envelope and plain files
 and templates are watched. Changes are debounced (refresh.wait), only changed
 files are written, and only their notify actions run. SIGHUP, or a change to
 the config file, reloads the config; a config that fails to load leaves the
-running one in place. Metrics and /healthz: refresh.metrics_address.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+running one in place. Metrics and /healthz: refresh.metrics_address.
+
+With --exec -- COMMAND (or exec.command in the config): after the first
+render, start COMMAND with the secrets in its environment (the rules of the
+exec command: exec.env, pristine, env_allow/env_deny, broker credentials
+stripped) and supervise it: signals are forwarded, the broker exits with its
+status, and when its secrets change it is restarted once per change (or sent
+exec.reload_signal when only a file changed). As PID 1 the broker reaps
+orphaned processes.`,
+		Example: `  secrets-broker run --once -c broker.yaml          # init container
+  secrets-broker run -c broker.yaml                 # sidecar
+  secrets-broker run -c broker.yaml --exec -- ./server --port 8080`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case execFlag && (len(args) == 0 || cmd.ArgsLenAtDash() != 0):
+				return usageErr("--exec needs the command after --: secrets-broker run -c FILE --exec -- COMMAND [ARGS...]")
+			case !execFlag && len(args) > 0:
+				return usageErr("unexpected argument(s); to supervise a command use: secrets-broker run -c FILE --exec -- COMMAND [ARGS...]")
+			case execFlag && once:
+				return usageErr("--exec supervises a command and keeps its secrets fresh, which --once does not; to run a command once with secrets use: secrets-broker exec -c FILE -- COMMAND")
+			}
 			if once {
 				return rf.run(cmd, env)
 			}
@@ -166,11 +186,13 @@ running one in place. Metrics and /healthz: refresh.metrics_address.`,
 			return broker.RunDaemon(cmd.Context(), broker.DaemonOptions{
 				ConfigPath: rf.cf.configPath(), SecretFlags: rf.cf.secrets, Timeout: rf.timeout,
 				Logger: newLogger(env, rf.logJSON), Reload: reload,
+				Exec: broker.ExecOptions{Command: args, BaseEnv: os.Environ(), Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr},
 			})
 		},
 	}
 	rf.register(cmd)
 	cmd.Flags().BoolVar(&once, "once", false, "render every output once and exit")
+	cmd.Flags().BoolVar(&execFlag, "exec", false, "start the command after -- with the secrets in its environment and supervise it")
 	return cmd
 }
 
