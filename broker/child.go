@@ -184,4 +184,3 @@ func sortedValues(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
-

@@ -41,4 +41,3 @@ func (r *Reaper) reap() {
 		syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
 	}
 }
-

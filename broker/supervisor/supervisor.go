@@ -283,4 +283,3 @@ func (r *Reaper) Done(pid int) {
 // IsInit reports whether this process is PID 1 (a container's or a PID
 // namespace's init), which must reap orphans.
 func IsInit() bool { return os.Getpid() == 1 }
-
