@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/backoff"
@@ -289,22 +290,103 @@ func (b *Broker) fetch(ctx context.Context, names []string, calls []templates.Va
 			}
 		}
 	}
-	for _, n := range names {
-		d, ok := b.lookup(n)
-		if !ok || d.Ref.Scheme == "vault" {
-			continue
-		}
-		v, err := b.fetchLocal(ctx, d)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("secret %s (%s): %w", n, d.Ref, err))
-			continue
-		}
-		res.Values[n] = v
-	}
+	errs = append(errs, b.fetchLocals(ctx, names, res)...)
 	if len(errs) > 0 {
 		return res, errors.Join(errs...)
 	}
 	return res, nil
+}
+
+// localConcurrency bounds the key-service calls (KMS Decrypt, Transit
+// decrypt) made at once to open envelope: secrets.
+const localConcurrency = 16
+
+// fetchLocals reads the named file: and envelope: secrets into res. Every
+// secrets file is parsed and its manifest verified once, first; then the
+// entries and single envelopes are opened concurrently (each is its own
+// key-service call), at most localConcurrency at a time.
+func (b *Broker) fetchLocals(ctx context.Context, names []string, res *Resolved) []error {
+	var local []SecretDecl
+	envelopes := false
+	for _, n := range names {
+		if d, ok := b.lookup(n); ok && d.Ref.Scheme != "vault" {
+			local = append(local, d)
+			envelopes = envelopes || d.Ref.Scheme == "envelope"
+		}
+	}
+	if len(local) == 0 {
+		return nil
+	}
+	errs := make([]error, len(local))
+	var keys []envelope.KeyWrapper
+	if envelopes {
+		var err error
+		if keys, err = b.envelopeKeys(ctx); err != nil {
+			for i, d := range local {
+				if d.Ref.Scheme == "envelope" {
+					errs[i] = err
+				}
+			}
+		}
+	}
+	// Files first, one by one: b.files is only written here.
+	failedFile := map[string]error{}
+	for i, d := range local {
+		if d.Ref.Scheme != "envelope" || d.Ref.Entry == "" || errs[i] != nil {
+			continue
+		}
+		p := b.cfg.Resolve(d.Ref.Path)
+		if err, seen := failedFile[p]; seen {
+			errs[i] = err
+			continue
+		}
+		f, err := b.secretsFile(p)
+		if err == nil {
+			err = f.Verify(ctx, envelope.FileExpect{Context: b.cfg.secretsFileContext(p)}, keys)
+		}
+		if err != nil {
+			failedFile[p], errs[i] = err, err
+		}
+	}
+	values := make([]string, len(local))
+	var g errgroup.Group
+	g.SetLimit(localConcurrency)
+	for i, d := range local {
+		if errs[i] != nil {
+			continue
+		}
+		g.Go(func() error {
+			values[i], errs[i] = b.fetchLocal(ctx, d)
+			return nil
+		})
+	}
+	g.Wait()
+	var out []error
+	for i, d := range local {
+		if errs[i] != nil {
+			out = append(out, fmt.Errorf("secret %s (%s): %w", d.Name, d.Ref, errs[i]))
+			continue
+		}
+		res.Values[d.Name] = values[i]
+	}
+	return out
+}
+
+// secretsFile returns the parsed secrets file at p, reading it on first use.
+func (b *Broker) secretsFile(p string) (*envelope.File, error) {
+	if f, ok := b.files[p]; ok {
+		return f, nil
+	}
+	data, err := readlimit.File(p, envelope.MaxFileLen, "secrets file "+p)
+	if err != nil {
+		return nil, err
+	}
+	f, err := envelope.ParseFile(data, p)
+	if err != nil {
+		return nil, err
+	}
+	b.files[p] = f
+	return f, nil
 }
 
 // maxSingleEnvelopeFile bounds a file holding one envelope: its text form
@@ -351,17 +433,9 @@ func (b *Broker) fetchLocal(ctx context.Context, d SecretDecl) (string, error) {
 			}
 			return string(pt), nil
 		}
-		f, ok := b.files[p]
-		if !ok {
-			data, err := readlimit.File(p, envelope.MaxFileLen, "secrets file "+p)
-			if err != nil {
-				return "", err
-			}
-			f, err = envelope.ParseFile(data, p)
-			if err != nil {
-				return "", err
-			}
-			b.files[p] = f
+		f, err := b.secretsFile(p)
+		if err != nil {
+			return "", err
 		}
 		pt, err := f.Open(ctx, envelope.Expect{Name: d.Ref.Entry, Context: d.Context}, file, keys)
 		return string(pt), err
