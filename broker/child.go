@@ -136,7 +136,7 @@ func (d *daemon) tellChild(g *generation, rep Report, restored map[string]bool) 
 	}
 	if change == nil {
 		for _, r := range rep.Results {
-			if r.Err == nil && r.Changed && !restored[r.Path] && outputFor(g.prepared, r.Path).Notify == nil {
+			if r.Err == nil && r.Changed && !restored[r.Path] && g.prepared[g.byPath[r.Path]].Output.Notify == nil {
 				change = &supervisor.Change{}
 				break
 			}

@@ -258,6 +258,20 @@ type generation struct {
 
 	mu  sync.Mutex
 	res *Resolved
+	// dirty are the outputs (indices into prepared) whose inputs changed
+	// since the last pass; allDirty asks for every output (start, reload,
+	// an output deleted or changed by someone). A refresh of one secret
+	// renders the outputs that use it, not every output.
+	dirty    map[int]bool
+	allDirty bool
+	// failed are the outputs whose last render or write failed: they are
+	// tried again on every pass.
+	failed map[string]bool
+	// byPath indexes prepared by output path.
+	byPath map[string]int
+	// usersOf maps a declared secret's name, or a template call's key, to
+	// the outputs that use it.
+	usersOf map[string][]int
 	// written is the hash of what each output was last rendered as, so a
 	// file written again with the same content is a restore (someone
 	// deleted or changed it), not a change.
@@ -330,7 +344,11 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		}
 	}
 	ctx, cancel := context.WithCancel(parent)
-	g := &generation{d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, requests: b.indexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel}
+	g := &generation{d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, requests: b.indexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel,
+		dirty: map[int]bool{}, allDirty: true, usersOf: outputUsers(prepared), failed: map[string]bool{}, byPath: map[string]int{}}
+	for i, p := range prepared {
+		g.byPath[p.Output.Path] = i
+	}
 	// Expired data keys are zeroed on a timer; a reload starts a new
 	// broker with an empty cache, and stopping this one purges it.
 	g.wg.Add(1)
@@ -457,6 +475,14 @@ func (g *generation) onVault(key string, ev vault.Event) {
 		m.setExpiry(key, ev.Secret)
 		g.mu.Lock()
 		err := g.b.apply(g.res, g.requests, key, ev.Secret)
+		if u := g.requests.users[key]; u != nil {
+			for _, d := range u.decls {
+				g.markDirty(d.Name)
+			}
+			for _, c := range u.calls {
+				g.markDirty(c)
+			}
+		}
 		g.mu.Unlock()
 		if err != nil {
 			g.d.log.Warn("a refreshed Vault secret lacks a field an output needs", "path", key, "error", err)
@@ -490,14 +516,16 @@ func (g *generation) watchFiles(ctx context.Context) error {
 	}
 	// Outputs: a file someone deletes or changes is written back on the
 	// next pass (logged and counted as a restore).
-	outputs := map[string]bool{}
+	outputs := map[string]int{} // path -> output index; -1 for a directory
 	outputDirs := map[string]bool{}
+	inDir := map[string][]int{} // directory -> the outputs in it
 	root := filepath.Clean(g.cfg.Resolve(g.cfg.OutputRoot))
-	for _, p := range g.prepared {
+	for i, p := range g.prepared {
 		abs := filepath.Join(root, filepath.Clean(p.Output.Path))
-		outputs[abs] = true
+		outputs[abs] = i
+		inDir[filepath.Dir(abs)] = append(inDir[filepath.Dir(abs)], i)
 		for d := filepath.Dir(abs); strings.HasPrefix(d, root); d = filepath.Dir(d) {
-			outputs[d] = true // a removed parent directory
+			outputs[d] = -1 // a removed parent directory
 			outputDirs[d] = true
 			if d == root {
 				break
@@ -569,8 +597,25 @@ func (g *generation) watchFiles(ctx context.Context) error {
 					pending[p] = true
 					settle.Reset(fileSettle)
 				}
-				if outputs[p] || outputs[filepath.Dir(p)] && !strings.Contains(filepath.Base(p), ".tmp-") {
+				// An output changed or removed (our own writes included:
+				// rendering it again finds it unchanged), or a directory
+				// of outputs: render what may have been touched.
+				i, isOutput := outputs[p]
+				_, inOutputDir := outputs[filepath.Dir(p)]
+				if isOutput || inOutputDir && !strings.Contains(filepath.Base(p), ".tmp-") {
 					watchOutputs()
+					g.mu.Lock()
+					switch {
+					case isOutput && i >= 0:
+						g.dirty[i] = true
+					case isOutput: // a directory of outputs
+						g.allDirty = true
+					default: // another file beside outputs (a bundle's versions)
+						for _, j := range inDir[filepath.Dir(p)] {
+							g.dirty[j] = true
+						}
+					}
+					g.mu.Unlock()
 					g.kick()
 				}
 			}
@@ -599,6 +644,7 @@ func (g *generation) refetchLocal(ctx context.Context, path string, names []stri
 		g.mu.Lock()
 		if g.res.Values[n] != v {
 			g.res.Values[n] = v
+			g.markDirty(n)
 			changed = true
 		}
 		g.mu.Unlock()
@@ -653,10 +699,15 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 	}
 	g.mu.Lock()
 	res := g.res.clone()
+	todo := g.prepared
+	if !g.allDirty {
+		todo = g.dirtyOutputs()
+	}
+	clear(g.dirty)
+	g.allDirty = false
 	g.mu.Unlock()
-	rep := writeAll(g.dir, g.prepared, res, false)
+	rep := writeAll(g.dir, todo, res, false)
 	m := g.d.m
-	var failing []string
 	restored := map[string]bool{}
 	if g.written == nil {
 		g.written = map[string][32]byte{}
@@ -665,10 +716,12 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 		prev, seen := g.written[r.Path]
 		if r.Err == nil {
 			g.written[r.Path] = r.Sum
+			delete(g.failed, r.Path)
+		} else {
+			g.failed[r.Path] = true
 		}
 		switch {
 		case r.Err != nil:
-			failing = append(failing, r.Path)
 			g.d.log.Error("output not written; its previous file is kept", "output", r.Path, "error", r.Err)
 		case r.Changed && seen && prev == r.Sum:
 			restored[r.Path] = true
@@ -677,7 +730,7 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 		case r.Changed:
 			m.writes.Inc()
 			g.d.log.Info("output written", "output", r.Path)
-			if n := outputFor(g.prepared, r.Path).Notify; notify && n != nil {
+			if n := g.prepared[g.byPath[r.Path]].Output.Notify; notify && n != nil {
 				nc := *n
 				nc.PIDFile = g.cfg.Resolve(nc.PIDFile)
 				if err := runNotify(ctx, &nc, g.d.reaper); err != nil {
@@ -692,6 +745,11 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 	if notify {
 		g.d.tellChild(g, rep, restored)
 	}
+	failing := make([]string, 0, len(g.failed))
+	for p := range g.failed {
+		failing = append(failing, p)
+	}
+	slices.Sort(failing)
 	if len(failing) > 0 {
 		m.renders.WithLabelValues("error").Inc()
 	} else {
@@ -706,13 +764,55 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 	}
 }
 
-func outputFor(ps []Prepared, path string) Output {
-	for _, p := range ps {
-		if p.Output.Path == path {
-			return p.Output
+// outputUsers maps each declared secret and template call key to the
+// outputs that use it.
+func outputUsers(ps []Prepared) map[string][]int {
+	users := map[string][]int{}
+	for i, p := range ps {
+		for _, s := range p.Secrets {
+			users[s] = append(users[s], i)
+		}
+		if p.Template != nil {
+			for _, c := range p.Template.Vault {
+				users[c.Key()] = append(users[c.Key()], i)
+			}
 		}
 	}
-	return Output{}
+	return users
+}
+
+// markDirty marks the outputs that use a secret name or call key (g.mu
+// held).
+func (g *generation) markDirty(nameOrCall string) {
+	for _, i := range g.usersOf[nameOrCall] {
+		g.dirty[i] = true
+	}
+}
+
+// dirtyOutputs are the outputs to render in this pass, in order, with
+// every member of a bundle that has a dirty member (bundles switch
+// together) (g.mu held).
+func (g *generation) dirtyOutputs() []Prepared {
+	bundles := map[string]bool{}
+	for i := range g.dirty {
+		if b := g.prepared[i].Output.Bundle; b != "" {
+			bundles[b] = true
+		}
+	}
+	for path := range g.failed {
+		i := g.byPath[path]
+		g.dirty[i] = true
+		if b := g.prepared[i].Output.Bundle; b != "" {
+			bundles[b] = true
+		}
+	}
+	var out []Prepared
+	for i, p := range g.prepared {
+		if g.dirty[i] || (p.Output.Bundle != "" && bundles[p.Output.Bundle]) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // runNotify signals the process in the pid file and/or runs the command

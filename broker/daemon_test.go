@@ -2,12 +2,14 @@ package broker_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -228,4 +230,80 @@ outputs:
 	if strings.Contains(d.logs.String(), "pw-") || strings.Contains(d.logs.String(), "ak-123") {
 		t.Fatalf("a value in the logs:\n%s", d.logs.String())
 	}
+}
+
+// A refresh of one secret renders the outputs that use it, not every
+// output: the cost of a refresh is O(outputs that use it).
+func TestRefreshRendersOnlyTheOutputsThatUseTheSecret(t *testing.T) {
+	dir := t.TempDir()
+	var cfg strings.Builder
+	cfg.WriteString("output_root: out\nsecrets:\n")
+	for i := range 100 {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("s%03d", i)), []byte("v0"), 0o600)
+		fmt.Fprintf(&cfg, "  s%03d: file:s%03d\n", i, i)
+	}
+	cfg.WriteString("outputs:\n")
+	for i := range 100 {
+		fmt.Fprintf(&cfg, "  - path: o%03d.txt\n    secret: s%03d\n", i, i)
+	}
+	// Two more outputs read s007: a template and a bundle member, whose
+	// bundle partner switches with it.
+	cfg.WriteString("  - path: t.txt\n    template_text: '{{ secret \"s007\" }}'\n")
+	cfg.WriteString("  - path: b/cert\n    secret: s007\n    bundle: tls\n  - path: b/key\n    secret: s008\n    bundle: tls\n")
+	p := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(p, []byte(cfg.String()), 0o600)
+	d := startDaemon(t, p)
+	d.eventuallyLogged(t, 30*time.Second, "first render", func() bool { return d.passCount() >= 1 })
+	if n := len(d.pass(0).Results); n != 103 {
+		t.Fatalf("the first pass rendered %d outputs, want all 103", n)
+	}
+	before := d.passCount()
+	change := func(name string) {
+		// The watcher starts after the first pass: write again (the same
+		// value, which changes nothing more) until the change is seen.
+		out := filepath.Join(dir, "out", "o"+name[1:]+".txt")
+		d.eventuallyLogged(t, time.Minute, out+" rewritten", func() bool {
+			os.WriteFile(filepath.Join(dir, name+".tmp"), []byte("v1"), 0o600)
+			os.Rename(filepath.Join(dir, name+".tmp"), filepath.Join(dir, name))
+			deadline := time.Now().Add(2 * time.Second)
+			for !fileIs(out, "v1")() {
+				if time.Now().After(deadline) {
+					return false
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			return true
+		})
+	}
+	change("s007")
+	d.eventuallyLogged(t, 30*time.Second, "the pass to be recorded", func() bool { return d.passCount() > before })
+	var got []string
+	for _, r := range d.pass(before).Results {
+		got = append(got, r.Path)
+	}
+	slices.Sort(got)
+	if want := []string{"b/cert", "b/key", "o007.txt", "t.txt"}; !slices.Equal(got, want) {
+		t.Fatalf("the refresh of s007 rendered %v, want only %v", got, want)
+	}
+	// The events of its own writes make the daemon look at those outputs
+	// again (finding them unchanged), never at every output. A marker
+	// change, later, proves those passes have happened.
+	change("s050")
+	for i := before; i < d.passCount(); i++ {
+		if n := len(d.pass(i).Results); n > 4 {
+			t.Fatalf("pass %d after the first rendered %d outputs; a refresh must render only what it touches", i, n)
+		}
+	}
+}
+
+func (d *daemonRun) passCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.passes)
+}
+
+func (d *daemonRun) pass(i int) broker.Report {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.passes[i]
 }
