@@ -21,4 +21,5 @@ fuzz:
 
 bench:
 	./bench/envelope.sh
+	./bench/linear.sh
 	go run ./bench/peakrss

@@ -26,8 +26,9 @@ import (
 // MaxConfigLen bounds a config file.
 const MaxConfigLen = 1 << 20
 
-// MaxConfigNodes bounds a config's YAML tree before it is built.
-const MaxConfigNodes = 200000
+// MaxConfigNodes bounds a config's YAML tree before it is built: room for
+// 10,000 outputs (about 24 nodes each) within the 1 MiB bound.
+const MaxConfigNodes = 1 << 19
 
 // Config is a secrets-broker configuration file (docs/config.md). It is
 // decoded strictly: an unknown key is an error naming its line.

@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
@@ -24,6 +25,11 @@ type OutputDir struct {
 	root  *os.Root
 	dir   string
 	perms DirPerms
+	// swept are the directories whose leftover temporary files were
+	// removed: once per directory, not on every write (reading a
+	// directory of N outputs after each of N writes cost O(N^2)).
+	sweptMu sync.Mutex
+	swept   map[string]bool
 }
 
 // DirPerms are the mode and group of the directories the writer creates
@@ -228,8 +234,35 @@ func (d *OutputDir) Write(spec FileSpec, data []byte) (changed bool, err error) 
 		return false, fmt.Errorf("output %s: cannot move the new file into place: %w", d.where(spec.Path), err)
 	}
 	syncDir(d.root, dir)
-	d.removeStale(dir, "."+path.Base(name)+".tmp-", "")
+	d.sweepOnce(dir)
 	return true, nil
+}
+
+// sweepOnce removes, the first time a file is written in dir, the
+// temporary files of writes that a crash interrupted (".NAME.tmp-RANDOM").
+// A write that fails in this process removes its own.
+func (d *OutputDir) sweepOnce(dir string) {
+	d.sweptMu.Lock()
+	if d.swept[dir] {
+		d.sweptMu.Unlock()
+		return
+	}
+	if d.swept == nil {
+		d.swept = map[string]bool{}
+	}
+	d.swept[dir] = true
+	d.sweptMu.Unlock()
+	f, err := d.root.Open(dir)
+	if err != nil {
+		return
+	}
+	names, _ := f.Readdirnames(-1)
+	f.Close()
+	for _, n := range names {
+		if strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp-") {
+			d.removeStale(dir, n, "")
+		}
+	}
 }
 
 // removeStale removes leftovers of writes that a crash interrupted:
