@@ -351,6 +351,7 @@ func tidyYAMLError(err error) string {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
 	msg = strings.ReplaceAll(msg, "\n  ", "; ")
+	msg = explainUnknownKeys(msg)
 	msg = strings.ReplaceAll(msg, " in type broker.", " in ")
 	return msg
 }

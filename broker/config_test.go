@@ -33,7 +33,7 @@ func TestSecretRefForms(t *testing.T) {
 
 func TestConfigStrictWithLines(t *testing.T) {
 	cases := map[string]string{
-		"output_root: out\nsecrets:\n  a: file:/x\noutputs:\n  - path: a.env\n    formt: dotenv\n": "line 6: field formt not found",
+		"output_root: out\nsecrets:\n  a: file:/x\noutputs:\n  - path: a.env\n    formt: dotenv\n": `line 6: unknown key "formt" in an output; did you mean "format"?`,
 		"secrets:\n  a: nope\n":                                     "line 2",
 		"secrets:\n  a: file:/x\n  a: file:/y\n":                    "declared twice",
 		"secrets:\n  9bad: file:/x\n":                               "must start with a letter",
@@ -47,7 +47,7 @@ func TestConfigStrictWithLines(t *testing.T) {
 		"vault:\n  auth:\n    method: ldap\n":                       "not token, approle",
 		"vault:\n  auth:\n    method: approle\n":                    "role_id_file",
 		"exec:\n  env:\n    BAD-NAME: a\n":                          "not a valid environment",
-		"{\"secrets\": {\"a\": \"file:/x\"}, \"bogus\": 1}":         "field bogus not found",
+		"{\"secrets\": {\"a\": \"file:/x\"}, \"bogus\": 1}":         `unknown key "bogus" at the top level`,
 	}
 	for text, want := range cases {
 		_, err := broker.ParseConfig([]byte(text), "broker.yaml", t.TempDir())
@@ -73,6 +73,33 @@ func TestSecretFlags(t *testing.T) {
 	for _, bad := range []string{"DB", "X=nope", "DB=file:/again", "1X=file:/x"} {
 		if err := c.AddSecretFlags([]string{bad}); err == nil {
 			t.Errorf("--secret %q accepted", bad)
+		}
+	}
+}
+
+// Unknown keys name where they are and the closest known key, never a Go
+// type name.
+func TestUnknownKeysSuggestTheClosestKey(t *testing.T) {
+	_, err := broker.ParseConfig([]byte("vault:\n  adress: x\n  auth:\n    methd: token\noutput_rot: out\noutputs:\n  - path: a\n    secrt: x\nexec:\n  kill_timout: 5s\nzzzzzz: 1\n"), "b.yaml", t.TempDir())
+	if err == nil {
+		t.Fatal("unknown keys accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		`line 2: unknown key "adress" under vault; did you mean "address"?`,
+		`line 4: unknown key "methd" under vault.auth; did you mean "method"?`,
+		`line 5: unknown key "output_rot" at the top level; did you mean "output_root"?`,
+		`line 8: unknown key "secrt" in an output; did you mean "secret"?`,
+		`line 10: unknown key "kill_timout" under exec; did you mean "kill_timeout"?`,
+		`line 11: unknown key "zzzzzz" at the top level (known keys: vault, keys,`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q:\n%s", want, msg)
+		}
+	}
+	for _, goName := range []string{"VaultConfig", "AuthConfig", "broker.", "not found in"} {
+		if strings.Contains(msg, goName) {
+			t.Errorf("message shows %q:\n%s", goName, msg)
 		}
 	}
 }
