@@ -125,6 +125,13 @@ func Parse(name, text string, opts Options) (*Template, error) {
 				return
 			}
 			id, ok := cmd.Args[0].(*parse.IdentifierNode)
+			if ok {
+				if why, unsupported := unsupportedFuncs[id.Ident]; unsupported {
+					line, _ := tt.Tree.ErrorContext(cmd)
+					walkErr = fmt.Errorf("template %s: %s", line, why)
+					return
+				}
+			}
 			if !ok || id.Ident != "secret" {
 				return
 			}
@@ -377,6 +384,7 @@ func (t *Template) funcs() template.FuncMap {
 			fm[name] = f
 		}
 	}
+	t.consulTemplateFuncs(fm)
 	fm["secret"] = func(args ...string) (any, error) { return secretFunc(t.cur)(args...) }
 	fm["env"] = func(name string) (string, error) {
 		if credenv.IsCredential(name) {
