@@ -361,4 +361,3 @@ func arith(op string, a, b any) (any, error) {
 	}
 	return ai % bi, nil
 }
-
