@@ -252,23 +252,13 @@ func (d *OutputDir) sweepOnce(dir string) {
 	}
 	d.swept[dir] = true
 	d.sweptMu.Unlock()
-	f, err := d.root.Open(dir)
-	if err != nil {
-		return
-	}
-	names, _ := f.Readdirnames(-1)
-	f.Close()
-	for _, n := range names {
-		if strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp-") {
-			d.removeStale(dir, n, "")
-		}
-	}
+	d.removeStale(dir, func(n string) bool { return strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp-") })
 }
 
-// removeStale removes leftovers of writes that a crash interrupted:
-// entries of dir starting with prefix (other than keep) and older than a
-// minute, so a concurrent writer's fresh temporary file is never touched.
-func (d *OutputDir) removeStale(dir, prefix, keep string) {
+// removeStale removes leftovers of writes that a crash interrupted: the
+// entries of dir that stale picks and that are older than a minute, so a
+// concurrent writer's fresh temporary file is never touched.
+func (d *OutputDir) removeStale(dir string, stale func(name string) bool) {
 	f, err := d.root.Open(dir)
 	if err != nil {
 		return
@@ -276,7 +266,7 @@ func (d *OutputDir) removeStale(dir, prefix, keep string) {
 	names, _ := f.Readdirnames(-1)
 	f.Close()
 	for _, n := range names {
-		if !strings.HasPrefix(n, prefix) || n == keep {
+		if !stale(n) {
 			continue
 		}
 		p := path.Join(dir, n)
@@ -360,7 +350,7 @@ func (d *OutputDir) WriteBundle(name string, specs []FileSpec, data [][]byte) (c
 	if old != "" && old != version && filepath.IsLocal(old) && strings.HasPrefix(old, ".."+name+"-") {
 		d.root.RemoveAll(path.Join(dir, old))
 	}
-	d.removeStale(dir, ".."+name+"-", version)
+	d.removeStale(dir, func(n string) bool { return strings.HasPrefix(n, ".."+name+"-") && n != version })
 	return true, nil
 }
 
