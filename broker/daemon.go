@@ -31,8 +31,12 @@ import (
 type DaemonOptions struct {
 	// ConfigPath is read at start and again on Reload or when it changes.
 	ConfigPath string
-	// SecretFlags are --secret NAME=REF declarations added to the config.
-	SecretFlags []string
+	// SecretFlags are --secret NAME=REF declarations added to the config,
+	// TemplateFlags --template SRC:DST[:COMMAND] outputs, and VaultAddress
+	// --vault-addr.
+	SecretFlags   []string
+	TemplateFlags []string
+	VaultAddress  string
 	// Timeout bounds retrying an unreachable source at start and reload.
 	Timeout time.Duration
 	Logger  *slog.Logger
@@ -300,6 +304,10 @@ func (g *generation) pause() {
 func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.Secret, reload bool) (*generation, error) {
 	cfg, err := LoadConfigWithFlags(d.opts.ConfigPath, d.opts.SecretFlags)
 	if err != nil {
+		return nil, err
+	}
+	cfg.SetVaultAddress(d.opts.VaultAddress)
+	if err := cfg.AddTemplateFlags(d.opts.TemplateFlags); err != nil {
 		return nil, err
 	}
 	b := New(cfg)

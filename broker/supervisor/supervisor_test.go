@@ -42,8 +42,9 @@ func (l *lines) next() string {
 	}
 }
 
-// A child that prints its value, then waits for signals, reporting each.
-const script = `echo "start $VALUE"; trap 'echo hup' HUP; trap 'echo term; exit 0' TERM; while :; do sleep 0.05; done`
+// A child that sets its traps, prints its value (so the test signals it
+// only once the traps are in place), then waits for signals, reporting each.
+const script = `trap 'echo hup' HUP; trap 'echo term; exit 0' TERM; echo "start $VALUE"; while :; do sleep 0.05; done`
 
 func TestChangeRestartsWithTheNewEnvironmentOnce(t *testing.T) {
 	out, w := newLines(t)

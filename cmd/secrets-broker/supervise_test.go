@@ -112,7 +112,7 @@ exec:
   kill_timeout: 20s
 `, v.Addr, metrics), 0o600)
 	cmd := exec.Command(bin, "run", "-c", "broker.yaml", "--exec", "--", "/bin/sh", "-c",
-		`echo "start $PW token=${VAULT_TOKEN:-none}"; trap 'echo term; exit 3' TERM; while :; do sleep 0.05; done`)
+		`trap 'echo term; exit 3' TERM; echo "start $PW token=${VAULT_TOKEN:-none}"; while :; do sleep 0.05; done`)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "VAULT_TOKEN=broker-only")
 	out, _ := cmd.StdoutPipe()
@@ -200,7 +200,7 @@ func TestRunExecAsPID1ReapsOrphans(t *testing.T) {
 	// The command's child starts five short sleeps in the background and
 	// exits: they are re-parented to PID 1, the broker.
 	cmd := exec.Command(unshare, "--fork", "--pid", "--mount-proc", bin, "run", "-c", "broker.yaml", "--exec", "--", "/bin/sh", "-c",
-		`/bin/sh -c 'for i in 1 2 3 4 5; do sleep 0.2 & done'; echo "orphaned $A"; trap 'exit 0' TERM; while :; do sleep 0.05; done`)
+		`trap 'exit 0' TERM; /bin/sh -c 'for i in 1 2 3 4 5; do sleep 0.2 & done'; echo "orphaned $A"; while :; do sleep 0.05; done`)
 	cmd.Dir = dir
 	out, _ := cmd.StdoutPipe()
 	var stderr lockedBuffer

@@ -12,6 +12,7 @@ import (
 func newExec(env Env) *cobra.Command {
 	var (
 		cf   configFlags
+		lf   logFlags
 		opts broker.ExecOptions
 	)
 	cmd := &cobra.Command{
@@ -52,13 +53,18 @@ the command's output with [redacted].`,
 			}
 			b := broker.New(cfg)
 			defer b.Close()
-			b.SetLogger(newLogger(env, false))
+			log, err := lf.logger(env)
+			if err != nil {
+				return err
+			}
+			b.SetLogger(log)
 			opts.BaseEnv = os.Environ()
 			opts.Stdin, opts.Stdout, opts.Stderr = env.Stdin, env.Stdout, env.Stderr
 			return b.Exec(cmd.Context(), opts)
 		},
 	}
 	cf.register(cmd)
+	lf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&opts.Pristine, "pristine", false, "start the command with an empty environment (plus --env-allow)")
 	f.StringArrayVar(&opts.Allow, "env-allow", nil, "keep only inherited variables matching this glob (repeatable)")

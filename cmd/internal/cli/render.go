@@ -5,25 +5,31 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/internal/atomicfile"
 )
 
 // EnvConfig names the environment variable with the default config path.
 const EnvConfig = "SECRETS_BROKER_CONFIG"
 
 type configFlags struct {
-	path    string
-	secrets []string
+	path      string
+	secrets   []string
+	templates []string
+	vaultAddr string
 }
 
 func (c *configFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&c.path, "config", "c", "", "config file, YAML or JSON (default $"+EnvConfig+")")
 	cmd.Flags().StringArrayVar(&c.secrets, "secret", nil, "declare a secret NAME=REF (repeatable), e.g. DB_PASSWORD=vault:secret/data/app#password")
+	cmd.Flags().StringArrayVar(&c.templates, "template", nil, "render template SRC to DST, running COMMAND (no shell) when it changes: SRC:DST[:COMMAND] (repeatable, as consul-template)")
+	cmd.Flags().StringVar(&c.vaultAddr, "vault-addr", "", "Vault address (wins over the config and VAULT_ADDR)")
 }
 
 // configPath is --config, else $SECRETS_BROKER_CONFIG.
@@ -35,7 +41,18 @@ func (c *configFlags) configPath() string {
 }
 
 func (c *configFlags) load() (*broker.Config, error) {
-	return broker.LoadConfigWithFlags(c.configPath(), c.secrets)
+	if c.configPath() == "" && len(c.secrets) == 0 && len(c.templates) == 0 {
+		return nil, usageErr("no configuration: give a config file (-c FILE, or $%s), or --secret NAME=REF and --template SRC:DST", EnvConfig)
+	}
+	cfg, err := broker.LoadConfigWithFlags(c.configPath(), c.secrets)
+	if err != nil {
+		return nil, err
+	}
+	cfg.SetVaultAddress(c.vaultAddr)
+	if err := cfg.AddTemplateFlags(c.templates); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 func newValidate(env Env) *cobra.Command {
@@ -69,22 +86,39 @@ type renderFlags struct {
 	cf      configFlags
 	dryRun  bool
 	timeout time.Duration
-	logJSON bool
+	log     logFlags
 }
 
 func (r *renderFlags) register(cmd *cobra.Command) {
 	r.cf.register(cmd)
 	cmd.Flags().BoolVar(&r.dryRun, "dry-run", false, "show which files would change; write nothing, print no value")
 	cmd.Flags().DurationVar(&r.timeout, "timeout", time.Minute, "keep retrying an unreachable or sealed Vault or a throttling KMS this long, then fail")
-	cmd.Flags().BoolVar(&r.logJSON, "log-json", false, "log JSON lines instead of text")
+	r.log.register(cmd)
 }
 
-// newLogger logs to the command's stderr, as text or JSON lines.
-func newLogger(env Env, json bool) *slog.Logger {
-	if json {
-		return slog.New(slog.NewJSONHandler(env.Stderr, nil))
+// logFlags choose how a command logs.
+type logFlags struct {
+	json  bool
+	level string
+}
+
+func (l *logFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&l.json, "log-json", false, "log JSON lines instead of text")
+	cmd.Flags().StringVar(&l.level, "log-level", "info", "log at this level and above: debug, info, warn or error")
+}
+
+// logger logs to the command's stderr, as text or JSON lines, from the
+// chosen level up.
+func (l *logFlags) logger(env Env) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, usageErr("--log-level %q is not debug, info, warn or error", l.level)
 	}
-	return slog.New(slog.NewTextHandler(env.Stderr, nil))
+	opts := &slog.HandlerOptions{Level: level}
+	if l.json {
+		return slog.New(slog.NewJSONHandler(env.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(env.Stderr, opts)), nil
 }
 
 func (r *renderFlags) run(cmd *cobra.Command, env Env) error {
@@ -94,7 +128,11 @@ func (r *renderFlags) run(cmd *cobra.Command, env Env) error {
 	}
 	b := broker.New(cfg)
 	defer b.Close()
-	b.SetLogger(newLogger(env, r.logJSON))
+	log, err := r.log.logger(env)
+	if err != nil {
+		return err
+	}
+	b.SetLogger(log)
 	rep, err := b.RenderOnce(cmd.Context(), broker.RenderOptions{DryRun: r.dryRun, Timeout: r.timeout})
 	for _, res := range rep.Results {
 		state := "unchanged"
@@ -128,6 +166,7 @@ func newRun(env Env) *cobra.Command {
 		rf       renderFlags
 		once     bool
 		execFlag bool
+		pidFile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -171,6 +210,9 @@ orphaned processes.`,
 			if rf.dryRun {
 				return usageErr("--dry-run goes with --once or the render command")
 			}
+			if rf.cf.configPath() == "" && len(rf.cf.secrets) == 0 && len(rf.cf.templates) == 0 {
+				return usageErr("no configuration: give a config file (-c FILE, or $%s), or --secret NAME=REF and --template SRC:DST", EnvConfig)
+			}
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer func() { signal.Stop(hup); close(hup) }()
@@ -183,15 +225,26 @@ orphaned processes.`,
 					}
 				}
 			}()
+			log, err := rf.log.logger(env)
+			if err != nil {
+				return err
+			}
+			if pidFile != "" {
+				if err := atomicfile.Write(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+					return fmt.Errorf("--pid-file: %w", err)
+				}
+				defer os.Remove(pidFile)
+			}
 			return broker.RunDaemon(cmd.Context(), broker.DaemonOptions{
-				ConfigPath: rf.cf.configPath(), SecretFlags: rf.cf.secrets, Timeout: rf.timeout,
-				Logger: newLogger(env, rf.logJSON), Reload: reload,
+				ConfigPath: rf.cf.configPath(), SecretFlags: rf.cf.secrets, TemplateFlags: rf.cf.templates, VaultAddress: rf.cf.vaultAddr, Timeout: rf.timeout,
+				Logger: log, Reload: reload,
 				Exec: broker.ExecOptions{Command: args, BaseEnv: os.Environ(), Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr},
 			})
 		},
 	}
 	rf.register(cmd)
 	cmd.Flags().BoolVar(&once, "once", false, "render every output once and exit")
+	cmd.Flags().StringVar(&pidFile, "pid-file", "", "write the daemon's process id here (removed at exit)")
 	cmd.Flags().BoolVar(&execFlag, "exec", false, "start the command after -- with the secrets in its environment and supervise it")
 	return cmd
 }
