@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secrets-broker/secrets-broker/internal/procgroup"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
 )
 
@@ -114,6 +115,7 @@ exec:
 	cmd := exec.Command(bin, "run", "-c", "broker.yaml", "--exec", "--", "/bin/sh", "-c",
 		`trap 'echo term; exit 3' TERM; echo "start $PW token=${VAULT_TOKEN:-none}"; while :; do sleep 0.05; done`)
 	cmd.Dir = dir
+	procgroup.Own(cmd)
 	cmd.Env = append(os.Environ(), "VAULT_TOKEN=broker-only")
 	out, _ := cmd.StdoutPipe()
 	var stderr lockedBuffer
@@ -199,9 +201,12 @@ func TestRunExecAsPID1ReapsOrphans(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "broker.yaml"), []byte("secrets:\n  A: file:a\n"), 0o600)
 	// The command's child starts five short sleeps in the background and
 	// exits: they are re-parented to PID 1, the broker.
-	cmd := exec.Command(unshare, "--fork", "--pid", "--mount-proc", bin, "run", "-c", "broker.yaml", "--exec", "--", "/bin/sh", "-c",
+	// --kill-child and a parent-death signal: if the test process dies,
+	// unshare dies, and the namespace (the broker, its command) with it.
+	cmd := exec.Command(unshare, "--fork", "--pid", "--mount-proc", "--kill-child", bin, "run", "-c", "broker.yaml", "--exec", "--", "/bin/sh", "-c",
 		`trap 'exit 0' TERM; /bin/sh -c 'for i in 1 2 3 4 5; do sleep 0.2 & done'; echo "orphaned $A"; while :; do sleep 0.05; done`)
 	cmd.Dir = dir
+	procgroup.Own(cmd)
 	out, _ := cmd.StdoutPipe()
 	var stderr lockedBuffer
 	cmd.Stderr = &stderr
