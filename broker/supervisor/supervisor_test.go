@@ -142,7 +142,7 @@ func TestExitEndsOrRestarts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan Status, 1)
 	go func() {
-		st, _ := Run(ctx, Config{Command: []string{"/bin/sh", "-c", `echo run; exit 3`}, Stdout: w, RestartOnExit: true}, nil, nil)
+		st, _ := Run(ctx, Config{Command: []string{"/bin/sh", "-c", `trap 'exit 3' TERM; echo run; exit 3`}, Stdout: w, RestartOnExit: true}, nil, nil)
 		done <- st
 	}()
 	for range 2 {
