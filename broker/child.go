@@ -3,10 +3,12 @@ package broker
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/secrets-broker/secrets-broker/broker/supervisor"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
 )
 
 // childState is the daemon's supervised command: the environment it was
@@ -31,19 +33,29 @@ func (d *daemon) execCommand(cfg *Config) []string {
 	return nil
 }
 
-// childExit is the daemon's result for the command's status: the broker
-// exits with it.
-func childExit(st supervisor.Status) error {
-	if st.Code == 0 {
+// childResult is how the supervised command ended: its status, or why it
+// could not be started.
+type childResult struct {
+	status supervisor.Status
+	err    error
+}
+
+// childExit is the daemon's result for the command's end: the broker exits
+// with its status.
+func childExit(r childResult) error {
+	if r.err != nil {
+		return fail.Mark(fail.Usage, r.err) // as exec: the command cannot be started
+	}
+	if r.status.Code == 0 {
 		return nil
 	}
-	return &ExitError{Code: st.Code}
+	return &ExitError{Code: r.status.Code}
 }
 
 // startChild starts the supervised command with the first generation's
-// secrets in its environment; it returns where its final status arrives
-// (nil when there is no command).
-func (d *daemon) startChild(ctx context.Context, g *generation) (<-chan supervisor.Status, error) {
+// secrets in its environment; it returns where its end is reported (nil
+// when there is no command).
+func (d *daemon) startChild(ctx context.Context, g *generation) (<-chan childResult, error) {
 	command := d.execCommand(g.cfg)
 	if command == nil {
 		return nil, nil
@@ -68,21 +80,11 @@ func (d *daemon) startChild(ctx context.Context, g *generation) (<-chan supervis
 		cfg.KillSignal, _ = parseSignal(ec.KillSignal)
 	}
 	d.child = &childState{changes: make(chan supervisor.Change, 1), envSum: sum, never: ec.RestartOnSecretChanges == "never"}
-	done := make(chan supervisor.Status, 1)
-	started := make(chan error, 1)
+	done := make(chan childResult, 1)
 	go func() {
 		st, err := supervisor.Run(ctx, cfg, env, d.child.changes)
-		if err != nil {
-			started <- err
-			return
-		}
-		done <- st
+		done <- childResult{st, err}
 	}()
-	select {
-	case err := <-started:
-		return nil, err
-	default:
-	}
 	return done, nil
 }
 
@@ -104,7 +106,7 @@ func (g *generation) childEnv() ([]string, [32]byte, error) {
 	g.mu.Unlock()
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		return nil, [32]byte{}, errNotStarting(missing)
+		return nil, [32]byte{}, fmt.Errorf("not starting the command: secret(s) %s unavailable (see the warnings above; --timeout bounds the retries)", strings.Join(missing, ", "))
 	}
 	env := g.b.childEnv(g.d.opts.Exec, vars, values)
 	h := sha256.New()
@@ -159,16 +161,6 @@ func (d *daemon) tellChild(g *generation, rep Report, restored map[string]bool) 
 		default:
 		}
 	}
-}
-
-func errNotStarting(missing []string) error {
-	return &childEnvError{missing: missing}
-}
-
-type childEnvError struct{ missing []string }
-
-func (e *childEnvError) Error() string {
-	return "not starting the command: secret(s) " + strings.Join(e.missing, ", ") + " unavailable (see the warnings above; --timeout bounds the retries)"
 }
 
 // sortedValues lists a map's values in order, each once.

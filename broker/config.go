@@ -292,13 +292,26 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(data, path, dir)
 }
 
-// LoadConfigWithFlags reads the config at path, or starts from an empty one
-// (relative paths against the working directory) when path is empty, and
-// adds --secret NAME=REF declarations.
-func LoadConfigWithFlags(path string, secretFlags []string) (*Config, error) {
+// ConfigSource is where a config comes from: a file (or none), and the
+// flags that add to it or override it.
+type ConfigSource struct {
+	// Path is the config file; empty starts from an empty config
+	// (relative paths against the working directory).
+	Path string
+	// Secrets are --secret NAME=REF declarations.
+	Secrets []string
+	// Templates are --template SRC:DST[:COMMAND] outputs.
+	Templates []string
+	// VaultAddress is --vault-addr.
+	VaultAddress string
+}
+
+// Load reads and checks the config with the flags applied: the one config
+// loader of the commands and the daemon (at start and on every reload).
+func (s ConfigSource) Load() (*Config, error) {
 	var cfg *Config
-	if path != "" {
-		c, err := LoadConfig(path)
+	if s.Path != "" {
+		c, err := LoadConfig(s.Path)
 		if err != nil {
 			return nil, err
 		}
@@ -307,7 +320,11 @@ func LoadConfigWithFlags(path string, secretFlags []string) (*Config, error) {
 		wd, _ := os.Getwd()
 		cfg = &Config{Dir: wd, Source: "(flags)"}
 	}
-	if err := cfg.AddSecretFlags(secretFlags); err != nil {
+	if err := cfg.AddSecretFlags(s.Secrets); err != nil {
+		return nil, err
+	}
+	cfg.SetVaultAddress(s.VaultAddress)
+	if err := cfg.AddTemplateFlags(s.Templates); err != nil {
 		return nil, err
 	}
 	return cfg, nil

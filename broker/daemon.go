@@ -29,14 +29,9 @@ import (
 
 // DaemonOptions configure RunDaemon.
 type DaemonOptions struct {
-	// ConfigPath is read at start and again on Reload or when it changes.
-	ConfigPath string
-	// SecretFlags are --secret NAME=REF declarations added to the config,
-	// TemplateFlags --template SRC:DST[:COMMAND] outputs, and VaultAddress
-	// --vault-addr.
-	SecretFlags   []string
-	TemplateFlags []string
-	VaultAddress  string
+	// Config is loaded at start and again on Reload or when its file
+	// changes.
+	Config ConfigSource
 	// Timeout bounds retrying an unreachable source at start and reload.
 	Timeout time.Duration
 	Logger  *slog.Logger
@@ -67,14 +62,11 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 	d := &daemon{opts: opts, log: opts.Logger, m: newMetrics(), reloadCh: make(chan string, 1)}
 	d.heartbeat()
 	defer d.closeVault()
-	if supervisor.IsInit() {
-		// PID 1 (a container's entrypoint, or unshare -fp): orphans the
-		// command leaves behind are re-parented here and must be reaped.
-		d.reaper = &supervisor.Reaper{}
-		rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-		defer stop()
-		go d.reaper.Run(rctx)
-	}
+	// As PID 1 (a container's entrypoint, or unshare -fp), orphans the
+	// command leaves behind are re-parented here and must be reaped.
+	reaper, stopReaper := supervisor.StartReaper(ctx)
+	defer stopReaper()
+	d.reaper = reaper
 	gen, err := d.startGeneration(ctx, nil, false)
 	if err != nil {
 		return err
@@ -106,10 +98,12 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 				return childExit(<-childDone)
 			}
 			return nil
-		case st := <-childDone:
+		case r := <-childDone:
 			gen.stop()
-			d.log.Info("the command exited; stopping", "status", st.Code)
-			return childExit(st)
+			if r.err == nil {
+				d.log.Info("the command exited; stopping", "status", r.status.Code)
+			}
+			return childExit(r)
 		case <-beat.C:
 			d.heartbeat()
 			continue
@@ -302,12 +296,8 @@ func (g *generation) pause() {
 // the files that change run their notify (the first render at start does
 // not: the app starts after it).
 func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.Secret, reload bool) (*generation, error) {
-	cfg, err := LoadConfigWithFlags(d.opts.ConfigPath, d.opts.SecretFlags)
+	cfg, err := d.opts.Config.Load()
 	if err != nil {
-		return nil, err
-	}
-	cfg.SetVaultAddress(d.opts.VaultAddress)
-	if err := cfg.AddTemplateFlags(d.opts.TemplateFlags); err != nil {
 		return nil, err
 	}
 	b := New(cfg)
@@ -361,17 +351,13 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	// broker with an empty cache, and stopping this one purges it.
 	g.wg.Add(1)
 	go func() { defer g.wg.Done(); b.cache.RunSweeper(ctx) }()
-	// Log in before writing anything, so that a reload that cannot reach
-	// Vault changes no file.
-	if len(g.requests.refs) > 0 {
-		if err := b.connectUntil(ctx, d.opts.Timeout); err != nil {
-			g.stop()
-			return nil, err
-		}
-	}
+	// fetchUntil logs in first; a start or reload that cannot reach Vault
+	// (no result at all) fails before writing anything, so it changes no
+	// file.
 	res, err := b.fetchUntil(ctx, names, calls, have, d.opts.Timeout)
-	if res == nil {
-		res = newResolved()
+	if res == nil && err != nil {
+		g.stop()
+		return nil, err
 	}
 	if err != nil {
 		d.m.fetchErrors.WithLabelValues("start").Inc()
@@ -517,8 +503,8 @@ func (g *generation) watchFiles(ctx context.Context) error {
 			reloadOn[filepath.Clean(g.cfg.Resolve(p.Output.Template))] = true
 		}
 	}
-	if g.d.opts.ConfigPath != "" {
-		if abs, err := filepath.Abs(g.d.opts.ConfigPath); err == nil {
+	if g.d.opts.Config.Path != "" {
+		if abs, err := filepath.Abs(g.d.opts.Config.Path); err == nil {
 			reloadOn[abs] = true
 		}
 	}

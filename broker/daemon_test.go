@@ -53,7 +53,7 @@ func startDaemon(t *testing.T, configPath string) *daemonRun {
 	d := &daemonRun{reload: make(chan struct{}, 1), done: make(chan error, 1), cancel: cancel, logs: &syncBuffer{}}
 	go func() {
 		d.done <- broker.RunDaemon(ctx, broker.DaemonOptions{
-			ConfigPath: configPath, Timeout: 5 * time.Second, Reload: d.reload,
+			Config: broker.ConfigSource{Path: configPath}, Timeout: 5 * time.Second, Reload: d.reload,
 			Logger: slog.New(slog.NewTextHandler(d.logs, nil)),
 			Rendered: func(r broker.Report) {
 				d.mu.Lock()

@@ -94,11 +94,6 @@ func (b *Broker) Exec(ctx context.Context, opts ExecOptions) error {
 		names = append(names, s)
 	}
 	sort.Strings(names)
-	if needsVault(b, names) {
-		if err := b.connectUntil(ctx, opts.Timeout); err != nil {
-			return fmt.Errorf("not running the command: %w", err)
-		}
-	}
 	res, err := b.fetchUntil(ctx, names, nil, nil, opts.Timeout)
 	if err != nil {
 		return fmt.Errorf("not running the command: %w", err)
@@ -208,13 +203,9 @@ func (b *Broker) childEnv(opts ExecOptions, vars, values []string) []string {
 }
 
 func runChild(ctx context.Context, opts ExecOptions, env []string, values []string) error {
-	cfg := supervisor.Config{Command: opts.Command, Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, Forward: forwardedSignals}
-	if supervisor.IsInit() {
-		cfg.Reaper = &supervisor.Reaper{}
-		rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-		defer stop()
-		go cfg.Reaper.Run(rctx)
-	}
+	reaper, stopReaper := supervisor.StartReaper(ctx)
+	defer stopReaper()
+	cfg := supervisor.Config{Command: opts.Command, Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, Forward: forwardedSignals, Reaper: reaper}
 	var outR, errR *redact.Writer
 	if opts.RedactOutput {
 		outR, errR = redact.NewWriter(opts.Stdout, values), redact.NewWriter(opts.Stderr, values)

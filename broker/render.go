@@ -668,15 +668,7 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 		return Report{}, fail.Mark(fail.Usage, fmt.Errorf("config %s has no outputs: nothing to render. Give a config (-c FILE) with outputs, or use exec to pass --secret values to a command", b.cfg.Source))
 	}
 	names, calls := Needs(prepared)
-	var res *Resolved
-	var fetchErr error
-	if needsVault(b, names) || len(calls) > 0 {
-		// Log in first: a Vault that cannot be reached is reported as such.
-		fetchErr = b.connectUntil(ctx, opts.Timeout)
-	}
-	if fetchErr == nil {
-		res, fetchErr = b.fetchUntil(ctx, names, calls, nil, opts.Timeout)
-	}
+	res, fetchErr := b.fetchUntil(ctx, names, calls, nil, opts.Timeout)
 	perms, err := b.cfg.DirPerms()
 	if err != nil {
 		return Report{}, fail.Mark(fail.Usage, err)
@@ -695,8 +687,15 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 
 // fetchUntil is fetch, retrying retryable failures (Vault unreachable or
 // sealed, KMS throttling) with the one backoff policy until timeout has
-// passed, logging each failed attempt with the next delay.
+// passed, logging each failed attempt with the next delay. When Vault is
+// needed it logs in first, so a Vault that cannot be reached is reported as
+// such (and res is nil).
 func (b *Broker) fetchUntil(ctx context.Context, names []string, calls []templates.VaultCall, have map[string]*vault.Secret, timeout time.Duration) (*Resolved, error) {
+	if needsVault(b, names) || len(calls) > 0 {
+		if err := b.connectUntil(ctx, timeout); err != nil {
+			return nil, err
+		}
+	}
 	var res *Resolved
 	err := b.retryUntil(ctx, "fetching secrets", timeout, func() (err error) {
 		res, err = b.fetch(ctx, names, calls, have)

@@ -283,3 +283,17 @@ func (r *Reaper) Done(pid int) {
 // IsInit reports whether this process is PID 1 (a container's or a PID
 // namespace's init), which must reap orphans.
 func IsInit() bool { return os.Getpid() == 1 }
+
+// StartReaper starts reaping orphans when this process is PID 1 and
+// returns the reaper (nil otherwise: there is nothing to reap) and a
+// function that stops it. It reaps until stop, not until ctx ends, so the
+// command's last orphans are reaped while the broker stops.
+func StartReaper(ctx context.Context) (r *Reaper, stop func()) {
+	if !IsInit() {
+		return nil, func() {}
+	}
+	r = &Reaper{}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go r.Run(rctx)
+	return r, cancel
+}

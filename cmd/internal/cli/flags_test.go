@@ -75,3 +75,20 @@ func TestConsulTemplateStyleFlags(t *testing.T) {
 		t.Fatalf("pid file left behind: %v", err)
 	}
 }
+
+// run --exec with a command that cannot be started ends with that error,
+// instead of keeping the daemon running without its command.
+func TestRunExecWithACommandThatCannotStart(t *testing.T) {
+	dir := setup(t)
+	os.WriteFile(filepath.Join(dir, "pw"), []byte("s3cret-value"), 0o600)
+	done := make(chan result, 1)
+	go func() {
+		done <- run(t, "", "run", "--secret", "PW=file:"+filepath.Join(dir, "pw"), "--exec", "--", filepath.Join(dir, "no-such-app"))
+	}()
+	select {
+	case r := <-done:
+		wantExit(t, r, 2, "cannot start "+filepath.Join(dir, "no-such-app"))
+	case <-time.After(time.Minute):
+		t.Fatal("the broker kept running although its command could not start")
+	}
+}

@@ -40,19 +40,22 @@ func (c *configFlags) configPath() string {
 	return os.Getenv(EnvConfig)
 }
 
-func (c *configFlags) load() (*broker.Config, error) {
-	if c.configPath() == "" && len(c.secrets) == 0 && len(c.templates) == 0 {
-		return nil, usageErr("no configuration: give a config file (-c FILE, or $%s), or --secret NAME=REF and --template SRC:DST", EnvConfig)
+// source is where the config comes from; an error when there is nothing
+// at all to go on.
+func (c *configFlags) source() (broker.ConfigSource, error) {
+	src := broker.ConfigSource{Path: c.configPath(), Secrets: c.secrets, Templates: c.templates, VaultAddress: c.vaultAddr}
+	if src.Path == "" && len(src.Secrets) == 0 && len(src.Templates) == 0 {
+		return src, usageErr("no configuration: give a config file (-c FILE, or $%s), or --secret NAME=REF and --template SRC:DST", EnvConfig)
 	}
-	cfg, err := broker.LoadConfigWithFlags(c.configPath(), c.secrets)
+	return src, nil
+}
+
+func (c *configFlags) load() (*broker.Config, error) {
+	src, err := c.source()
 	if err != nil {
 		return nil, err
 	}
-	cfg.SetVaultAddress(c.vaultAddr)
-	if err := cfg.AddTemplateFlags(c.templates); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return src.Load()
 }
 
 func newValidate(env Env) *cobra.Command {
@@ -210,8 +213,9 @@ orphaned processes.`,
 			if rf.dryRun {
 				return usageErr("--dry-run goes with --once or the render command")
 			}
-			if rf.cf.configPath() == "" && len(rf.cf.secrets) == 0 && len(rf.cf.templates) == 0 {
-				return usageErr("no configuration: give a config file (-c FILE, or $%s), or --secret NAME=REF and --template SRC:DST", EnvConfig)
+			src, err := rf.cf.source()
+			if err != nil {
+				return err
 			}
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
@@ -236,7 +240,7 @@ orphaned processes.`,
 				defer os.Remove(pidFile)
 			}
 			return broker.RunDaemon(cmd.Context(), broker.DaemonOptions{
-				ConfigPath: rf.cf.configPath(), SecretFlags: rf.cf.secrets, TemplateFlags: rf.cf.templates, VaultAddress: rf.cf.vaultAddr, Timeout: rf.timeout,
+				Config: src, Timeout: rf.timeout,
 				Logger: log, Reload: reload,
 				Exec: broker.ExecOptions{Command: args, BaseEnv: os.Environ(), Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr},
 			})
