@@ -13,19 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-3}"
 sizes="${SIZES:-100 1000 10000}"
-vault_bin="$(scripts/vault-bin.sh)"
-work="$(mktemp -d)"
-trap 'kill "$vault_pid" 2>/dev/null || true; [[ -n ${KEEP:-} ]] || rm -rf "$work"' EXIT
-
-go build -trimpath -o "$work/secrets-broker" ./cmd/secrets-broker
+# shellcheck source=bench/vault-dev.sh
+source bench/vault-dev.sh
 go build -trimpath -o "$work/minimal" ./bench/minimal
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-token="root-$RANDOM$RANDOM"
-HOME="$work" "$vault_bin" server -dev -dev-root-token-id="$token" -dev-listen-address="127.0.0.1:$port" -dev-no-store-token -log-level=error >"$work/vault.log" 2>&1 &
-vault_pid=$!
-export VAULT_ADDR="http://127.0.0.1:$port"
-for _ in $(seq 100); do curl -sf "$VAULT_ADDR/v1/sys/health" >/dev/null && break; sleep 0.1; done
-printf '%s' "$token" >"$work/token"
 
 max=0
 for n in $sizes; do ((n > max)) && max=$n; done

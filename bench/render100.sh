@@ -7,18 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-7}"
-vault_bin="$(scripts/vault-bin.sh)"
-work="$(mktemp -d)"
-trap 'kill "$vault_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-
-go build -trimpath -o "$work/secrets-broker" ./cmd/secrets-broker
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-token="root-$RANDOM$RANDOM"
-HOME="$work" "$vault_bin" server -dev -dev-root-token-id="$token" -dev-listen-address="127.0.0.1:$port" -dev-no-store-token -log-level=error >"$work/vault.log" 2>&1 &
-vault_pid=$!
-export VAULT_ADDR="http://127.0.0.1:$port"
-for _ in $(seq 100); do curl -sf "$VAULT_ADDR/v1/sys/health" >/dev/null && break; sleep 0.1; done
-printf '%s' "$token" >"$work/token"
+# shellcheck source=bench/vault-dev.sh
+source bench/vault-dev.sh
 
 : >"$work/app.tmpl"
 for i in $(seq -w 0 99); do

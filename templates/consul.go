@@ -71,46 +71,10 @@ func (t *Template) consulTemplateFuncs(fm template.FuncMap) {
 	fm["containsAny"] = func(v, l any) (bool, error) { return containsSome(v, l, false) }
 	fm["containsNone"] = func(v, l any) (bool, error) { ok, err := containsSome(v, l, false); return !ok, err }
 	fm["containsNotAll"] = func(v, l any) (bool, error) { ok, err := containsSome(v, l, true); return !ok, err }
-	fm["parseBool"] = func(s string) (bool, error) {
-		if s == "" {
-			return false, nil
-		}
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return false, funcErr("the input is not a boolean")
-		}
-		return b, nil
-	}
-	fm["parseInt"] = func(s string) (int64, error) {
-		if s == "" {
-			return 0, nil
-		}
-		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-		if err != nil {
-			return 0, funcErr("the input is not an integer")
-		}
-		return n, nil
-	}
-	fm["parseUint"] = func(s string) (uint64, error) {
-		if s == "" {
-			return 0, nil
-		}
-		n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
-		if err != nil {
-			return 0, funcErr("the input is not an unsigned integer")
-		}
-		return n, nil
-	}
-	fm["parseFloat"] = func(s string) (float64, error) {
-		if s == "" {
-			return 0, nil
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-		if err != nil {
-			return 0, funcErr("the input is not a number")
-		}
-		return f, nil
-	}
+	fm["parseBool"] = parseOrZero(strconv.ParseBool, "a boolean")
+	fm["parseInt"] = parseOrZero(func(s string) (int64, error) { return strconv.ParseInt(strings.TrimSpace(s), 10, 64) }, "an integer")
+	fm["parseUint"] = parseOrZero(func(s string) (uint64, error) { return strconv.ParseUint(strings.TrimSpace(s), 10, 64) }, "an unsigned integer")
+	fm["parseFloat"] = parseOrZero(func(s string) (float64, error) { return strconv.ParseFloat(strings.TrimSpace(s), 64) }, "a number")
 	fm["parseJSON"] = func(s string) (any, error) {
 		if s == "" {
 			return map[string]any{}, nil
@@ -189,6 +153,22 @@ var unsupportedFuncs = func() map[string]string {
 	m["sockaddr"] = "sockaddr reads the host's network configuration, which secrets-broker templates do not see"
 	return m
 }()
+
+// parseOrZero makes consul-template's parse functions: an empty input is
+// the zero value; input parse refuses is an error that does not quote it.
+func parseOrZero[T any](parse func(string) (T, error), what string) func(string) (T, error) {
+	return func(s string) (T, error) {
+		var zero T
+		if s == "" {
+			return zero, nil
+		}
+		v, err := parse(s)
+		if err != nil {
+			return zero, funcErr("the input is not %s", what)
+		}
+		return v, nil
+	}
+}
 
 func toTitle(s string) string {
 	prev := ' '
