@@ -59,6 +59,9 @@ type Config struct {
 	// KeyCache tunes the in-memory cache of data keys unwrapped by AWS KMS
 	// or Vault Transit.
 	KeyCache *KeyCacheConfig `yaml:"key_cache"`
+	// Cache keeps what was fetched from Vault sealed on disk, so that a
+	// restart reuses leases and certificates instead of minting new ones.
+	Cache *CacheConfig `yaml:"cache"`
 
 	// Dir is the directory relative paths are resolved against: the config
 	// file's directory, or the working directory.
@@ -147,6 +150,10 @@ type RefreshConfig struct {
 	// MetricsAddress serves Prometheus metrics and /healthz, e.g.
 	// 127.0.0.1:9102. Empty: off.
 	MetricsAddress string `yaml:"metrics_address"`
+	// CertificateRenewal is the fraction of a PKI certificate's validity
+	// after which a fresh one is issued (default 2/3, moved by up to 5% of
+	// the validity for each certificate).
+	CertificateRenewal float64 `yaml:"certificate_renewal"`
 }
 
 // KeyCacheConfig tunes the data-key cache.
@@ -155,6 +162,19 @@ type KeyCacheConfig struct {
 	// the cache off). A disabled or revoked KMS key stops opening secrets
 	// within it.
 	TTL *time.Duration `yaml:"ttl"`
+}
+
+// CacheConfig is the restart cache (docs/config.md, "Restart cache").
+type CacheConfig struct {
+	// Path is the cache directory, e.g. on a memory-backed emptyDir.
+	Path string `yaml:"path"`
+	// Key is the key spec entries are sealed with: local, local:FP,
+	// awskms:ARN or transit:MOUNT/KEY.
+	Key string `yaml:"key"`
+	// MaxStale, when set, lets a start that cannot reach Vault render KV
+	// values from the cache that are at most this old. Leased secrets are
+	// never served without Vault's word.
+	MaxStale time.Duration `yaml:"max_stale"`
 }
 
 // keyCacheTTL is the configured data-key TTL.
@@ -405,6 +425,17 @@ func (c *Config) Check() error {
 		default:
 			add("vault.auth: method %q is not token, approle, kubernetes or jwt", a.Method)
 		}
+	}
+	if k := c.Cache; k != nil {
+		if k.Path == "" || k.Key == "" {
+			add("cache: path and key are required (e.g. path: /run/secrets-cache, key: local)")
+		}
+		if k.MaxStale < 0 {
+			add("cache: max_stale %s is negative", k.MaxStale)
+		}
+	}
+	if r := c.Refresh; r != nil && (r.CertificateRenewal < 0 || r.CertificateRenewal >= 1) {
+		add("refresh: certificate_renewal %v is not a fraction between 0 and 1 (e.g. 0.67)", r.CertificateRenewal)
 	}
 	paths := map[string]int{}
 	bundleDirs := map[string]string{}

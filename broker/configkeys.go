@@ -26,6 +26,7 @@ func configSections() map[string]struct {
 		"RefreshConfig":     {"under refresh", reflect.TypeFor[RefreshConfig]()},
 		"KeyCacheConfig":    {"under key_cache", reflect.TypeFor[KeyCacheConfig]()},
 		"ExecConfig":        {"under exec", reflect.TypeFor[ExecConfig]()},
+		"CacheConfig":       {"under cache", reflect.TypeFor[CacheConfig]()},
 		"SecretsFileConfig": {"in a secrets_files entry", reflect.TypeFor[SecretsFileConfig]()},
 	}
 }

@@ -354,7 +354,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	// fetchUntil logs in first; a start or reload that cannot reach Vault
 	// (no result at all) fails before writing anything, so it changes no
 	// file.
-	res, err := b.fetchUntil(ctx, names, calls, have, d.opts.Timeout)
+	res, err := b.fetchUntil(ctx, names, calls, have, d.opts.Timeout, false)
 	if res == nil && err != nil {
 		g.stop()
 		return nil, err
@@ -433,12 +433,12 @@ func (g *generation) startWatchers(ctx context.Context) error {
 		g.mu.Unlock()
 		for _, r := range refs {
 			key := r.RequestKey()
-			opts := vault.KeepOptions{StaticInterval: g.refresh().StaticInterval, Initial: initial[key], RetryPermanent: true}
+			opts := vault.KeepOptions{StaticInterval: g.refresh().StaticInterval, Initial: initial[key], RetryPermanent: true, CertRenewal: g.refresh().CertificateRenewal}
 			g.d.m.setExpiry(key, initial[key])
 			g.wg.Add(1)
 			go func() {
 				defer g.wg.Done()
-				err := vc.Keep(ctx, r, opts, func(ev vault.Event) { g.onVault(key, ev) })
+				err := vc.Keep(ctx, r, opts, func(ev vault.Event) { g.onVault(ctx, key, ev) })
 				if err != nil && ctx.Err() == nil {
 					g.d.log.Error("stopped refreshing a Vault secret", "path", key, "error", err)
 				}
@@ -448,8 +448,11 @@ func (g *generation) startWatchers(ctx context.Context) error {
 	return g.watchFiles(ctx)
 }
 
-func (g *generation) onVault(key string, ev vault.Event) {
+func (g *generation) onVault(ctx context.Context, key string, ev vault.Event) {
 	m := g.d.m
+	if ev.Secret != nil && g.cfg.Cache != nil {
+		g.b.remember(ctx, map[string]*vault.Secret{key: ev.Secret})
+	}
 	switch {
 	case ev.Err != nil:
 		m.fetchErrors.WithLabelValues("vault").Inc()

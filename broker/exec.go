@@ -94,7 +94,7 @@ func (b *Broker) Exec(ctx context.Context, opts ExecOptions) error {
 		names = append(names, s)
 	}
 	sort.Strings(names)
-	res, err := b.fetchUntil(ctx, names, nil, nil, opts.Timeout)
+	res, err := b.fetchUntil(ctx, names, nil, nil, opts.Timeout, true)
 	if err != nil {
 		return fmt.Errorf("not running the command: %w", err)
 	}

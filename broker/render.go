@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/secrets-broker/secrets-broker/broker/vaultcache"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/backoff"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
@@ -36,6 +37,8 @@ type Broker struct {
 	sharedVault bool
 	keys        []envelope.KeyWrapper
 	files       map[string]*envelope.File
+	// restart is the restart cache (cfg.Cache), opened on first use.
+	restart *vaultcache.Store
 	// decls indexes cfg.Secrets by name.
 	decls map[string]SecretDecl
 	log   *slog.Logger
@@ -91,6 +94,7 @@ func (b *Broker) VaultClient(ctx context.Context) (*vault.Client, error) {
 		}
 	}
 	vc.Logger = b.log
+	vc.Tokens = b.tokenStore()
 	c, err := vault.Connect(ctx, vc)
 	if err != nil {
 		return nil, err
@@ -277,17 +281,30 @@ func (b *Broker) fetch(ctx context.Context, names []string, calls []templates.Va
 		if err != nil {
 			return nil, err
 		}
+		got := make(map[string]*vault.Secret, len(need))
+		store, err := b.restartCache(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if store != nil {
+			need = b.reuseAll(ctx, vc, store, need, got)
+		}
 		secrets, err := vc.ReadMany(ctx, need, 16)
 		if err != nil {
 			errs = append(errs, err)
 		}
 		for i, s := range secrets {
-			if s == nil {
-				continue
+			if s != nil {
+				got[need[i].RequestKey()] = s
 			}
-			if err := b.apply(res, idx, need[i].RequestKey(), s); err != nil {
+		}
+		for key, s := range got {
+			if err := b.apply(res, idx, key, s); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if store != nil {
+			b.remember(ctx, got)
 		}
 	}
 	errs = append(errs, b.fetchLocals(ctx, names, res)...)
@@ -668,7 +685,7 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 		return Report{}, fail.Mark(fail.Usage, fmt.Errorf("config %s has no outputs: nothing to render. Give a config (-c FILE) with outputs, or use exec to pass --secret values to a command", b.cfg.Source))
 	}
 	names, calls := Needs(prepared)
-	res, fetchErr := b.fetchUntil(ctx, names, calls, nil, opts.Timeout)
+	res, fetchErr := b.fetchUntil(ctx, names, calls, nil, opts.Timeout, true)
 	perms, err := b.cfg.DirPerms()
 	if err != nil {
 		return Report{}, fail.Mark(fail.Usage, err)
@@ -690,10 +707,28 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 // passed, logging each failed attempt with the next delay. When Vault is
 // needed it logs in first, so a Vault that cannot be reached is reported as
 // such (and res is nil).
-func (b *Broker) fetchUntil(ctx context.Context, names []string, calls []templates.VaultCall, have map[string]*vault.Secret, timeout time.Duration) (*Resolved, error) {
+//
+// With allowStale, a Vault that cannot be reached does not stop a restart
+// whose every Vault value is in the restart cache and young enough
+// (staleFromCache): it renders from there at once.
+func (b *Broker) fetchUntil(ctx context.Context, names []string, calls []templates.VaultCall, have map[string]*vault.Secret, timeout time.Duration, allowStale bool) (*Resolved, error) {
 	if needsVault(b, names) || len(calls) > 0 {
-		if err := b.connectUntil(ctx, timeout); err != nil {
+		var stale *Resolved
+		err := b.retryUntil(ctx, "connecting to Vault", timeout, func() error {
+			_, err := b.VaultClient(ctx)
+			if err != nil && allowStale && fail.KindOf(err).Retryable() {
+				if res, ok := b.staleFromCache(ctx, names, b.indexRequests(names, calls)); ok {
+					stale = res
+					return nil
+				}
+			}
+			return err
+		})
+		if err != nil {
 			return nil, err
+		}
+		if stale != nil {
+			return stale, nil
 		}
 	}
 	var res *Resolved
@@ -702,14 +737,6 @@ func (b *Broker) fetchUntil(ctx context.Context, names []string, calls []templat
 		return err
 	})
 	return res, err
-}
-
-// connectUntil connects to Vault, retrying retryable failures until timeout.
-func (b *Broker) connectUntil(ctx context.Context, timeout time.Duration) error {
-	return b.retryUntil(ctx, "connecting to Vault", timeout, func() error {
-		_, err := b.VaultClient(ctx)
-		return err
-	})
 }
 
 // retryUntil calls try until it succeeds, fails in a way that is not

@@ -263,7 +263,48 @@ func (c *Client) login(ctx context.Context) (*api.Secret, error) {
 		return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s: no token in the response", c.auth.Describe()))
 	}
 	c.api.SetToken(s.Auth.ClientToken)
+	if c.tokens != nil {
+		if err := c.tokens.SaveToken(ctx, s); err != nil {
+			c.log.Warn("vault: cannot keep the new token in the restart cache; a restart will log in again", "error", err)
+		}
+	}
 	return s, nil
+}
+
+// resume uses the token kept by a previous run when Vault still accepts it
+// (auth/token/lookup-self) with more than a minute left, so that the leases
+// it holds stay valid. It returns nil, nil when there is none to use, and
+// an error only when Vault cannot be asked.
+func (c *Client) resume(ctx context.Context) (*api.Secret, error) {
+	if _, static := c.auth.(TokenAuth); static || c.tokens == nil {
+		return nil, nil
+	}
+	token, err := c.tokens.LoadToken(ctx)
+	if err != nil {
+		c.log.Warn("vault: the kept token is refused; logging in", "error", err)
+		return nil, nil
+	}
+	if token == "" {
+		return nil, nil
+	}
+	c.api.SetToken(token)
+	self, err := c.api.Auth().Token().LookupSelfWithContext(ctx)
+	if err != nil {
+		c.api.ClearToken()
+		if e := classify("lookup-self", "auth/token/lookup-self", "", err); e.Retryable() {
+			return nil, e
+		}
+		c.log.Info("vault: the kept token is no longer valid; logging in", "method", c.auth.Describe())
+		return nil, nil
+	}
+	ttl, err := self.TokenTTL()
+	renewable, _ := self.TokenIsRenewable()
+	if err != nil || (ttl > 0 && ttl < time.Minute) {
+		c.api.ClearToken()
+		return nil, nil
+	}
+	c.log.Info("vault: reusing the token kept in the restart cache", "method", c.auth.Describe(), "ttl", ttl.String())
+	return &api.Secret{Auth: &api.SecretAuth{ClientToken: token, Renewable: renewable, LeaseDuration: int(ttl.Seconds())}}, nil
 }
 
 // loginBackoff spaces attempts to log in again: full jitter under a ceiling

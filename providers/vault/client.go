@@ -46,12 +46,25 @@ type Config struct {
 	// Logger receives warnings (failed attempts to log in again); nil
 	// discards them.
 	Logger *slog.Logger
+	// Tokens, when set, keeps the token of every login across restarts: a
+	// kept token that Vault still accepts is used instead of logging in,
+	// so the leases it holds stay valid. Not used with TokenAuth.
+	Tokens TokenStore
+}
+
+// TokenStore keeps the broker's own Vault token (the restart cache).
+type TokenStore interface {
+	// LoadToken returns the kept token, or "" when there is none.
+	LoadToken(ctx context.Context) (string, error)
+	// SaveToken keeps the token of a login.
+	SaveToken(ctx context.Context, login *api.Secret) error
 }
 
 // Client reads secrets from one Vault.
 type Client struct {
 	api      *api.Client
 	auth     Auth
+	tokens   TokenStore
 	log      *slog.Logger
 	requests atomic.Int64
 
@@ -93,7 +106,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: %w", err))
 		}
 	}
-	c := &Client{auth: cfg.Auth, log: cfg.Logger}
+	c := &Client{auth: cfg.Auth, log: cfg.Logger, tokens: cfg.Tokens}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -109,9 +122,14 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if c.auth == nil {
 		c.auth = TokenAuth{}
 	}
-	secret, err := c.login(ctx)
+	secret, err := c.resume(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if secret == nil {
+		if secret, err = c.login(ctx); err != nil {
+			return nil, err
+		}
 	}
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.stop = cancel

@@ -42,6 +42,10 @@ type KeepOptions struct {
 	// instead of fetching again, so a broker that fetched everything at
 	// start does not mint a second set of dynamic credentials.
 	Initial *Secret
+	// CertRenewal is the fraction of a certificate's validity after which
+	// a PKI certificate without a lease is issued again (see
+	// Secret.RenewCertAt); zero means DefaultCertRenewal.
+	CertRenewal float64
 }
 
 // Keep fetches ref, hands it to deliver, and keeps it valid until ctx ends:
@@ -51,7 +55,9 @@ type KeepOptions struct {
 //     fresh secret is fetched before the old one expires;
 //   - a lease that cannot be renewed is fetched again at 85-95% of its TTL
 //     (consul-template's rule);
-//   - a secret without a lease is read again every StaticInterval.
+//   - a PKI certificate without a lease is issued again at its renewal
+//     point (Secret.RenewCertAt);
+//   - any other secret without a lease is read again every StaticInterval.
 //
 // Retryable failures back off as backoff.Default says (full jitter under a
 // ceiling of 250 ms doubling to 1 minute); a permanent failure is delivered
@@ -94,7 +100,11 @@ func (c *Client) Keep(ctx context.Context, ref Ref, opts KeepOptions, deliver fu
 				return ctx.Err()
 			}
 		default:
-			if !backoff.Sleep(ctx, time.Until(s.Lease.IssuedAt.Add(opts.StaticInterval))) {
+			next := s.Lease.IssuedAt.Add(opts.StaticInterval)
+			if at, ok := s.RenewCertAt(opts.CertRenewal); ok {
+				next = at // a certificate is issued again near its renewal point, not every interval
+			}
+			if !backoff.Sleep(ctx, time.Until(next)) {
 				return ctx.Err()
 			}
 		}

@@ -229,6 +229,20 @@ func (c *Client) read(ctx context.Context, ref Ref) (*Secret, error) {
 		}
 		return nil, &Error{Op: op, Path: ref.Path, Ref: ref.String(), Status: 404, Kind: fail.NotFound, Message: msg}
 	}
+	return fromResponse(op, ref, raw, issued)
+}
+
+// FromResponse rebuilds the Secret that reading ref returned as raw at
+// issued: how the restart cache restores a response it kept.
+func FromResponse(ref Ref, raw *api.Secret, issued time.Time) (*Secret, error) {
+	op := "read"
+	if len(ref.Params) > 0 {
+		op = "write"
+	}
+	return fromResponse(op, ref, raw, issued)
+}
+
+func fromResponse(op string, ref Ref, raw *api.Secret, issued time.Time) (*Secret, error) {
 	s := &Secret{Ref: ref, Path: ref.Path, Raw: raw, Data: raw.Data, Lease: Lease{ID: raw.LeaseID, TTL: time.Duration(raw.LeaseDuration) * time.Second, Renewable: raw.Renewable, IssuedAt: issued}}
 	if inner, ok := raw.Data["data"].(map[string]any); ok {
 		if meta, ok := raw.Data["metadata"].(map[string]any); ok && strings.Contains(ref.Path, "/data/") {

@@ -1,0 +1,287 @@
+package broker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/secrets-broker/secrets-broker/broker/vaultcache"
+	"github.com/secrets-broker/secrets-broker/providers/vault"
+)
+
+// restartCache opens the configured restart cache (nil when there is none)
+// with the one key the config names for it.
+func (b *Broker) restartCache(ctx context.Context) (*vaultcache.Store, error) {
+	if b.cfg.Cache == nil {
+		return nil, nil
+	}
+	if b.restart != nil {
+		return b.restart, nil
+	}
+	files := make([]string, len(b.cfg.KeyFiles))
+	for i, f := range b.cfg.KeyFiles {
+		files[i] = b.cfg.Resolve(f)
+	}
+	k := Keys{Specs: []string{b.cfg.Cache.Key}, KeyFiles: files, Cache: b.cache, Log: b.log, Vault: func(ctx context.Context) (*api.Client, error) {
+		c, err := b.VaultClient(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return c.API(), nil
+	}}
+	keys, err := k.ForSealing(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cache.key: %w", err)
+	}
+	store, err := vaultcache.Open(b.cfg.Resolve(b.cfg.Cache.Path), keys, b.vaultIdentity())
+	if err != nil {
+		return nil, err
+	}
+	b.restart = store
+	return store, nil
+}
+
+// vaultIdentity names the Vault the config reaches (address and namespace),
+// which every cache entry is bound to.
+func (b *Broker) vaultIdentity() string {
+	addr, ns := os.Getenv("VAULT_ADDR"), os.Getenv("VAULT_NAMESPACE")
+	if v := b.cfg.Vault; v != nil {
+		if v.Address != "" {
+			addr = v.Address
+		}
+		if v.Namespace != "" {
+			ns = v.Namespace
+		}
+	}
+	if addr == "" {
+		addr = api.DefaultAddress
+	}
+	return strings.TrimRight(addr, "/") + " " + ns
+}
+
+// cachedTokens keeps the broker's Vault token in the restart cache, bound
+// to the auth settings that got it: a changed role or method logs in anew.
+type cachedTokens struct {
+	b   *Broker
+	key string
+}
+
+// tokenStore is the restart cache's keeper of the broker's token, or nil
+// when there is no cache or its key is a Transit key (which needs the
+// token to open anything).
+func (b *Broker) tokenStore() vault.TokenStore {
+	c := b.cfg.Cache
+	if c == nil || strings.HasPrefix(c.Key, "transit:") {
+		return nil
+	}
+	var auth AuthConfig
+	if b.cfg.Vault != nil && b.cfg.Vault.Auth != nil {
+		auth = *b.cfg.Vault.Auth
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%+v", auth))
+	return cachedTokens{b: b, key: "token:" + hex.EncodeToString(sum[:16])}
+}
+
+func (t cachedTokens) LoadToken(ctx context.Context) (string, error) {
+	store, err := t.b.restartCache(ctx)
+	if err != nil {
+		return "", err
+	}
+	e, ok, err := store.Get(ctx, t.key)
+	if err != nil {
+		_ = store.Delete(t.key)
+		return "", err
+	}
+	if !ok || e.Response.Auth == nil || (!e.Expires.IsZero() && !time.Now().Before(e.Expires)) {
+		return "", nil
+	}
+	return e.Response.Auth.ClientToken, nil
+}
+
+func (t cachedTokens) SaveToken(ctx context.Context, login *api.Secret) error {
+	store, err := t.b.restartCache(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	e := vaultcache.Entry{Response: &api.Secret{Auth: login.Auth}, Fetched: now}
+	if login.Auth.LeaseDuration > 0 {
+		e.Expires = now.Add(time.Duration(login.Auth.LeaseDuration) * time.Second)
+	}
+	return store.Put(ctx, t.key, e)
+}
+
+// reuse returns the response to ref kept in the restart cache when it may
+// stand in for a new request: a lease Vault says it still holds (its TTL as
+// Vault now reports it), or a certificate before its renewal point. KV
+// values are always read again (it mints nothing). An entry that is
+// refused, expired or no longer held by Vault is deleted.
+func (b *Broker) reuse(ctx context.Context, vc *vault.Client, store *vaultcache.Store, ref vault.Ref) *vault.Secret {
+	key := ref.RequestKey()
+	e, ok, err := store.Get(ctx, key)
+	drop := func(why string, args ...any) *vault.Secret {
+		b.log.Info("restart cache: "+why, append([]any{"request", key}, args...)...)
+		_ = store.Delete(key)
+		return nil
+	}
+	if err != nil {
+		b.log.Warn("restart cache: an entry is refused; fetching it afresh", "request", key, "error", err)
+		_ = store.Delete(key)
+		return nil
+	}
+	if !ok {
+		return nil
+	}
+	s, err := vault.FromResponse(ref, e.Response, e.Fetched)
+	if err != nil {
+		return drop("the kept response is unusable; fetching afresh", "error", err)
+	}
+	now := time.Now()
+	if s.Lease.ID == "" {
+		if at, ok := s.RenewCertAt(b.certRenewal()); ok && now.Before(at) {
+			b.log.Info("restart cache: reusing a certificate before its renewal point", "request", key, "renew_at", at.UTC().Format(time.RFC3339))
+			return s
+		}
+		return nil
+	}
+	if !e.Expires.IsZero() && !now.Before(e.Expires) {
+		return drop("the kept lease has expired; fetching a new one")
+	}
+	st, err := vc.LookupLease(ctx, s.Lease.ID)
+	if err != nil {
+		return drop("Vault does not confirm the kept lease; fetching a new one", "error", err)
+	}
+	if st.TTL < minReuseTTL {
+		return drop("Vault does not confirm the kept lease (it ends in under 10 s); fetching a new one", "ttl", st.TTL.String())
+	}
+	raw := *e.Response
+	raw.LeaseDuration, raw.Renewable = int(st.TTL.Seconds()), st.Renewable
+	s.Raw = &raw
+	s.Lease = vault.Lease{ID: raw.LeaseID, TTL: st.TTL, Renewable: st.Renewable, IssuedAt: now}
+	b.log.Info("restart cache: reusing a lease Vault confirms", "request", key, "ttl", st.TTL.String())
+	return s
+}
+
+// minReuseTTL is the least time a kept lease must have left to be reused:
+// a revoked lease can still be looked up for a moment with no time left.
+const minReuseTTL = 10 * time.Second
+
+// certRenewal is the configured point of a certificate's validity at which
+// a fresh one is issued (zero: the default).
+func (b *Broker) certRenewal() float64 {
+	if b.cfg.Refresh != nil {
+		return b.cfg.Refresh.CertificateRenewal
+	}
+	return 0
+}
+
+// remember keeps responses in the restart cache, a few at a time. A failure
+// is logged: the cache saves work, it is never needed to render.
+func (b *Broker) remember(ctx context.Context, secrets map[string]*vault.Secret) {
+	store, err := b.restartCache(ctx)
+	if err != nil || store == nil {
+		if err != nil {
+			b.log.Warn("restart cache unavailable; a restart will fetch afresh", "error", err)
+		}
+		return
+	}
+	var g errgroup.Group
+	g.SetLimit(localConcurrency)
+	for key, s := range secrets {
+		if s == nil || s.Raw == nil {
+			continue
+		}
+		g.Go(func() error {
+			e := vaultcache.Entry{Response: s.Raw, Fetched: s.Lease.IssuedAt, Expires: s.Lease.ExpiresAt()}
+			if s.Lease.ID != "" {
+				raw := *s.Raw
+				raw.LeaseDuration, raw.Renewable = int(s.Lease.TTL.Seconds()), s.Lease.Renewable
+				e.Response = &raw
+			}
+			if err := store.Put(ctx, key, e); err != nil {
+				b.log.Warn("restart cache: cannot keep a response; a restart will fetch it afresh", "request", key, "error", err)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+}
+
+// staleFromCache resolves every Vault request from the restart cache when
+// Vault cannot be reached: only values without a lease fetched at most
+// cache.max_stale ago, and certificates before their renewal point. A lease
+// is never rendered without Vault's word. ok is false unless everything
+// needed (Vault and local secrets) resolved.
+func (b *Broker) staleFromCache(ctx context.Context, names []string, idx *requestIndex) (*Resolved, bool) {
+	c := b.cfg.Cache
+	if c == nil || c.MaxStale <= 0 || strings.HasPrefix(c.Key, "transit:") {
+		return nil, false
+	}
+	store, err := b.restartCache(ctx)
+	if err != nil {
+		return nil, false
+	}
+	res := newResolved()
+	now := time.Now()
+	var oldest time.Duration
+	for _, r := range idx.refs {
+		key := r.RequestKey()
+		e, ok, err := store.Get(ctx, key)
+		if err != nil || !ok {
+			return nil, false
+		}
+		s, err := vault.FromResponse(r, e.Response, e.Fetched)
+		if err != nil || s.Lease.ID != "" {
+			return nil, false
+		}
+		if at, isCert := s.RenewCertAt(b.certRenewal()); isCert {
+			if !now.Before(at) {
+				return nil, false
+			}
+		} else if age := now.Sub(e.Fetched); age > c.MaxStale || age < 0 {
+			return nil, false
+		} else {
+			oldest = max(oldest, age)
+		}
+		if err := b.apply(res, idx, key, s); err != nil {
+			return nil, false
+		}
+	}
+	if errs := b.fetchLocals(ctx, names, res); len(errs) > 0 {
+		return nil, false
+	}
+	b.log.Warn("Vault cannot be reached: rendering from the restart cache", "vault_requests", len(idx.refs), "oldest", oldest.Round(time.Second).String(), "max_stale", c.MaxStale.String())
+	return res, true
+}
+
+// reuseAll asks the restart cache for each request (concurrently, a few at
+// a time: each lease is a lookup), puts what may be reused in got, and
+// returns the requests still to be made.
+func (b *Broker) reuseAll(ctx context.Context, vc *vault.Client, store *vaultcache.Store, need []vault.Ref, got map[string]*vault.Secret) []vault.Ref {
+	reused := make([]*vault.Secret, len(need))
+	var g errgroup.Group
+	g.SetLimit(localConcurrency)
+	for i, r := range need {
+		g.Go(func() error {
+			reused[i] = b.reuse(ctx, vc, store, vault.Ref{Path: r.Path, Params: r.Params, Version: r.Version})
+			return nil
+		})
+	}
+	_ = g.Wait()
+	var rest []vault.Ref
+	for i, r := range need {
+		if reused[i] != nil {
+			got[r.RequestKey()] = reused[i]
+			continue
+		}
+		rest = append(rest, r)
+	}
+	return rest
+}

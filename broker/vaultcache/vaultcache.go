@@ -1,0 +1,170 @@
+// Package vaultcache owns the restart cache: what the broker fetched from
+// Vault (responses with their leases, and the broker's own token), sealed on
+// disk in secrets-broker envelopes so that a restarted broker can reuse a
+// lease or a certificate instead of minting a new one.
+//
+// Each entry is one file holding one envelope sealed under a fresh data key
+// and bound, by its name and context, to the Vault it came from and the
+// request it answers (path and parameters). The reader always checks both:
+// an entry copied over another, edited, truncated or sealed by another key
+// is refused, and the caller fetches afresh. The cache decides nothing
+// about validity: callers check leases with Vault and expiry times.
+package vaultcache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/atomicfile"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/readlimit"
+)
+
+// MaxEntryLen bounds one cache file, read before anything is parsed.
+const MaxEntryLen = 1 << 20
+
+// entryName is the envelope name of every cache entry; what it answers is
+// in its context.
+const entryName = "secrets-broker.cache"
+
+// Entry is one cached Vault response.
+type Entry struct {
+	// Response is Vault's whole response (for the broker's token, Auth
+	// holds it).
+	Response *api.Secret `json:"response"`
+	// Fetched is when the response arrived (wall clock).
+	Fetched time.Time `json:"fetched"`
+	// Expires is when its lease (or token) ends, as last extended; zero
+	// when it has none.
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// Store is a cache directory and the key its entries are sealed with.
+type Store struct {
+	dir  string
+	keys []envelope.KeyWrapper
+	// vault names the Vault every entry is bound to (address and
+	// namespace): entries from another Vault are refused.
+	vault string
+}
+
+// Open makes (0700) or opens the cache directory dir. keys[0] seals new
+// entries; any of keys opens them. vault names the Vault (address and
+// namespace) the entries are bound to.
+func Open(dir string, keys []envelope.KeyWrapper, vault string) (*Store, error) {
+	if len(keys) == 0 {
+		return nil, fail.Mark(fail.Usage, errors.New("cache: no key to seal entries with; set cache.key"))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fail.Mark(fail.FileSystem, fmt.Errorf("cache: cannot create directory %s: %w", dir, err))
+	}
+	info, err := os.Stat(dir)
+	if err != nil {
+		return nil, fail.Mark(fail.FileSystem, fmt.Errorf("cache: %w", err))
+	}
+	if !info.IsDir() {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("cache: %s is not a directory", dir))
+	}
+	return &Store{dir: dir, keys: keys, vault: vault}, nil
+}
+
+// Dir is the cache directory.
+func (s *Store) Dir() string { return s.dir }
+
+// binding names what an entry answers. Long request keys are hashed so the
+// context stays within the envelope's bounds.
+func (s *Store) binding(key string) envelope.Binding {
+	if len(key) > envelope.MaxContextValueLen-8 {
+		sum := sha256.Sum256([]byte(key))
+		key = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return envelope.Binding{Name: entryName, Context: map[string]string{"vault": s.vault, "request": key}}
+}
+
+// file is where key's entry lives: a hash, so that no request text (which
+// may be long or hold parameters) becomes a file name.
+func (s *Store) file(key string) string {
+	sum := sha256.Sum256([]byte(s.vault + "\x00" + key))
+	return filepath.Join(s.dir, hex.EncodeToString(sum[:16])+".sbe")
+}
+
+// Put seals e for key under a fresh data key and replaces its file
+// atomically.
+func (s *Store) Put(ctx context.Context, key string, e Entry) error {
+	plain, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("cache: cannot encode the entry for %s: %w", key, err)
+	}
+	defer clear(plain)
+	env, err := envelope.Seal(ctx, plain, s.binding(key), s.keys[0])
+	if err != nil {
+		return fmt.Errorf("cache: cannot seal the entry for %s: %w", key, err)
+	}
+	text, err := env.MarshalText()
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(s.file(key), text, 0o600); err != nil {
+		return fail.Mark(fail.FileSystem, fmt.Errorf("cache: %w", err))
+	}
+	return nil
+}
+
+// ErrRefused marks an entry that is present but cannot be trusted: it does
+// not parse, is bound to another request or Vault, or fails to decrypt.
+var ErrRefused = errors.New("cache entry refused")
+
+// Get returns key's entry. ok is false when there is none. An entry that
+// cannot be trusted is an error wrapping ErrRefused that says why (never its
+// content); the caller should Delete it and fetch afresh.
+func (s *Store) Get(ctx context.Context, key string) (e Entry, ok bool, err error) {
+	path := s.file(key)
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return Entry{}, false, nil
+	}
+	data, err := readlimit.File(path, MaxEntryLen, "cache entry")
+	refused := func(why error) (Entry, bool, error) {
+		return Entry{}, false, fmt.Errorf("%w: %s (for %s): %w", ErrRefused, path, key, why)
+	}
+	if err != nil {
+		return refused(err)
+	}
+	env, err := envelope.ParseText(strings.TrimSpace(string(data)))
+	if err != nil {
+		return refused(err)
+	}
+	b := s.binding(key)
+	plain, err := env.Open(ctx, envelope.Expect(b), s.keys)
+	if err != nil {
+		return refused(err)
+	}
+	defer clear(plain)
+	dec := json.NewDecoder(bytes.NewReader(plain))
+	dec.UseNumber() // as Vault's client decodes responses
+	if err := dec.Decode(&e); err != nil || e.Response == nil {
+		return refused(errors.New("the sealed content is not a cache entry"))
+	}
+	return e, true, nil
+}
+
+// Delete removes key's entry, if any.
+func (s *Store) Delete(key string) error {
+	err := os.Remove(s.file(key))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fail.Mark(fail.FileSystem, fmt.Errorf("cache: %w", err))
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package vaultcache_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/secrets-broker/secrets-broker/broker/vaultcache"
+	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/providers/local"
+)
+
+func entry() vaultcache.Entry {
+	return vaultcache.Entry{Response: &api.Secret{LeaseID: "database/creds/app/abc", LeaseDuration: 3600, Renewable: true,
+		Data: map[string]any{"username": "v-app-1", "password": "pw-1"}}, Fetched: time.Now().Round(0), Expires: time.Now().Add(time.Hour).Round(0)}
+}
+
+const here = "http://127.0.0.1:8200 "
+
+// put stores entry() for key and returns the file it went to.
+func put(t *testing.T, s *vaultcache.Store, key string) string {
+	t.Helper()
+	before, _ := filepath.Glob(filepath.Join(s.Dir(), "*.sbe"))
+	if err := s.Put(t.Context(), key, entry()); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := filepath.Glob(filepath.Join(s.Dir(), "*.sbe"))
+	for _, f := range after {
+		if !slices.Contains(before, f) {
+			return f
+		}
+	}
+	t.Fatalf("Put %s made no new file", key)
+	return ""
+}
+
+func open(t *testing.T, key envelope.KeyWrapper, vault string) *vaultcache.Store {
+	t.Helper()
+	s, err := vaultcache.Open(t.TempDir(), []envelope.KeyWrapper{key}, vault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func refused(t *testing.T, s *vaultcache.Store, key, why string) {
+	t.Helper()
+	_, ok, err := s.Get(t.Context(), key)
+	if ok || !errors.Is(err, vaultcache.ErrRefused) {
+		t.Fatalf("%s: ok %v, err %v; want refused", why, ok, err)
+	}
+	if strings.Contains(err.Error(), "pw-1") || strings.Contains(err.Error(), "v-app-1") {
+		t.Fatalf("%s: the error shows a value: %v", why, err)
+	}
+}
+
+func TestEntriesRoundTripAndStayBound(t *testing.T) {
+	key := local.Generate()
+	s := open(t, key, here)
+	ctx := t.Context()
+	if _, ok, err := s.Get(ctx, "database/creds/app"); ok || err != nil {
+		t.Fatalf("empty cache: ok %v, err %v", ok, err)
+	}
+	lease := put(t, s, "database/creds/app")
+	got, ok, err := s.Get(ctx, "database/creds/app")
+	if err != nil || !ok || got.Response.LeaseID != "database/creds/app/abc" || got.Response.Data["password"] != "pw-1" || got.Expires.IsZero() {
+		t.Fatalf("round trip: ok %v err %v got %+v", ok, err, got)
+	}
+	info, _ := os.Stat(lease)
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf("entry mode %v, want 0600", info.Mode().Perm())
+	}
+	if data, _ := os.ReadFile(lease); strings.Contains(string(data), "pw-1") {
+		t.Fatal("the entry holds the value in the clear")
+	}
+
+	// Another request's entry copied over this one.
+	kv := put(t, s, "secret/data/app")
+	data, _ := os.ReadFile(kv)
+	os.WriteFile(lease, data, 0o600)
+	refused(t, s, "database/creds/app", "an entry copied over another request's")
+
+	// The same request from another Vault, sealed by the same key.
+	other := open(t, key, "https://vault.other:8200 ")
+	data, _ = os.ReadFile(put(t, other, "database/creds/app"))
+	os.WriteFile(lease, data, 0o600)
+	refused(t, s, "database/creds/app", "another Vault's entry")
+
+	// Sealed by a key the cache is not configured with.
+	data, _ = os.ReadFile(put(t, open(t, local.Generate(), here), "database/creds/app"))
+	os.WriteFile(lease, data, 0o600)
+	refused(t, s, "database/creds/app", "an entry sealed by another key")
+
+	// Truncated, and too large to read.
+	if err := s.Put(ctx, "database/creds/app", entry()); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(lease)
+	os.WriteFile(lease, data[:len(data)/2], 0o600)
+	refused(t, s, "database/creds/app", "a truncated entry")
+	os.WriteFile(lease, make([]byte, vaultcache.MaxEntryLen+1), 0o600)
+	refused(t, s, "database/creds/app", "an oversized entry")
+
+	if err := s.Delete("database/creds/app"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.Get(ctx, "database/creds/app"); ok || err != nil {
+		t.Fatalf("after Delete: ok %v err %v", ok, err)
+	}
+}
