@@ -22,4 +22,5 @@ fuzz:
 bench:
 	./bench/envelope.sh
 	./bench/linear.sh
+	./bench/fleet.sh
 	go run ./bench/peakrss

@@ -57,7 +57,7 @@ func (s *Server) run(name string, args ...string) (string, error) {
 // Start creates and starts a cluster; it is removed at cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := launch()
+	s, err := Launch()
 	if err != nil {
 		t.Fatalf("a real PostgreSQL server is required and could not start: %v", err)
 	}
@@ -65,7 +65,9 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-func launch() (*Server, error) {
+// Launch starts a throwaway PostgreSQL cluster on a free loopback port;
+// Stop removes it. Tests use Start.
+func Launch() (*Server, error) {
 	bd, err := bindir()
 	if err != nil {
 		return nil, err

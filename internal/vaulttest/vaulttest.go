@@ -280,8 +280,20 @@ func (s *Server) Run(t testing.TB, args ...string) string {
 // database/creds/app.
 func (s *Server) DatabaseRole(t testing.TB, port int, user, password, defaultTTL, maxTTL string) {
 	t.Helper()
-	root := s.Client(t)
-	s.Run(t, "secrets", "enable", "database")
+	if err := s.ConfigureDatabase(port, user, password, defaultTTL, maxTTL); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ConfigureDatabase is DatabaseRole for programs (the benches).
+func (s *Server) ConfigureDatabase(port int, user, password, defaultTTL, maxTTL string) error {
+	root, err := s.NewClient(s.Token)
+	if err != nil {
+		return err
+	}
+	if err := root.Sys().Mount("database", &api.MountInput{Type: "database"}); err != nil {
+		return fmt.Errorf("enable the database engine: %w", err)
+	}
 	if _, err := root.Logical().Write("database/config/pg", map[string]any{
 		"plugin_name":    "postgresql-database-plugin",
 		"connection_url": fmt.Sprintf("postgresql://{{username}}:{{password}}@127.0.0.1:%d/postgres?sslmode=disable", port),
@@ -289,14 +301,13 @@ func (s *Server) DatabaseRole(t testing.TB, port int, user, password, defaultTTL
 		"password":       password,
 		"allowed_roles":  "app",
 	}); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if _, err := root.Logical().Write("database/roles/app", map[string]any{
+	_, err = root.Logical().Write("database/roles/app", map[string]any{
 		"db_name":             "pg",
 		"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
 		"default_ttl":         defaultTTL,
 		"max_ttl":             maxTTL,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
+	return err
 }

@@ -3,7 +3,8 @@
 // it), logging in (token, AppRole, Kubernetes, JWT/OIDC) and keeping the
 // broker's own token alive, reading KV v1/v2 and any logical path with one
 // request per distinct path, and keeping leased secrets valid (renewing them
-// with Vault's LifetimeWatcher, fetching a fresh one at max TTL).
+// at a jittered point of their remaining time, fetching a fresh one at max
+// TTL), and answering whether a kept lease or certificate may be reused.
 //
 // Errors are *Error values that name the secret reference, the Vault path
 // and Vault's message, never a value or a token, and say whether a retry may

@@ -50,9 +50,9 @@ type KeepOptions struct {
 
 // Keep fetches ref, hands it to deliver, and keeps it valid until ctx ends:
 //
-//   - a renewable lease is renewed by Vault's LifetimeWatcher (at about 2/3
-//     of its TTL, with jitter); when Vault stops extending it (max TTL), a
-//     fresh secret is fetched before the old one expires;
+//   - a renewable lease is renewed at a random point between 1/3 and 5/6 of
+//     its remaining time (renewUntilDone); when Vault stops extending it
+//     (max TTL), a fresh secret is fetched at 85-95% of what is left;
 //   - a lease that cannot be renewed is fetched again at 85-95% of its TTL
 //     (consul-template's rule);
 //   - a PKI certificate without a lease is issued again at its renewal
@@ -136,28 +136,69 @@ func (c *Client) fetchWithRetry(ctx context.Context, ref Ref, retryPermanent boo
 	}
 }
 
-// renewUntilDone runs the LifetimeWatcher on s's lease and returns when a
-// fresh secret must be fetched (nil) or ctx ends.
+// Lease renewal points: a lease is renewed at a point drawn uniformly from
+// [renewFrom, renewTo] of its remaining time. The window is wide so that a
+// fleet that started together spreads its renewals out within one cycle
+// (Vault's LifetimeWatcher renews at 2/3 plus 3-7% and at once on start,
+// which keeps a fleet in lockstep: bench/fleet.sh).
+const (
+	renewFrom = 1.0 / 3.0
+	renewTo   = 5.0 / 6.0
+)
+
+// renewDelay is the wait before renewing a lease with remaining time left.
+func renewDelay(remaining time.Duration) time.Duration {
+	f := renewFrom + rand.Float64()*(renewTo-renewFrom)
+	return time.Duration(float64(remaining) * f)
+}
+
+// renewUntilDone renews s's lease (sys/leases/renew, asking for its original
+// TTL again) at a jittered point of its remaining time, delivering each
+// renewal, and returns nil when a fresh secret must be fetched: Vault
+// stopped extending the lease (max TTL ahead: the fetch happens at 85-95% of
+// what is left), Vault no longer knows it, or retries ran out of time. It
+// returns ctx's error when ctx ends.
 func (c *Client) renewUntilDone(ctx context.Context, s *Secret, deliver func(Event)) error {
-	w, err := c.api.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: s.Raw, Increment: int(s.Lease.TTL.Seconds())})
-	if err != nil {
-		return err
-	}
-	go w.Start()
-	defer w.Stop()
+	increment := s.Lease.TTL
 	for {
-		select {
-		case <-ctx.Done():
+		expires := s.Lease.IssuedAt.Add(s.Lease.TTL)
+		if !backoff.Sleep(ctx, renewDelay(time.Until(expires))) {
 			return ctx.Err()
-		case r := <-w.RenewCh():
-			if r == nil || r.Secret == nil {
-				continue
+		}
+		var raw *api.Secret
+		for attempt := 0; ; attempt++ {
+			var err error
+			raw, err = c.api.Sys().RenewWithContext(ctx, s.Lease.ID, int(increment.Seconds()))
+			if err == nil && raw != nil {
+				break
 			}
-			renewed := *s
-			renewed.Lease = Lease{ID: r.Secret.LeaseID, TTL: time.Duration(r.Secret.LeaseDuration) * time.Second, Renewable: r.Secret.Renewable, IssuedAt: time.Now()}
-			s = &renewed
-			deliver(Event{Secret: s, Renewed: true})
-		case <-w.DoneCh():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			e := classify("renew", s.Path, s.Ref.String(), err)
+			wait := backoff.Default().Delay(attempt)
+			if !e.Retryable() || time.Now().Add(wait).After(s.Lease.IssuedAt.Add(s.Lease.TTL*9/10)) {
+				return nil // fetch a fresh secret
+			}
+			deliver(Event{Err: e, RetryIn: wait})
+			if !backoff.Sleep(ctx, wait) {
+				return ctx.Err()
+			}
+		}
+		renewed := *s
+		renewed.Lease = Lease{ID: raw.LeaseID, TTL: time.Duration(raw.LeaseDuration) * time.Second, Renewable: raw.Renewable, IssuedAt: time.Now()}
+		if renewed.Lease.ID == "" {
+			renewed.Lease.ID = s.Lease.ID
+		}
+		s = &renewed
+		deliver(Event{Secret: s, Renewed: true})
+		if !s.Lease.Renewable || s.Lease.TTL < increment {
+			// Vault capped the lease (max TTL): fetch a fresh one before
+			// it ends, as for a lease that cannot be renewed.
+			frac := 0.85 + rand.Float64()*0.10
+			if !backoff.Sleep(ctx, time.Until(s.Lease.IssuedAt.Add(time.Duration(float64(s.Lease.TTL)*frac)))) {
+				return ctx.Err()
+			}
 			return nil
 		}
 	}

@@ -62,3 +62,29 @@ func TestRenewCertAtIsTheFractionWithStableJitter(t *testing.T) {
 		t.Fatal("a certificate that does not parse has a renewal point")
 	}
 }
+
+// A lease is renewed at a point drawn uniformly from 1/3 to 5/6 of its
+// remaining time: wide enough that a fleet started together spreads out in
+// one cycle.
+func TestRenewDelayIsSpreadOverTheWindow(t *testing.T) {
+	const remaining = 600 * time.Second
+	var lowHalf, n int
+	var lo, hi = remaining, time.Duration(0)
+	for range 20000 {
+		d := renewDelay(remaining)
+		lo, hi = min(lo, d), max(hi, d)
+		if d < remaining*7/12 { // the window's midpoint
+			lowHalf++
+		}
+		n++
+	}
+	if lo < remaining/3 || hi > remaining*5/6 {
+		t.Fatalf("delays from %s to %s; want within [%s, %s]", lo, hi, remaining/3, remaining*5/6)
+	}
+	if lo > remaining/3+5*time.Second || hi < remaining*5/6-5*time.Second {
+		t.Fatalf("delays from %s to %s do not cover the window", lo, hi)
+	}
+	if frac := float64(lowHalf) / float64(n); frac < 0.45 || frac > 0.55 {
+		t.Fatalf("%.2f of delays in the first half of the window; want about half", frac)
+	}
+}
