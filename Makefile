@@ -23,4 +23,5 @@ bench:
 	./bench/envelope.sh
 	./bench/linear.sh
 	./bench/fleet.sh
+	./bench/idle.sh
 	go run ./bench/peakrss
