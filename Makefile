@@ -24,4 +24,5 @@ bench:
 	./bench/linear.sh
 	./bench/fleet.sh
 	./bench/idle.sh
+	./bench/kms.sh
 	go run ./bench/peakrss
