@@ -272,24 +272,19 @@ func (c *Client) ReadMany(ctx context.Context, refs []Ref, concurrency int) ([]*
 		secret *Secret
 		err    error
 	}
-	calls := map[string]*call{}
-	for _, r := range refs {
-		if _, ok := calls[r.RequestKey()]; !ok {
-			calls[r.RequestKey()] = &call{}
-		}
-	}
+	calls := make(map[string]*call, len(refs))
+	keys := make([]string, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(concurrency, 1))
-	for key, cl := range calls {
-		var ref Ref
-		for _, r := range refs {
-			if r.RequestKey() == key {
-				ref = r
-				break
-			}
+	for i, r := range refs {
+		keys[i] = r.RequestKey()
+		if _, ok := calls[keys[i]]; ok {
+			continue
 		}
+		cl := &call{}
+		calls[keys[i]] = cl
 		g.Go(func() error {
-			cl.secret, cl.err = c.Read(gctx, Ref{Path: ref.Path, Params: ref.Params, Version: ref.Version})
+			cl.secret, cl.err = c.Read(gctx, Ref{Path: r.Path, Params: r.Params, Version: r.Version})
 			return nil
 		})
 	}
@@ -297,7 +292,7 @@ func (c *Client) ReadMany(ctx context.Context, refs []Ref, concurrency int) ([]*
 	out := make([]*Secret, len(refs))
 	var errs []error
 	for i, r := range refs {
-		cl := calls[r.RequestKey()]
+		cl := calls[keys[i]]
 		if cl.err != nil {
 			var ve *Error
 			if errors.As(cl.err, &ve) {
