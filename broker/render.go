@@ -760,6 +760,9 @@ func (b *Broker) retryUntil(ctx context.Context, what string, timeout time.Durat
 	}, try)
 }
 
+// writeConcurrency bounds the outputs written at once.
+const writeConcurrency = 8
+
 // writeAll renders every prepared output from res and writes the ones
 // that rendered (all of a bundle or none of it). Outputs that need a secret
 // missing from res fail, naming it.
@@ -793,21 +796,35 @@ func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) R
 		}
 		rendered[i] = data
 	}
+	// Files are written a few at a time: each write waits on two fsyncs,
+	// which the file system can overlap.
+	results := make([]OutputResult, len(prepared))
+	var g errgroup.Group
+	g.SetLimit(writeConcurrency)
 	for i, p := range prepared {
 		if p.Output.Bundle != "" {
 			continue
 		}
-		r := OutputResult{Path: p.Output.Path, Err: errs[i]}
-		if r.Err == nil {
-			r.Sum = sha256.Sum256(rendered[i])
-			if dryRun {
-				same, err := dir.Unchanged(p.Spec, rendered[i])
-				r.Changed, r.Err = !same, err
-			} else {
-				r.Changed, r.Err = dir.Write(p.Spec, rendered[i])
+		g.Go(func() error {
+			r := OutputResult{Path: p.Output.Path, Err: errs[i]}
+			if r.Err == nil {
+				r.Sum = sha256.Sum256(rendered[i])
+				if dryRun {
+					same, err := dir.Unchanged(p.Spec, rendered[i])
+					r.Changed, r.Err = !same, err
+				} else {
+					r.Changed, r.Err = dir.Write(p.Spec, rendered[i])
+				}
 			}
+			results[i] = r
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for i, p := range prepared {
+		if p.Output.Bundle == "" {
+			rep.Results = append(rep.Results, results[i])
 		}
-		rep.Results = append(rep.Results, r)
 	}
 	for _, name := range order {
 		idx := bundles[name]
