@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/secrets-broker/secrets-broker/broker/migrate"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
@@ -356,12 +357,18 @@ func ParseConfig(data []byte, source, dir string) (*Config, error) {
 		return nil, readlimit.TooLarge("config "+source, MaxConfigLen)
 	}
 	if err := readlimit.CheckYAML(data, MaxConfigNodes, "config "+source); err != nil {
+		if hcl := hclConfig(data, source); hcl != nil {
+			return nil, hcl
+		}
 		return nil, err
 	}
 	c := &Config{Dir: dir, Source: source}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		if hcl := hclConfig(data, source); hcl != nil {
+			return nil, hcl
+		}
 		return nil, fail.Mark(fail.Usage, fmt.Errorf("config %s: %s", source, tidyYAMLError(err)))
 	}
 	// Record output lines for messages.
@@ -382,6 +389,16 @@ func ParseConfig(data []byte, source, dir string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// hclConfig explains a config that is HCL: a Vault Agent or consul-template
+// config, which migrate converts. nil when data is not HCL.
+func hclConfig(data []byte, source string) error {
+	from := migrate.Detect(data)
+	if from == "" {
+		return nil
+	}
+	return fail.Mark(fail.Usage, fmt.Errorf("config %s is HCL, not YAML: it looks like a %s config. Convert it with: secrets-broker migrate %s %s > broker.yaml", source, from, from, source))
 }
 
 func tidyYAMLError(err error) string {

@@ -101,6 +101,7 @@ configured key allows.
 		newRun(env),
 		newExec(env),
 		newHealth(env),
+		newMigrate(env),
 	)
 	return root
 }

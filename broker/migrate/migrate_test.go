@@ -1,0 +1,97 @@
+package migrate_test
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/migrate"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// Each config, shaped like the examples in Vault's and consul-template's
+// documentation, converts to the committed YAML, which the broker loads,
+// and every setting without an equivalent is named in a comment.
+func TestConvertCoversEveryStanza(t *testing.T) {
+	cases := []struct {
+		file  string
+		from  migrate.From
+		want  []string // in the YAML
+		notes []string // in the comments
+	}{
+		{"agent-kubernetes.hcl", migrate.VaultAgent,
+			[]string{"method: kubernetes", "mount: kubernetes", "role: web", "service_account_token_file: /var/run/secrets/tokens/vault",
+				"address: https://vault.example.com:8200", "ca_cert: /vault/tls/ca.crt", "namespace: team-a", "tls_server_name: vault.example.com",
+				"output_root: /etc/app", "path: app.conf", `mode: "0640"`, "template: /vault/templates/app.conf.tmpl", "path: tls/tls.crt",
+				"command: [pkill, -HUP, app]", "static_interval: 10m", "certificate_renewal: 0.75", "path: /vault/agent-cache", "key: local"},
+			[]string{"vault.retry", "auto_auth.sink", `auto_auth.method "aws"`, `left_delimiter = "[["`, "backup", "listener", "pid_file", "exit_on_retry_failure", "exit_after_auth"}},
+		{"agent-approle-exec.hcl", migrate.VaultAgent,
+			[]string{"method: approle", "role_id_file: /etc/vault/role-id", "secret_id_file: /etc/vault/secret-id", "secret_id_response_wrapped: true",
+				"DB_PASSWORD: vault:secret/data/app#password", "API_KEY: vault:kv1/api#key", "command: [/usr/local/bin/app, --port, \"8080\"]",
+				"restart_on_secret_changes: always", "kill_signal: INT"},
+			[]string{`env_template "GREETING"`}},
+		{"consul-template.hcl", migrate.ConsulTemplate,
+			[]string{"method: token", "token_file: /run/vault/token", "client_cert: /etc/vault/client.crt", "client_key: /etc/vault/client.key",
+				"ca_cert: /etc/vault/ca.crt", "tls_server_name: vault.service.consul", "output_root: /etc", "path: app/config.json",
+				"path: nginx/conf.d/app.conf", "user: nginx", "timeout: 60s", "min: 5s", "max: 30s", "splay: 5s", "kill_timeout: 15s",
+				"reload_signal: HUP", "env_allow: [PATH, HOME, APP_*]", "env_deny: [VAULT_*]", "command: [/usr/bin/app, -config, /etc/app/config.json]"},
+			[]string{"consul {", "max_stale", "vault.ssl.verify = false", "vault.retry", "renew_token", "default_lease_duration", "exec.env.custom",
+				"log_level", "pid_file", "kill_signal", "reload_signal", "wait: one wait", "error_on_missing_key = false"}},
+	}
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			in, err := os.ReadFile(filepath.Join("testdata", c.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := migrate.Detect(in); got != c.from {
+				t.Errorf("Detect = %q, want %q", got, c.from)
+			}
+			out, err := migrate.Convert(in, c.from, c.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", strings.TrimSuffix(c.file, ".hcl")+".yaml")
+			if *update {
+				os.WriteFile(golden, out, 0o644)
+			}
+			want, _ := os.ReadFile(golden)
+			if string(out) != string(want) {
+				t.Errorf("output differs from %s (go test -update to rewrite it):\n%s", golden, out)
+			}
+			if _, err := broker.ParseConfig(out, golden, t.TempDir()); err != nil {
+				t.Fatalf("the broker does not load the migrated config: %v\n%s", err, out)
+			}
+			var yamlPart, comments strings.Builder
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(line, "#") {
+					comments.WriteString(line + "\n")
+				} else {
+					yamlPart.WriteString(line + "\n")
+				}
+			}
+			for _, w := range c.want {
+				if !strings.Contains(yamlPart.String(), w) {
+					t.Errorf("the YAML lacks %q", w)
+				}
+			}
+			for _, n := range c.notes {
+				if !strings.Contains(string(out), n) {
+					t.Errorf("no comment mentions %q", n)
+				}
+			}
+		})
+	}
+}
+
+func TestDetectLeavesYAMLAlone(t *testing.T) {
+	for _, y := range []string{"output_root: out\nsecrets:\n  a: file:x\n", "{}", "", "vault:\n  address: http://x\n"} {
+		if got := migrate.Detect([]byte(y)); got != "" {
+			t.Errorf("Detect(%q) = %q, want none", y, got)
+		}
+	}
+}
