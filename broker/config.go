@@ -403,8 +403,11 @@ func hclConfig(data []byte, source string) error {
 
 func tidyYAMLError(err error) string {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
-	msg = strings.ReplaceAll(msg, "\n  ", "; ")
+	// The decoder's own list of errors goes on one line; an error of ours
+	// (a secret reference and its help) keeps its lines.
+	if list, ok := strings.CutPrefix(msg, "unmarshal errors:\n  "); ok {
+		msg = strings.ReplaceAll(list, "\n  ", "; ")
+	}
 	msg = explainUnknownKeys(msg)
 	msg = strings.ReplaceAll(msg, " in type broker.", " in ")
 	return msg

@@ -103,3 +103,16 @@ func TestUnknownKeysSuggestTheClosestKey(t *testing.T) {
 		}
 	}
 }
+
+// A bad reference in a config file shows the reference help as written, one
+// form per line, not flattened into one line.
+func TestBadReferenceHelpKeepsItsLines(t *testing.T) {
+	_, err := broker.ParseConfig([]byte("secrets:\n  a: vualt:secret/x\noutputs:\n  - path: a.env\n"), "broker.yaml", t.TempDir())
+	if err == nil {
+		t.Fatal("a bad scheme was accepted")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "line 2: secret \"a\"") || !strings.Contains(msg, "\n  vault:PATH") || !strings.Contains(msg, "\n  file:PATH") || strings.Contains(msg, "; vault:PATH") {
+		t.Fatalf("want the help one form per line, got:\n%s", msg)
+	}
+}

@@ -399,6 +399,26 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		g.stop()
 		return nil, err
 	}
+	// Templates with computed Vault paths: find and fetch what they read,
+	// and keep those requests fresh like the literal ones.
+	found, derr := b.resolveDynamic(ctx, prepared, res)
+	err = errors.Join(err, derr)
+	if len(found) > 0 {
+		seen := map[string]bool{}
+		for _, c := range calls {
+			seen[c.Key()] = true
+		}
+		for i, cs := range found {
+			for _, c := range cs {
+				g.usersOf[c.Key()] = append(g.usersOf[c.Key()], i)
+				if !seen[c.Key()] {
+					seen[c.Key()] = true
+					calls = append(calls, c)
+				}
+			}
+		}
+		g.calls, g.requests = calls, b.indexRequests(names, calls)
+	}
 	if err != nil {
 		d.m.fetchErrors.WithLabelValues("start").Inc()
 		d.log.Warn("some secrets are unavailable; their outputs wait, the rest are rendered", "error", err)

@@ -205,3 +205,24 @@ outputs:
 		t.Fatalf("reload failed:\n%s", d.logs.String())
 	}
 }
+
+// A template whose Vault paths are computed (range over a LIST, printf) is
+// kept fresh like a literal one: the paths found at start are watched, and a
+// change to one of them reaches the file.
+func TestDaemonKeepsComputedPathsFresh(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.Run(t, "kv", "put", "secret/services/web", "host=web-1")
+	v.Run(t, "kv", "put", "secret/services/api", "host=api-1")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hosts.tmpl"), []byte(`{{ range secrets "secret/metadata/services/" }}{{ with secret (printf "secret/data/services/%s" .) }}{{ .Data.data.host }};{{ end }}{{ end }}`), 0o600)
+	d := startDaemon(t, tokenConfig(t, v, dir, `refresh:
+  static_interval: 300ms
+outputs:
+  - path: hosts
+    template: hosts.tmpl
+`))
+	out := filepath.Join(dir, "out", "hosts")
+	d.eventuallyLogged(t, 20*time.Second, "first render", fileIs(out, "api-1;web-1;"))
+	v.Run(t, "kv", "put", "secret/services/web", "host=web-2")
+	d.eventuallyLogged(t, 20*time.Second, "the change of a computed path rendered", fileIs(out, "api-1;web-2;"))
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os/user"
 	"strconv"
 	"strings"
@@ -160,6 +161,14 @@ func (r *Resolved) clone() *Resolved {
 // templateRef is the Vault request of a template call: PATH?version=N reads
 // a KV v2 version; other parameters make a write.
 func templateRef(c templates.VaultCall) (vault.Ref, error) {
+	if c.List {
+		r, err := vault.ParseRef(c.Path)
+		if err != nil || r.Field != "" || r.Version != 0 || len(r.Params) > 0 {
+			return vault.Ref{Path: c.Path, List: true}, fmt.Errorf("template secrets %q: not a Vault path to list", c.Path)
+		}
+		r.List = true
+		return r, nil
+	}
 	r, err := vault.ParseRef(c.Key())
 	if err != nil {
 		return vault.Ref{Path: c.Path, Params: c.Params}, fmt.Errorf("template secret %q: %w", c.Key(), err)
@@ -686,6 +695,11 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 	}
 	names, calls := Needs(prepared)
 	res, fetchErr := b.fetchUntil(ctx, names, calls, nil, opts.Timeout, true)
+	if res != nil {
+		if _, err := b.resolveDynamic(ctx, prepared, res); err != nil {
+			fetchErr = errors.Join(fetchErr, err)
+		}
+	}
 	perms, err := b.cfg.DirPerms()
 	if err != nil {
 		return Report{}, fail.Mark(fail.Usage, err)
@@ -876,4 +890,50 @@ func missingFor(p Prepared, r *Resolved) string {
 		}
 	}
 	return ""
+}
+
+// maxDiscoveryPasses bounds how many times templates with computed Vault
+// paths are rendered to find what they read (a path built from a secret
+// that is built from a secret ... needs one pass per level).
+const maxDiscoveryPasses = 8
+
+// resolveDynamic finds and fetches what templates with computed `secret`,
+// `secrets` or `pkiCert` arguments read, as consul-template does: render
+// each such template with what is held, fetch the requests it lacked (all
+// of a pass at once, concurrently, each once), and again, until no template
+// lacks anything. It returns, for each output (by index in prepared), the
+// calls it was found to make, so a daemon keeps them fresh.
+func (b *Broker) resolveDynamic(ctx context.Context, prepared []Prepared, res *Resolved) (map[int][]templates.VaultCall, error) {
+	found := map[int][]templates.VaultCall{}
+	tried := map[string]bool{}
+	var errs []error
+	for pass := 0; ; pass++ {
+		var need []templates.VaultCall
+		for i, p := range prepared {
+			if p.Template == nil || !p.Template.Dynamic {
+				continue
+			}
+			for _, c := range p.Template.Discover(templates.Data{Secrets: res.Values, Vault: res.Vault}) {
+				found[i] = append(found[i], c)
+				if !tried[c.Key()] {
+					tried[c.Key()] = true
+					need = append(need, c)
+				}
+			}
+		}
+		if len(need) == 0 {
+			return found, errors.Join(errs...)
+		}
+		if pass == maxDiscoveryPasses {
+			return found, fail.Mark(fail.Usage, fmt.Errorf("templates still found new Vault paths to read after %d passes (each pass reads what the previous one found); a path built from a secret built from a secret ... is limited to %d levels", maxDiscoveryPasses, maxDiscoveryPasses))
+		}
+		more, err := b.fetch(ctx, nil, need, res.Requests)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if more != nil {
+			maps.Copy(res.Vault, more.Vault)
+			maps.Copy(res.Requests, more.Requests)
+		}
+	}
 }

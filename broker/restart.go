@@ -270,7 +270,7 @@ func (b *Broker) reuseAll(ctx context.Context, vc *vault.Client, store *vaultcac
 	g.SetLimit(localConcurrency)
 	for i, r := range need {
 		g.Go(func() error {
-			reused[i] = b.reuse(ctx, vc, store, vault.Ref{Path: r.Path, Params: r.Params, Version: r.Version})
+			reused[i] = b.reuse(ctx, vc, store, vault.Ref{Path: r.Path, Params: r.Params, Version: r.Version, List: r.List})
 			return nil
 		})
 	}

@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/Masterminds/sprig/v3"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -151,6 +153,15 @@ var unsupportedFuncs = func() map[string]string {
 	m["plugin"] = "plugin runs an arbitrary program while rendering; secrets-broker never runs programs from templates (use a notify command)"
 	m["writeToFile"] = "writeToFile writes files outside the configured outputs; declare each file as an output instead"
 	m["sockaddr"] = "sockaddr reads the host's network configuration, which secrets-broker templates do not see"
+	vetted := map[string]bool{}
+	for _, n := range append(slices.Clone(sprigVetted), sprigPrefixedOnly...) {
+		vetted[n] = true
+	}
+	for n := range sprig.HermeticTxtFuncMap() {
+		if !vetted[n] {
+			m["sprig_"+n] = "sprig_" + n + " is outside the vetted Sprig subset: randomness, dates, key and password generation, encryption and fail are left out, so that output never changes between renders of the same secrets (see docs/config.md)"
+		}
+	}
 	return m
 }()
 

@@ -21,6 +21,7 @@ import (
 	"text/template"
 	"text/template/parse"
 
+	"github.com/BurntSushi/toml"
 	"github.com/Masterminds/sprig/v3"
 	"github.com/hashicorp/vault/api"
 	"go.yaml.in/yaml/v3"
@@ -58,10 +59,15 @@ type Options struct {
 type VaultCall struct {
 	Path   string
 	Params map[string]string
+	// List is a `secrets "path"` call: the keys under path.
+	List bool
 }
 
 // Key identifies the call's request.
 func (c VaultCall) Key() string {
+	if c.List {
+		return "LIST " + c.Path
+	}
 	if len(c.Params) == 0 {
 		return c.Path
 	}
@@ -79,6 +85,10 @@ type Template struct {
 	Secrets []string
 	// Vault are the Vault paths it reads, sorted by key, each once.
 	Vault []VaultCall
+	// Dynamic is set when a secret, secrets or pkiCert call takes a
+	// computed argument (printf, a variable, a range element): what it
+	// reads is found by rendering (Discover), not by reading the source.
+	Dynamic bool
 
 	t       *template.Template
 	sandbox string
@@ -87,6 +97,8 @@ type Template struct {
 	// by the secret function (so executing needs no template clone).
 	mu  sync.Mutex
 	cur Data
+	// missing, while Discover runs, records the calls cur lacks.
+	missing map[string]VaultCall
 }
 
 // Data is what a template is rendered with.
@@ -106,7 +118,12 @@ func Parse(name, text string, opts Options) (*Template, error) {
 	tp := &Template{Name: name, sandbox: opts.FileSandbox}
 	t, err := template.New(name).Option("missingkey=error").Funcs(tp.funcs()).Parse(text)
 	if err != nil {
-		return nil, fail.Mark(fail.Usage, fmt.Errorf("template %s: %s", name, strings.TrimPrefix(err.Error(), "template: ")))
+		// text/template says "template: NAME:LINE: ..."; say the name once.
+		msg := strings.TrimPrefix(err.Error(), "template: ")
+		if rest, ok := strings.CutPrefix(msg, name+":"); ok {
+			return nil, fail.Mark(fail.Usage, fmt.Errorf("template %s:%s", name, rest))
+		}
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("template %s: %s", name, msg))
 	}
 	tp.t = t
 	declared := opts.Declared
@@ -132,7 +149,7 @@ func Parse(name, text string, opts Options) (*Template, error) {
 					return
 				}
 			}
-			if !ok || id.Ident != "secret" {
+			if !ok || (id.Ident != "secret" && id.Ident != "secrets" && id.Ident != "pkiCert") {
 				return
 			}
 			line, _ := tt.Tree.ErrorContext(cmd)
@@ -140,13 +157,13 @@ func Parse(name, text string, opts Options) (*Template, error) {
 			for _, a := range cmd.Args[1:] {
 				s, ok := a.(*parse.StringNode)
 				if !ok {
-					walkErr = fmt.Errorf("template %s: secret takes literal strings (a name or a Vault path), not %s", line, a)
+					tp.Dynamic = true // found by rendering
 					return
 				}
 				args = append(args, s.Text)
 			}
 			if len(args) == 0 {
-				walkErr = fmt.Errorf("template %s: secret needs a name or a Vault path (pipelines into secret are not supported)", line)
+				tp.Dynamic = true // a pipeline into secret
 				return
 			}
 			if len(args) == 1 && declared(args[0]) {
@@ -154,6 +171,9 @@ func Parse(name, text string, opts Options) (*Template, error) {
 				return
 			}
 			call, err := vaultCall(args)
+			if id.Ident == "secrets" {
+				call, err = listCall(args)
+			}
 			if err != nil {
 				walkErr = fmt.Errorf("template %s: %w", line, err)
 				return
@@ -198,6 +218,18 @@ func vaultCall(args []string) (VaultCall, error) {
 	return c, nil
 }
 
+// listCall is the request of `secrets "path"`.
+func listCall(args []string) (VaultCall, error) {
+	if len(args) != 1 {
+		return VaultCall{}, errors.New("secrets takes one Vault path to list")
+	}
+	path := strings.Trim(args[0], "/")
+	if !strings.Contains(path, "/") {
+		return VaultCall{}, fmt.Errorf("secrets %q is not a Vault path to list (MOUNT/PATH/)", args[0])
+	}
+	return VaultCall{Path: path, List: true}, nil
+}
+
 func walk(n parse.Node, visit func(*parse.CommandNode)) {
 	switch n := n.(type) {
 	case nil:
@@ -239,6 +271,52 @@ func walkBranch(b *parse.BranchNode, visit func(*parse.CommandNode)) {
 	walk(b.Pipe, visit)
 	walk(b.List, visit)
 	walk(b.ElseList, visit)
+}
+
+// record notes, while Discover runs, a call whose response is missing; it
+// reports whether it did (the function then returns nothing, so that a
+// `with` skips it, as consul-template does until the data arrives).
+func (t *Template) record(args []string, call func([]string) (VaultCall, error)) bool {
+	if t.missing == nil || len(args) == 0 {
+		return false
+	}
+	c, err := call(args)
+	if err != nil {
+		return false
+	}
+	if _, fetched := t.cur.Vault[c.Key()]; fetched {
+		return false
+	}
+	t.missing[c.Key()] = c
+	return true
+}
+
+// Discover renders a Dynamic template with d to find the Vault requests its
+// computed calls make that d lacks, as consul-template finds them: calls
+// whose data is missing return nothing and are recorded, and the output is
+// thrown away. Fetch what it returns and call it again until it returns
+// nothing. A template that is not Dynamic needs nothing more.
+func (t *Template) Discover(d Data) []VaultCall {
+	if !t.Dynamic {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cur, t.missing = d, map[string]VaultCall{}
+	defer func() { t.cur, t.missing = Data{}, nil }()
+	var buf bytes.Buffer
+	_ = t.t.Execute(&limitedWriter{buf: &buf, max: MaxOutputLen}, nil) // errors are expected until every call has its data
+	clear(buf.Bytes())
+	keys := make([]string, 0, len(t.missing))
+	for k := range t.missing {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]VaultCall, len(keys))
+	for i, k := range keys {
+		out[i] = t.missing[k]
+	}
+	return out
 }
 
 // Execute renders the template. An error names the template and line and
@@ -382,10 +460,36 @@ func (t *Template) funcs() template.FuncMap {
 	for _, name := range sprigVetted {
 		if f, ok := sp[name]; ok {
 			fm[name] = f
+			fm["sprig_"+name] = f // consul-template's names for Sprig
+		}
+	}
+	for _, name := range sprigPrefixedOnly {
+		if f, ok := sp[name]; ok {
+			fm["sprig_"+name] = f
 		}
 	}
 	t.consulTemplateFuncs(fm)
-	fm["secret"] = func(args ...string) (any, error) { return secretFunc(t.cur)(args...) }
+	fm["secret"] = func(args ...string) (any, error) {
+		v, err := secretFunc(t.cur)(args...)
+		if err != nil && t.record(args, vaultCall) {
+			return nil, nil
+		}
+		return v, err
+	}
+	fm["secrets"] = func(path string) ([]string, error) {
+		v, err := secretsFunc(t.cur, path)
+		if err != nil && t.record([]string{path}, listCall) {
+			return nil, nil
+		}
+		return v, err
+	}
+	fm["pkiCert"] = func(args ...string) (*PKICert, error) {
+		v, err := pkiCertFunc(t.cur, args)
+		if err != nil && t.record(args, vaultCall) {
+			return nil, nil
+		}
+		return v, err
+	}
 	fm["env"] = func(name string) (string, error) {
 		if credenv.IsCredential(name) {
 			return "", funcErr("the broker's own credentials are not available to templates")
@@ -415,6 +519,13 @@ func (t *Template) funcs() template.FuncMap {
 	fm["toJSONPretty"] = func(v any) (string, error) {
 		b, err := json.MarshalIndent(v, "", "  ")
 		return string(b), err
+	}
+	fm["toTOML"] = func(v any) (string, error) {
+		var buf bytes.Buffer
+		if err := toml.NewEncoder(&buf).Encode(v); err != nil {
+			return "", funcErr("the value cannot be written as TOML (a TOML document is a map)")
+		}
+		return string(bytes.TrimSpace(buf.Bytes())), nil
 	}
 	fm["toYAML"] = func(v any) (string, error) {
 		b, err := yaml.Marshal(v)
@@ -468,15 +579,93 @@ func secretFunc(d Data) func(args ...string) (any, error) {
 		}
 		s, ok := d.Vault[call.Key()]
 		if !ok {
-			return nil, fmt.Errorf("secret %q was not fetched", call.Key())
+			return nil, funcErr("this call's Vault path was not fetched")
 		}
 		return s, nil
 	}
 }
 
+// secretsFunc lists the keys under a Vault path, sorted, as
+// consul-template's secrets does.
+func secretsFunc(d Data, path string) ([]string, error) {
+	call, err := listCall([]string{path})
+	if err != nil {
+		return nil, err
+	}
+	s, ok := d.Vault[call.Key()]
+	if !ok || s == nil {
+		return nil, fmt.Errorf("secrets %q was not fetched", call.Path)
+	}
+	raw, _ := s.Data["keys"].([]any)
+	keys := make([]string, 0, len(raw))
+	for _, k := range raw {
+		if ks, ok := k.(string); ok {
+			keys = append(keys, ks)
+		}
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// PKICert is what pkiCert returns: a certificate Vault's PKI engine
+// issued, its key, its issuing CA and chain, PEM-encoded (consul-template's
+// fields).
+type PKICert struct {
+	Cert    string
+	Key     string
+	CA      string
+	CAChain []string
+}
+
+// pkiCertFunc returns the certificate a `pkiCert "pki/issue/ROLE" "k=v"...`
+// call issued. The request is the same as `secret` with those arguments:
+// it is made once, and reused across restarts by the restart cache.
+func pkiCertFunc(d Data, args []string) (*PKICert, error) {
+	if len(args) == 0 {
+		return nil, errors.New("pkiCert needs a PKI issue path")
+	}
+	call, err := vaultCall(args)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := d.Vault[call.Key()]
+	if !ok || s == nil {
+		return nil, fmt.Errorf("pkiCert %q was not fetched", call.Key())
+	}
+	str := func(k string) string { v, _ := s.Data[k].(string); return v }
+	c := &PKICert{Cert: str("certificate"), Key: str("private_key"), CA: str("issuing_ca")}
+	if chain, ok := s.Data["ca_chain"].([]any); ok {
+		for _, e := range chain {
+			if pem, ok := e.(string); ok {
+				c.CAChain = append(c.CAChain, pem)
+			}
+		}
+	}
+	if c.Cert == "" {
+		return nil, funcErr("the response holds no certificate: is the path a PKI issue or sign endpoint?")
+	}
+	return c, nil
+}
+
 // ShellQuote quotes s for POSIX shells: single quotes, with ' as '\”.
 func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// sprigPrefixedOnly are more pure Sprig functions, available under
+// consul-template's sprig_ names only (unprefixed, several of these names
+// mean something else in consul-template: split, indent, ...).
+var sprigPrefixedOnly = []string{
+	"abbrev", "abbrevboth", "add1", "add1f", "addf", "adler32sum", "all", "any", "append", "biggest", "camelcase", "ceil", "chunk",
+	"compact", "concat", "deepCopy", "deepEqual", "dig", "divf", "floor", "has", "indent", "initial", "initials", "kebabcase",
+	"kindIs", "kindOf", "max", "maxf", "merge", "mergeOverwrite", "min", "minf", "mulf", "mustAppend", "mustChunk", "mustCompact",
+	"mustFirst", "mustFromJson", "mustHas", "mustInitial", "mustLast", "mustMerge", "mustMergeOverwrite", "mustPrepend", "mustPush",
+	"mustRegexFind", "mustRegexFindAll", "mustRegexMatch", "mustRegexReplaceAll", "mustRegexReplaceAllLiteral", "mustRegexSplit",
+	"mustRest", "mustReverse", "mustSlice", "mustToJson", "mustToPrettyJson", "mustToRawJson", "mustUniq", "mustWithout", "pluck",
+	"plural", "prepend", "push", "regexFindAll", "regexQuoteMeta", "regexReplaceAllLiteral", "regexSplit", "repeat", "rest",
+	"reverse", "round", "semver", "semverCompare", "seq", "set", "sha512sum", "slice", "snakecase", "split", "splitn", "subf",
+	"swapcase", "toDecimal", "toRawJson", "toStrings", "trimall", "tuple", "typeIs", "typeIsLike", "typeOf", "unset", "until",
+	"untilStep", "untitle", "urlJoin", "urlParse", "values", "without", "wrap", "wrapWith", "base", "clean", "dir", "ext", "isAbs",
 }
 
 // sprigVetted are the Sprig functions templates get: pure string, list and

@@ -65,9 +65,9 @@ func TestDiscoversNeedsAndRenders(t *testing.T) {
 
 func TestParseErrorsNameTemplateAndLine(t *testing.T) {
 	cases := map[string]string{
-		"a\n{{ secret }}":                   "app.tmpl:2",
-		"a\nb\n{{ secret .Name }}":          "app.tmpl:3",
-		`{{ "x" | secret }}`:                "pipelines",
+		"a\n{{ secret \"nope\" }}":          "app.tmpl:2",
+		"a\nb\n{{ secrets \"x/y\" \"z\" }}": "app.tmpl:3",
+		`{{ sprig_randInt 1 9 }}`:           "sprig_randInt is outside the vetted Sprig subset",
 		"{{ secret \"nope\" }}":             "neither a declared secret nor a Vault path",
 		"{{ secret \"a/b\" \"novalue\" }}":  "KEY=VALUE",
 		"{{ if }}":                          "app.tmpl:1",
@@ -79,6 +79,8 @@ func TestParseErrorsNameTemplateAndLine(t *testing.T) {
 		_, err := templates.Parse("app.tmpl", text, templates.Options{})
 		if err == nil || !strings.Contains(err.Error(), want) || fail.KindOf(err) != fail.Usage {
 			t.Errorf("Parse(%q) = %v, want %q", text, err, want)
+		} else if n := strings.Count(err.Error(), "app.tmpl"); n != 1 {
+			t.Errorf("Parse(%q) = %v: names the template %d times, want once", text, err, n)
 		}
 	}
 }

@@ -31,6 +31,9 @@ type Ref struct {
 	Params  map[string]string
 	Version int
 	Field   string
+	// List makes the request a LIST of the keys under Path (templates'
+	// secrets function); the response's data holds "keys".
+	List bool
 }
 
 // RefHelp shows the form of a reference.
@@ -95,6 +98,9 @@ func fieldSuffix(f string) string {
 // RequestKey identifies the request a reference needs: references that
 // differ only in their field share one request.
 func (r Ref) RequestKey() string {
+	if r.List {
+		return "LIST " + r.Path
+	}
 	q := url.Values{}
 	for k, v := range r.Params {
 		q.Set(k, v)
@@ -199,6 +205,12 @@ func (c *Client) read(ctx context.Context, ref Ref) (*Secret, error) {
 	var err error
 	op := "read"
 	switch {
+	case ref.List:
+		op = "list"
+		raw, err = c.api.Logical().ListWithContext(ctx, ref.Path)
+		if err == nil && raw == nil {
+			raw = &api.Secret{Data: map[string]any{"keys": []any{}}} // nothing under the path: an empty list
+		}
 	case len(ref.Params) > 0:
 		op = "write"
 		body := make(map[string]any, len(ref.Params))
@@ -284,7 +296,7 @@ func (c *Client) ReadMany(ctx context.Context, refs []Ref, concurrency int) ([]*
 		cl := &call{}
 		calls[keys[i]] = cl
 		g.Go(func() error {
-			cl.secret, cl.err = c.Read(gctx, Ref{Path: r.Path, Params: r.Params, Version: r.Version})
+			cl.secret, cl.err = c.Read(gctx, Ref{Path: r.Path, Params: r.Params, Version: r.Version, List: r.List})
 			return nil
 		})
 	}
