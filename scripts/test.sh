@@ -2,8 +2,8 @@
 # test.sh: the full test suite, as CI runs it, on a fresh machine.
 # It installs what it needs: PostgreSQL, podman, busybox-static (Debian
 # packages), a real Vault and a real kube-apiserver, kubectl and etcd built
-# from the Go module proxy (scripts/vault-bin.sh, scripts/k8s-bin.sh, cached
-# per machine) and staticcheck; then gofmt,
+# from the Go module proxy (scripts/vault-bin.sh, scripts/k8s-bin.sh,
+# scripts/consul-template-bin.sh, cached per machine) and staticcheck; then gofmt,
 # go vet, staticcheck, cross-builds, the container image (scripts/image.sh)
 # and go test -race.
 set -euo pipefail
@@ -33,6 +33,10 @@ SECRETS_BROKER_K8S_BIN="$(scripts/k8s-bin.sh)"
 export SECRETS_BROKER_K8S_BIN
 "$SECRETS_BROKER_K8S_BIN/kube-apiserver" --version
 "$SECRETS_BROKER_K8S_BIN/kubectl" version --client
+
+step "consul-template, for the side-by-side template corpus (built once per machine from the Go module proxy)"
+SECRETS_BROKER_CONSUL_TEMPLATE_BIN="$(scripts/consul-template-bin.sh)"
+export SECRETS_BROKER_CONSUL_TEMPLATE_BIN
 
 step "checkers of the examples: systemd-analyze (systemd), docker-compose (Debian), actionlint (Go module proxy)"
 if ! command -v docker-compose >/dev/null || ! command -v systemd-analyze >/dev/null; then

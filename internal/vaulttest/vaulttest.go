@@ -45,21 +45,34 @@ type Server struct {
 
 // Binary returns the path of the Vault binary: $SECRETS_BROKER_VAULT_BIN, or
 // what scripts/vault-bin.sh prints (it builds Vault the first time).
-func Binary() (string, error) {
-	if p := os.Getenv(EnvBinary); p != "" {
+func Binary() (string, error) { return scriptBinary(EnvBinary, "vault-bin.sh") }
+
+// EnvConsulTemplate overrides the consul-template binary the side-by-side
+// template tests use.
+const EnvConsulTemplate = "SECRETS_BROKER_CONSUL_TEMPLATE_BIN"
+
+// ConsulTemplateBinary returns the path of consul-template:
+// $SECRETS_BROKER_CONSUL_TEMPLATE_BIN, or what
+// scripts/consul-template-bin.sh prints (it builds it the first time).
+func ConsulTemplateBinary() (string, error) {
+	return scriptBinary(EnvConsulTemplate, "consul-template-bin.sh")
+}
+
+func scriptBinary(env, script string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		return p, nil
 	}
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
 	}
-	out, err := exec.Command(filepath.Join(root, "scripts", "vault-bin.sh")).Output()
+	out, err := exec.Command(filepath.Join(root, "scripts", script)).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return "", fmt.Errorf("scripts/vault-bin.sh failed: %v\n%s", err, ee.Stderr)
+			return "", fmt.Errorf("scripts/%s failed: %v\n%s", script, err, ee.Stderr)
 		}
-		return "", fmt.Errorf("scripts/vault-bin.sh: %w", err)
+		return "", fmt.Errorf("scripts/%s: %w", script, err)
 	}
 	return strings.TrimSpace(string(out)), nil
 }
