@@ -320,3 +320,36 @@ func TestRestartCacheReusesCertificatesUntilTheirRenewalPoint(t *testing.T) {
 		t.Fatalf("restart past the renewal point: exit %d, same certificate %v: %s", r.code, readFile(t, pem) == first, r.stderr)
 	}
 }
+
+// With a Transit key the cache is opened through the broker's Vault login:
+// leases are still reused, the token is not kept (opening the cache needs
+// it), and entries are sealed by Vault.
+func TestRestartCacheWithATransitKey(t *testing.T) {
+	setup(t)
+	t.Setenv("VAULT_TOKEN", "")
+	v, _, dir := restartFixture(t)
+	v.Run(t, "secrets", "enable", "transit")
+	v.Run(t, "write", "-f", "transit/keys/broker-cache")
+	if err := v.Client(t).Sys().PutPolicy("app", `
+path "database/creds/app" { capabilities = ["read"] }
+path "secret/data/app" { capabilities = ["read"] }
+path "transit/encrypt/broker-cache" { capabilities = ["update"] }
+path "transit/decrypt/broker-cache" { capabilities = ["update"] }`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(strings.Replace(restartConfig(v, "0s", dbSecrets), "key: local", "key: transit:transit/broker-cache", 1)), 0o600)
+	out := filepath.Join(dir, "out", "app.env")
+	mustRun(t, "", "run", "--once", "-c", cfg)
+	user := envValue(t, out, "DB_USER")
+	r := run(t, "", "run", "--once", "-c", cfg)
+	if r.code != 0 || !strings.Contains(r.stderr, "reusing a lease Vault confirms") || strings.Contains(r.stderr, "reusing the token") {
+		t.Fatalf("second run: exit %d: %s", r.code, r.stderr)
+	}
+	if envValue(t, out, "DB_USER") != user || leases(t, v) != 1 {
+		t.Fatalf("a new lease was minted: %d leases", leases(t, v))
+	}
+	if n := len(cacheFiles(t, dir)); n != 2 {
+		t.Fatalf("want 2 cache entries (lease, KV; no token), have %d", n)
+	}
+}
