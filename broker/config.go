@@ -103,6 +103,12 @@ type AuthConfig struct {
 	RemoveSecretIDFile bool   `yaml:"remove_secret_id_file_after_reading"`
 	JWTFile            string `yaml:"jwt_file"`
 	TokenPath          string `yaml:"service_account_token_file"`
+
+	// Vault Agent's names, accepted as they are.
+	MountPath        string `yaml:"mount_path"`
+	RoleIDFilePath   string `yaml:"role_id_file_path"`
+	SecretIDFilePath string `yaml:"secret_id_file_path"`
+	TokenPathAgent   string `yaml:"token_path"`
 }
 
 // Output is one file to write.
@@ -125,6 +131,12 @@ type Output struct {
 	// Notify tells the app when the daemon changed this file.
 	Notify *NotifyConfig `yaml:"notify"`
 
+	// Vault Agent's and consul-template's names, accepted as they are:
+	// source (template), contents (template_text), perms (mode).
+	Source   string `yaml:"source"`
+	Contents string `yaml:"contents"`
+	Perms    string `yaml:"perms"`
+
 	line int
 }
 
@@ -142,6 +154,8 @@ type RefreshConfig struct {
 	// StaticInterval is how often secrets without a lease (KV) are read
 	// again. Default 5m, as Vault Agent.
 	StaticInterval time.Duration `yaml:"static_interval"`
+	// StaticSecretRenderInterval is Vault Agent's name for StaticInterval.
+	StaticSecretRenderInterval time.Duration `yaml:"static_secret_render_interval"`
 	// Wait debounces rendering: after a change, wait Min for more changes,
 	// but never longer than Max since the first (consul-template's wait).
 	Wait struct {
@@ -391,6 +405,45 @@ func ParseConfig(data []byte, source, dir string) (*Config, error) {
 	return c, nil
 }
 
+// acceptOtherNames folds the Vault Agent and consul-template names a config
+// may use (source, contents, perms; mount_path, role_id_file_path,
+// secret_id_file_path, token_path; static_secret_render_interval) into
+// this config's own; a setting given under both names is an error.
+func (c *Config) acceptOtherNames(add func(string, ...any)) {
+	fold := func(where string, ours *string, oursName string, theirs string, theirsName string) {
+		if theirs == "" {
+			return
+		}
+		if *ours != "" && *ours != theirs {
+			add("%s: %s and %s are the same setting; give one", where, oursName, theirsName)
+			return
+		}
+		*ours = theirs
+	}
+	if c.Vault != nil && c.Vault.Auth != nil {
+		a := c.Vault.Auth
+		fold("vault.auth", &a.Mount, "mount", strings.TrimPrefix(a.MountPath, "auth/"), "mount_path")
+		fold("vault.auth", &a.RoleIDFile, "role_id_file", a.RoleIDFilePath, "role_id_file_path")
+		fold("vault.auth", &a.SecretIDFile, "secret_id_file", a.SecretIDFilePath, "secret_id_file_path")
+		fold("vault.auth", &a.TokenPath, "service_account_token_file", a.TokenPathAgent, "token_path")
+		a.MountPath, a.RoleIDFilePath, a.SecretIDFilePath, a.TokenPathAgent = "", "", "", ""
+	}
+	if r := c.Refresh; r != nil && r.StaticSecretRenderInterval != 0 {
+		if r.StaticInterval != 0 && r.StaticInterval != r.StaticSecretRenderInterval {
+			add("refresh: static_interval and static_secret_render_interval are the same setting; give one")
+		}
+		r.StaticInterval, r.StaticSecretRenderInterval = r.StaticSecretRenderInterval, 0
+	}
+	for i := range c.Outputs {
+		o := &c.Outputs[i]
+		where := fmt.Sprintf("output %q", o.Path)
+		fold(where, &o.Template, "template", o.Source, "source")
+		fold(where, &o.TemplateText, "template_text", o.Contents, "contents")
+		fold(where, &o.Mode, "mode", o.Perms, "perms")
+		o.Source, o.Contents, o.Perms = "", "", ""
+	}
+}
+
 // hclConfig explains a config that is HCL: a Vault Agent or consul-template
 // config, which migrate converts. nil when data is not HCL.
 func hclConfig(data []byte, source string) error {
@@ -426,6 +479,7 @@ func (c *Config) Check() error {
 	add := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf(format, args...))
 	}
+	c.acceptOtherNames(add)
 	if c.Vault != nil && c.Vault.Auth != nil {
 		a := c.Vault.Auth
 		switch a.Method {

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"strings"
+	"time"
 	"testing"
 
 	"github.com/secrets-broker/secrets-broker/broker"
@@ -114,5 +115,38 @@ func TestBadReferenceHelpKeepsItsLines(t *testing.T) {
 	msg := err.Error()
 	if !strings.Contains(msg, "line 2: secret \"a\"") || !strings.Contains(msg, "\n  vault:PATH") || !strings.Contains(msg, "\n  file:PATH") || strings.Contains(msg, "; vault:PATH") {
 		t.Fatalf("want the help one form per line, got:\n%s", msg)
+	}
+}
+
+// Vault Agent's and consul-template's names for the same settings are
+// accepted; one setting under both names is an error.
+func TestVaultAgentNamesAreAccepted(t *testing.T) {
+	cfg, err := broker.ParseConfig([]byte(`vault:
+  auth:
+    method: approle
+    mount_path: auth/approle-ci
+    role_id_file_path: role-id
+    secret_id_file_path: secret-id
+refresh:
+  static_secret_render_interval: 10m
+output_root: out
+outputs:
+  - path: a.conf
+    contents: "{{ secret \"secret/data/a\" }}"
+    perms: "0640"
+  - path: b.conf
+    source: b.tmpl
+`), "broker.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Vault.Auth
+	if a.Mount != "approle-ci" || a.RoleIDFile != "role-id" || a.SecretIDFile != "secret-id" || cfg.Refresh.StaticInterval != 10*time.Minute ||
+		cfg.Outputs[0].TemplateText == "" || cfg.Outputs[0].Mode != "0640" || cfg.Outputs[1].Template != "b.tmpl" {
+		t.Fatalf("names not folded: auth %+v refresh %+v outputs %+v", a, cfg.Refresh, cfg.Outputs)
+	}
+	_, err = broker.ParseConfig([]byte("output_root: out\noutputs:\n  - path: a.conf\n    mode: \"0600\"\n    perms: \"0640\"\n    template_text: x\n"), "broker.yaml", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), `output "a.conf": mode and perms are the same setting; give one`) {
+		t.Fatalf("both names: %v", err)
 	}
 }
