@@ -2,8 +2,8 @@ package broker_test
 
 import (
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
