@@ -2,15 +2,20 @@ package broker_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/secrets-broker/secrets-broker/internal/pgtest"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
+	"github.com/secrets-broker/secrets-broker/providers/local"
 )
 
 // tokenConfig writes dir/broker.yaml: Vault v with its root token in
@@ -225,4 +230,62 @@ outputs:
 	d.eventuallyLogged(t, 20*time.Second, "first render", fileIs(out, "api-1;web-1;"))
 	v.Run(t, "kv", "put", "secret/services/web", "host=web-2")
 	d.eventuallyLogged(t, 20*time.Second, "the change of a computed path rendered", fileIs(out, "api-1;web-2;"))
+}
+
+// vaultFetches reads secrets_broker_fetches_total{source="vault"}.
+func vaultFetches(addr string) int {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^secrets_broker_fetches_total\{source="vault"\} (\d+)`).FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// A sidecar re-reading KV does not re-seal an unchanged value into the
+// restart cache at every read (each seal can be a KMS call); a change is
+// written at once.
+func TestDaemonKeepsUnchangedKVOutOfTheCache(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.Run(t, "kv", "put", "secret/app", "password=one")
+	dir := t.TempDir()
+	t.Setenv("SECRETS_BROKER_LOCAL_KEY", filepath.Join(dir, "local.key"))
+	if _, err := local.New(filepath.Join(dir, "local.key")); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	d := startDaemon(t, tokenConfig(t, v, dir, `cache: {path: cache, key: local, max_stale: 1h}
+refresh:
+  static_interval: 200ms
+  metrics_address: `+addr+`
+secrets:
+  pw: vault:secret/data/app#password
+outputs:
+  - path: pw.txt
+    secret: pw
+`))
+	out := filepath.Join(dir, "out", "pw.txt")
+	d.eventuallyLogged(t, 20*time.Second, "first render", fileIs(out, "one"))
+	entries, _ := filepath.Glob(filepath.Join(dir, "cache", "*.sbe"))
+	if len(entries) != 1 {
+		t.Fatalf("want one cache entry (the KV value), have %v", entries)
+	}
+	first, _ := os.Stat(entries[0])
+	start := vaultFetches(addr)
+	d.eventuallyLogged(t, 20*time.Second, "three re-reads", func() bool { return vaultFetches(addr) >= start+3 })
+	if now, _ := os.Stat(entries[0]); !now.ModTime().Equal(first.ModTime()) {
+		t.Fatal("an unchanged KV value was sealed into the cache again")
+	}
+	v.Run(t, "kv", "put", "secret/app", "password=two")
+	d.eventuallyLogged(t, 20*time.Second, "the change rendered", fileIs(out, "two"))
+	d.eventuallyLogged(t, 20*time.Second, "the change kept", func() bool {
+		now, err := os.Stat(entries[0])
+		return err == nil && !now.ModTime().Equal(first.ModTime())
+	})
 }

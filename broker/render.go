@@ -12,6 +12,7 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -40,6 +41,9 @@ type Broker struct {
 	files       map[string]*envelope.File
 	// restart is the restart cache (cfg.Cache), opened on first use.
 	restart *vaultcache.Store
+	// kept is what was last written to the restart cache, by request.
+	keptMu sync.Mutex
+	kept   map[string]keptEntry
 	// decls indexes cfg.Secrets by name.
 	decls map[string]SecretDecl
 	log   *slog.Logger

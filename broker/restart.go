@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -74,16 +75,16 @@ type cachedTokens struct {
 }
 
 // tokenStore is the restart cache's keeper of the broker's token, or nil
-// when there is no cache or its key is a Transit key (which needs the
-// token to open anything).
+// when there is no cache, its key is a Transit key (which needs the token
+// to open anything), or the token is the user's (method token).
 func (b *Broker) tokenStore() vault.TokenStore {
 	c := b.cfg.Cache
-	if c == nil || strings.HasPrefix(c.Key, "transit:") {
+	if c == nil || strings.HasPrefix(c.Key, "transit:") || b.cfg.Vault == nil || b.cfg.Vault.Auth == nil {
 		return nil
 	}
-	var auth AuthConfig
-	if b.cfg.Vault != nil && b.cfg.Vault.Auth != nil {
-		auth = *b.cfg.Vault.Auth
+	auth := *b.cfg.Vault.Auth
+	if auth.Method == "token" || auth.Method == "" {
+		return nil // a token the user gives is not kept: it is there at the next start
 	}
 	sum := sha256.Sum256(fmt.Appendf(nil, "%+v", auth))
 	return cachedTokens{b: b, key: "token:" + hex.EncodeToString(sum[:16])}
@@ -195,7 +196,7 @@ func (b *Broker) remember(ctx context.Context, secrets map[string]*vault.Secret)
 	var g errgroup.Group
 	g.SetLimit(localConcurrency)
 	for key, s := range secrets {
-		if s == nil || s.Raw == nil {
+		if s == nil || s.Raw == nil || !b.worthKeeping(key, s) {
 			continue
 		}
 		g.Go(func() error {
@@ -212,6 +213,46 @@ func (b *Broker) remember(ctx context.Context, secrets map[string]*vault.Secret)
 		})
 	}
 	_ = g.Wait()
+}
+
+// keptEntry is what the restart cache last got for a request.
+type keptEntry struct {
+	at  time.Time
+	sum [32]byte
+}
+
+// worthKeeping says whether s should be written to the restart cache: a
+// lease always (new, or renewed: its end moved); a certificate when it is a
+// new one; a value without a lease (KV) only when max_stale lets a restart
+// use it, and then when it changed or its last copy is a quarter of
+// max_stale old. A sidecar re-reading KV every few minutes does not re-seal
+// (one KMS call each) what has not changed.
+func (b *Broker) worthKeeping(key string, s *vault.Secret) bool {
+	if s.Lease.ID != "" {
+		return true
+	}
+	_, isCert := s.RenewCertAt(b.certRenewal())
+	if !isCert && b.cfg.Cache.MaxStale <= 0 {
+		return false
+	}
+	data, err := json.Marshal(s.Raw.Data)
+	if err != nil {
+		return true
+	}
+	sum := sha256.Sum256(data)
+	clear(data)
+	now := time.Now()
+	b.keptMu.Lock()
+	defer b.keptMu.Unlock()
+	if b.kept == nil {
+		b.kept = map[string]keptEntry{}
+	}
+	last, ok := b.kept[key]
+	if ok && last.sum == sum && (isCert || now.Sub(last.at) < b.cfg.Cache.MaxStale/4) {
+		return false
+	}
+	b.kept[key] = keptEntry{at: now, sum: sum}
+	return true
 }
 
 // staleFromCache resolves every Vault request from the restart cache when

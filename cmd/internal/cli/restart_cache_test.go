@@ -167,8 +167,8 @@ func TestRestartCacheReusesLeases(t *testing.T) {
 	// An entry moved over another one (the token's over the lease's) is
 	// bound to another request: refused.
 	files := cacheFiles(t, dir)
-	if len(files) != 3 {
-		t.Fatalf("want 3 cache entries (token, lease, KV), have %d", len(files))
+	if len(files) != 2 {
+		t.Fatalf("want 2 cache entries (token, lease; no KV with max_stale 0), have %d", len(files))
 	}
 	data0, _ := os.ReadFile(files[0])
 	os.WriteFile(files[1], data0, 0o600)
@@ -349,7 +349,7 @@ path "transit/decrypt/broker-cache" { capabilities = ["update"] }`); err != nil 
 	if envValue(t, out, "DB_USER") != user || leases(t, v) != 1 {
 		t.Fatalf("a new lease was minted: %d leases", leases(t, v))
 	}
-	if n := len(cacheFiles(t, dir)); n != 2 {
-		t.Fatalf("want 2 cache entries (lease, KV; no token), have %d", n)
+	if n := len(cacheFiles(t, dir)); n != 1 {
+		t.Fatalf("want 1 cache entry (the lease; no token, no KV with max_stale 0), have %d", n)
 	}
 }
