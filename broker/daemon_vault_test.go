@@ -2,17 +2,14 @@ package broker_test
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/secrets-broker/secrets-broker/internal/metricstest"
 	"github.com/secrets-broker/secrets-broker/internal/pgtest"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
 	"github.com/secrets-broker/secrets-broker/providers/local"
@@ -232,22 +229,6 @@ outputs:
 	d.eventuallyLogged(t, 20*time.Second, "the change of a computed path rendered", fileIs(out, "api-1;web-2;"))
 }
 
-// vaultFetches reads secrets_broker_fetches_total{source="vault"}.
-func vaultFetches(addr string) int {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^secrets_broker_fetches_total\{source="vault"\} (\d+)`).FindSubmatch(body)
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
-}
-
 // A sidecar re-reading KV does not re-seal an unchanged value into the
 // restart cache at every read (each seal can be a KMS call); a change is
 // written at once.
@@ -277,8 +258,8 @@ outputs:
 		t.Fatalf("want one cache entry (the KV value), have %v", entries)
 	}
 	first, _ := os.Stat(entries[0])
-	start := vaultFetches(addr)
-	d.eventuallyLogged(t, 20*time.Second, "three re-reads", func() bool { return vaultFetches(addr) >= start+3 })
+	start := metricstest.VaultFetches(addr)
+	d.eventuallyLogged(t, 20*time.Second, "three re-reads", func() bool { return metricstest.VaultFetches(addr) >= start+3 })
 	if now, _ := os.Stat(entries[0]); !now.ModTime().Equal(first.ModTime()) {
 		t.Fatal("an unchanged KV value was sealed into the cache again")
 	}

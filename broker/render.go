@@ -112,23 +112,28 @@ func (b *Broker) envelopeKeys(ctx context.Context) ([]envelope.KeyWrapper, error
 	if b.keys != nil {
 		return b.keys, nil
 	}
+	keys, err := b.keyConfig(b.cfg.Keys).ForOpening(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.keys = keys
+	return keys, nil
+}
+
+// keyConfig is the config's key setup for specs: its key files, the
+// data-key cache, the broker's log and its Vault login for Transit keys.
+func (b *Broker) keyConfig(specs []string) Keys {
 	files := make([]string, len(b.cfg.KeyFiles))
 	for i, f := range b.cfg.KeyFiles {
 		files[i] = b.cfg.Resolve(f)
 	}
-	k := Keys{Specs: b.cfg.Keys, KeyFiles: files, Cache: b.cache, Log: b.log, Vault: func(ctx context.Context) (*api.Client, error) {
+	return Keys{Specs: specs, KeyFiles: files, Cache: b.cache, Log: b.log, Vault: func(ctx context.Context) (*api.Client, error) {
 		c, err := b.VaultClient(ctx)
 		if err != nil {
 			return nil, err
 		}
 		return c.API(), nil
 	}}
-	keys, err := k.ForOpening(ctx)
-	if err != nil {
-		return nil, err
-	}
-	b.keys = keys
-	return keys, nil
 }
 
 // Resolved holds fetched secrets.

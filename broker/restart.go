@@ -26,18 +26,7 @@ func (b *Broker) restartCache(ctx context.Context) (*vaultcache.Store, error) {
 	if b.restart != nil {
 		return b.restart, nil
 	}
-	files := make([]string, len(b.cfg.KeyFiles))
-	for i, f := range b.cfg.KeyFiles {
-		files[i] = b.cfg.Resolve(f)
-	}
-	k := Keys{Specs: []string{b.cfg.Cache.Key}, KeyFiles: files, Cache: b.cache, Log: b.log, Vault: func(ctx context.Context) (*api.Client, error) {
-		c, err := b.VaultClient(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return c.API(), nil
-	}}
-	keys, err := k.ForSealing(ctx)
+	keys, err := b.keyConfig([]string{b.cfg.Cache.Key}).ForSealing(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("cache.key: %w", err)
 	}

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secrets-broker/secrets-broker/internal/metricstest"
 	"github.com/secrets-broker/secrets-broker/internal/procgroup"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
 )
@@ -57,28 +56,10 @@ func childLines(t *testing.T, r io.Reader) func() string {
 	}
 }
 
-// vaultReads returns how many times the daemon has read Vault again
-// (secrets_broker_fetches_total{source="vault"}).
-func vaultReads(t *testing.T, addr string) int {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^secrets_broker_fetches_total\{source="vault"\} (\d+)`).FindSubmatch(body)
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
-}
-
 func waitReads(t *testing.T, addr string, atLeast int) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
-	for vaultReads(t, addr) < atLeast {
+	for metricstest.VaultFetches(addr) < atLeast {
 		if time.Now().After(deadline) {
 			t.Fatalf("the daemon did not re-read Vault %d times", atLeast)
 		}
@@ -129,7 +110,7 @@ exec:
 		t.Fatalf("first start: %q", got)
 	}
 	// Three unchanged re-reads (and their render passes) restart nothing.
-	waitReads(t, metrics, vaultReads(t, metrics)+3)
+	waitReads(t, metrics, metricstest.VaultFetches(metrics)+3)
 	v.Run(t, "kv", "put", "secret/app", "password=two")
 	// The next thing the command sees must be this change: a restart
 	// caused by an unchanged re-read would show "term", "start one" first.
@@ -139,7 +120,7 @@ exec:
 	if got := next(); got != "start two token=none" {
 		t.Fatalf("restart: %q", got)
 	}
-	waitReads(t, metrics, vaultReads(t, metrics)+3)
+	waitReads(t, metrics, metricstest.VaultFetches(metrics)+3)
 	cmd.Process.Signal(syscall.SIGTERM)
 	if got := next(); got != "term" {
 		t.Fatalf("SIGTERM to the broker: the command printed %q, want a single restart per change and the stop signal", got)
