@@ -12,7 +12,7 @@ wait_s="${WAIT:-30}"
 # shellcheck source=bench/vault-dev.sh
 source bench/vault-dev.sh
 go build -trimpath -o "$work/minimal" ./bench/minimal
-seq 0 $((n - 1)) | xargs -P 16 -I{} curl -sf -H "X-Vault-Token: $token" -X POST -d '{"data":{"password":"pw-{}"}}' "$VAULT_ADDR/v1/secret/data/bench/s{}" -o /dev/null
+seed_kv "$n"
 printf 'vault:\n  address: %s\n  auth: {method: token, token_file: token}\noutput_root: out\noutputs:\n  - path: app.conf\n    template: app.tmpl\n' "$VAULT_ADDR" >"$work/one.yaml"
 for i in $(seq 0 $((n - 1))); do echo "s$i={{ with secret \"secret/data/bench/s$i\" }}{{ .Data.data.password }}{{ end }}"; done >"$work/app.tmpl"
 cd "$work"

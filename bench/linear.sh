@@ -19,8 +19,7 @@ go build -trimpath -o "$work/minimal" ./bench/minimal
 
 max=0
 for n in $sizes; do ((n > max)) && max=$n; done
-# Write the secrets with 16 parallel writers.
-seq 0 $((max - 1)) | xargs -P 16 -I{} curl -sf -H "X-Vault-Token: $token" -X POST -d '{"data":{"password":"pw-{}"}}' "$VAULT_ADDR/v1/secret/data/bench/s{}" -o /dev/null
+seed_kv "$max"
 
 measure() { # label, command...
 	local label=$1; shift
