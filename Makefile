@@ -18,6 +18,7 @@ fuzz:
 	go test ./envelope -run '^$$' -fuzz FuzzCanonicalScanAgrees -fuzztime 60s
 	go test ./broker -run '^$$' -fuzz FuzzParseConfig -fuzztime 60s
 	go test ./templates -run '^$$' -fuzz FuzzTemplate -fuzztime 60s
+	go test ./broker/vaultcache -run '^$$' -fuzz FuzzCacheEntry -fuzztime 60s
 
 bench:
 	./bench/envelope.sh

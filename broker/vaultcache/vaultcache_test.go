@@ -1,6 +1,7 @@
 package vaultcache_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -24,10 +25,10 @@ func entry() vaultcache.Entry {
 const here = "http://127.0.0.1:8200 "
 
 // put stores entry() for key and returns the file it went to.
-func put(t *testing.T, s *vaultcache.Store, key string) string {
+func put(t testing.TB, s *vaultcache.Store, key string) string {
 	t.Helper()
 	before, _ := filepath.Glob(filepath.Join(s.Dir(), "*.sbe"))
-	if err := s.Put(t.Context(), key, entry()); err != nil {
+	if err := s.Put(context.Background(), key, entry()); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := filepath.Glob(filepath.Join(s.Dir(), "*.sbe"))
