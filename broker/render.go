@@ -305,7 +305,10 @@ func (b *Broker) fetch(ctx context.Context, names []string, calls []templates.Va
 			return nil, err
 		}
 		if store != nil {
-			need = b.reuseAll(ctx, vc, store, need, got)
+			var err error
+			if need, err = b.reuseAll(ctx, vc, store, need, got); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		secrets, err := vc.ReadMany(ctx, need, 16)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/secrets-broker/secrets-broker/broker/vaultcache"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
 )
 
@@ -113,21 +115,25 @@ func (t cachedTokens) SaveToken(ctx context.Context, login *api.Secret) error {
 // Vault now reports it), or a certificate before its renewal point. KV
 // values are always read again (it mints nothing). An entry that is
 // refused, expired or no longer held by Vault is deleted.
-func (b *Broker) reuse(ctx context.Context, vc *vault.Client, store *vaultcache.Store, ref vault.Ref) *vault.Secret {
+//
+// A lookup that fails in a way worth retrying (Vault unreachable) keeps the
+// entry and returns the error, so that the caller retries instead of
+// minting a new lease.
+func (b *Broker) reuse(ctx context.Context, vc *vault.Client, store *vaultcache.Store, ref vault.Ref) (*vault.Secret, error) {
 	key := ref.RequestKey()
 	e, ok, err := store.Get(ctx, key)
-	drop := func(why string, args ...any) *vault.Secret {
+	drop := func(why string, args ...any) (*vault.Secret, error) {
 		b.log.Info("restart cache: "+why, append([]any{"request", key}, args...)...)
 		_ = store.Delete(key)
-		return nil
+		return nil, nil
 	}
 	if err != nil {
 		b.log.Warn("restart cache: an entry is refused; fetching it afresh", "request", key, "error", err)
 		_ = store.Delete(key)
-		return nil
+		return nil, nil
 	}
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	s, err := vault.FromResponse(ref, e.Response, e.Fetched)
 	if err != nil {
@@ -137,14 +143,17 @@ func (b *Broker) reuse(ctx context.Context, vc *vault.Client, store *vaultcache.
 	if s.Lease.ID == "" {
 		if at, ok := s.RenewCertAt(b.certRenewal()); ok && now.Before(at) {
 			b.log.Info("restart cache: reusing a certificate before its renewal point", "request", key, "renew_at", at.UTC().Format(time.RFC3339))
-			return s
+			return s, nil
 		}
-		return nil
+		return nil, nil
 	}
 	if !e.Expires.IsZero() && !now.Before(e.Expires) {
 		return drop("the kept lease has expired; fetching a new one")
 	}
 	st, err := vc.LookupLease(ctx, s.Lease.ID)
+	if err != nil && fail.KindOf(err).Retryable() {
+		return nil, fmt.Errorf("restart cache: cannot ask Vault about the kept lease for %s: %w", key, err)
+	}
 	if err != nil {
 		return drop("Vault does not confirm the kept lease; fetching a new one", "error", err)
 	}
@@ -156,7 +165,7 @@ func (b *Broker) reuse(ctx context.Context, vc *vault.Client, store *vaultcache.
 	s.Raw = &raw
 	s.Lease = vault.Lease{ID: raw.LeaseID, TTL: st.TTL, Renewable: st.Renewable, IssuedAt: now}
 	b.log.Info("restart cache: reusing a lease Vault confirms", "request", key, "ttl", st.TTL.String())
-	return s
+	return s, nil
 }
 
 // minReuseTTL is the least time a kept lease must have left to be reused:
@@ -293,25 +302,30 @@ func (b *Broker) staleFromCache(ctx context.Context, names []string, idx *reques
 
 // reuseAll asks the restart cache for each request (concurrently, a few at
 // a time: each lease is a lookup), puts what may be reused in got, and
-// returns the requests still to be made.
-func (b *Broker) reuseAll(ctx context.Context, vc *vault.Client, store *vaultcache.Store, need []vault.Ref, got map[string]*vault.Secret) []vault.Ref {
+// returns the requests still to be made. A request whose kept lease Vault
+// could not be asked about is neither reused nor made (that would mint a
+// new lease): its error is returned, to be retried.
+func (b *Broker) reuseAll(ctx context.Context, vc *vault.Client, store *vaultcache.Store, need []vault.Ref, got map[string]*vault.Secret) ([]vault.Ref, error) {
 	reused := make([]*vault.Secret, len(need))
+	errs := make([]error, len(need))
 	var g errgroup.Group
 	g.SetLimit(localConcurrency)
 	for i, r := range need {
 		g.Go(func() error {
-			reused[i] = b.reuse(ctx, vc, store, vault.Ref{Path: r.Path, Params: r.Params, Version: r.Version, List: r.List})
+			reused[i], errs[i] = b.reuse(ctx, vc, store, vault.Ref{Path: r.Path, Params: r.Params, Version: r.Version, List: r.List})
 			return nil
 		})
 	}
 	_ = g.Wait()
 	var rest []vault.Ref
 	for i, r := range need {
-		if reused[i] != nil {
+		switch {
+		case errs[i] != nil:
+		case reused[i] != nil:
 			got[r.RequestKey()] = reused[i]
-			continue
+		default:
+			rest = append(rest, r)
 		}
-		rest = append(rest, r)
 	}
-	return rest
+	return rest, errors.Join(errs...)
 }
