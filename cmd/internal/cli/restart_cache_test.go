@@ -2,10 +2,15 @@ package cli_test
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -351,5 +356,36 @@ path "transit/decrypt/broker-cache" { capabilities = ["update"] }`); err != nil 
 	}
 	if n := len(cacheFiles(t, dir)); n != 1 {
 		t.Fatalf("want 1 cache entry (the lease; no token, no KV with max_stale 0), have %d", n)
+	}
+}
+
+// A kept lease Vault cannot be asked about (sys/leases/lookup answers 503
+// once) is kept and the start retried, not dropped for a new lease.
+func TestRestartCacheKeepsALeaseVaultCannotConfirmYet(t *testing.T) {
+	setup(t)
+	t.Setenv("VAULT_TOKEN", "")
+	v, _, dir := restartFixture(t)
+	target, _ := url.Parse(v.Addr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var failed atomic.Int32
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/sys/leases/lookup" && failed.Add(1) == 1 {
+			http.Error(w, `{"errors":["Vault is sealed"]}`, http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(strings.Replace(restartConfig(v, "0s", dbSecrets), v.Addr, front.URL, 1)), 0o600)
+	mustRun(t, "", "run", "--once", "-c", cfg) // no cache yet: no lookup
+	before := leases(t, v)
+	failed.Store(0)
+	r := run(t, "", "run", "--once", "--timeout", "1m", "-c", cfg)
+	if r.code != 0 || !strings.Contains(r.stderr, "cannot ask Vault about the kept lease") || !strings.Contains(r.stderr, "reusing a lease Vault confirms") {
+		t.Fatalf("exit %d; want a retried lookup, then the lease reused: %s", r.code, r.stderr)
+	}
+	if n := leases(t, v); n != before {
+		t.Fatalf("%d leases after the run, %d before: a lease was minted while Vault could not be asked", n, before)
 	}
 }
