@@ -22,6 +22,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/secrets-broker/secrets-broker/broker/supervisor"
+	"github.com/secrets-broker/secrets-broker/internal/backoff"
 	"github.com/secrets-broker/secrets-broker/internal/credenv"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/memtrim"
@@ -294,6 +295,12 @@ type generation struct {
 	requests *requestIndex
 	dir      *OutputDir
 
+	// fromCache is set when the generation started with Vault unreachable
+	// and rendered its Vault values from the restart cache: nothing of
+	// Vault's is kept fresh until Vault answers, and then a reload fetches
+	// everything afresh (waitForVault).
+	fromCache bool
+
 	mu  sync.Mutex
 	res *Resolved
 	// dirty are the outputs (indices into prepared) whose inputs changed
@@ -394,14 +401,26 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	// fetchUntil logs in first; a start or reload that cannot reach Vault
 	// (no result at all) fails before writing anything, so it changes no
 	// file.
-	res, err := b.fetchUntil(ctx, names, calls, have, d.opts.Timeout, false)
+	// At the first start, a config with a restart cache may render KV values
+	// from it while Vault cannot be reached (cache.max_stale).
+	res, err := b.fetchUntil(ctx, names, calls, have, d.opts.Timeout, !reload && have == nil && cfg.Cache != nil)
 	if res == nil && err != nil {
 		g.stop()
 		return nil, err
 	}
+	g.fromCache = b.vault == nil && len(g.requests.refs) > 0
+	if g.fromCache {
+		for _, r := range g.requests.refs {
+			d.setStale("vault:"+r.RequestKey(), fail.Mark(fail.Unavailable, errors.New("rendered from the restart cache")))
+		}
+	}
 	// Templates with computed Vault paths: find and fetch what they read,
 	// and keep those requests fresh like the literal ones.
-	found, derr := b.resolveDynamic(ctx, prepared, res)
+	var found map[int][]templates.VaultCall
+	var derr error
+	if !g.fromCache {
+		found, derr = b.resolveDynamic(ctx, prepared, res)
+	}
 	err = errors.Join(err, derr)
 	if len(found) > 0 {
 		seen := map[string]bool{}
@@ -451,6 +470,9 @@ func (g *generation) refresh() RefreshConfig {
 
 // heldRequests are the Vault responses this generation holds, for the next.
 func (g *generation) heldRequests() map[string]*vault.Secret {
+	if g.fromCache {
+		return nil // values from the cache are not carried over: fetch afresh
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	out := make(map[string]*vault.Secret, len(g.res.Requests))
@@ -480,7 +502,10 @@ func (g *generation) kick() {
 // fsnotify watcher for files, templates and the config.
 func (g *generation) startWatchers(ctx context.Context) error {
 	refs := g.requests.refs
-	if len(refs) > 0 {
+	if len(refs) > 0 && g.fromCache {
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); g.waitForVault(ctx) }()
+	} else if len(refs) > 0 {
 		vc, err := g.b.VaultClient(ctx)
 		if err != nil {
 			return err
@@ -506,6 +531,28 @@ func (g *generation) startWatchers(ctx context.Context) error {
 		}
 	}
 	return g.watchFiles(ctx)
+}
+
+// waitForVault, for a generation that rendered from the restart cache,
+// tries to reach Vault with the one backoff policy, logging every failed
+// attempt, and asks for a reload once it answers: the next generation
+// fetches everything afresh and keeps it fresh. It asks again (after the
+// next delay) while this generation still runs, in case that reload fails.
+func (g *generation) waitForVault(ctx context.Context) {
+	for attempt := 0; ; attempt++ {
+		wait := backoff.Default().Delay(attempt)
+		if _, err := g.b.VaultClient(ctx); err == nil {
+			select {
+			case g.d.reloadCh <- "Vault answers again: fetching what was rendered from the restart cache":
+			default:
+			}
+		} else if ctx.Err() == nil {
+			g.d.log.Warn("Vault is still unreachable; outputs keep the values from the restart cache", "attempt", attempt+1, "retry_in", wait.Round(time.Millisecond).String(), "error", err)
+		}
+		if !backoff.Sleep(ctx, wait) {
+			return
+		}
+	}
 }
 
 func (g *generation) onVault(ctx context.Context, key string, ev vault.Event) {

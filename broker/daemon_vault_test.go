@@ -2,13 +2,20 @@ package broker_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/internal/metricstest"
 	"github.com/secrets-broker/secrets-broker/internal/pgtest"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
@@ -268,5 +275,81 @@ outputs:
 	d.eventuallyLogged(t, 20*time.Second, "the change kept", func() bool {
 		now, err := os.Stat(entries[0])
 		return err == nil && !now.ModTime().Equal(first.ModTime())
+	})
+}
+
+// A sidecar that starts while Vault cannot be reached renders its KV values
+// from the restart cache (up to max_stale), says so on /readyz, keeps
+// trying, and once Vault answers fetches everything afresh.
+func TestDaemonStartsFromTheCacheWhileVaultIsDown(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.Run(t, "kv", "put", "secret/app", "password=one")
+	target, _ := url.Parse(v.Addr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var down atomic.Bool
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, `{"errors":["Vault is sealed"]}`, http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	dir := t.TempDir()
+	t.Setenv("SECRETS_BROKER_LOCAL_KEY", filepath.Join(dir, "local.key"))
+	if _, err := local.New(filepath.Join(dir, "local.key")); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cfgPath := tokenConfig(t, v, dir, `cache: {path: cache, key: local, max_stale: 1h}
+refresh:
+  static_interval: 300ms
+  metrics_address: `+addr+`
+secrets:
+  pw: vault:secret/data/app#password
+outputs:
+  - path: pw.txt
+    secret: pw
+`)
+	raw, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(raw), v.Addr, front.URL, 1)), 0o600)
+	cfg, err := broker.ConfigSource{Path: cfgPath}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := broker.New(cfg)
+	if _, err := b.RenderOnce(t.Context(), broker.RenderOptions{}); err != nil { // fills the cache
+		t.Fatal(err)
+	}
+	b.Close()
+	out := filepath.Join(dir, "out", "pw.txt")
+	os.Remove(out)
+
+	down.Store(true)
+	d := startDaemon(t, cfgPath)
+	d.eventuallyLogged(t, 20*time.Second, "render from the cache", fileIs(out, "one"))
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(body), "vault:secret/data/app") {
+		t.Fatalf("/readyz while rendering from the cache: %d %s", resp.StatusCode, body)
+	}
+	d.eventuallyLogged(t, 20*time.Second, "a logged retry", func() bool {
+		return strings.Contains(d.logs.String(), "Vault is still unreachable; outputs keep the values from the restart cache")
+	})
+
+	v.Run(t, "kv", "put", "secret/app", "password=two")
+	down.Store(false)
+	d.eventuallyLogged(t, time.Minute, "a fresh value once Vault answers", fileIs(out, "two"))
+	d.eventuallyLogged(t, 20*time.Second, "ready", func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
 	})
 }
