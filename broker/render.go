@@ -825,6 +825,9 @@ func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) R
 	// Files are written a few at a time: each write waits on two fsyncs,
 	// which the file system can overlap.
 	results := make([]OutputResult, len(prepared))
+	if !dryRun {
+		dir.BeginBatch()
+	}
 	var g errgroup.Group
 	g.SetLimit(writeConcurrency)
 	for i, p := range prepared {
@@ -847,6 +850,9 @@ func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) R
 		})
 	}
 	_ = g.Wait()
+	if !dryRun {
+		dir.EndBatch() // each directory written to is synced once
+	}
 	for i, p := range prepared {
 		if p.Output.Bundle == "" {
 			rep.Results = append(rep.Results, results[i])

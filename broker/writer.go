@@ -30,6 +30,45 @@ type OutputDir struct {
 	// directory of N outputs after each of N writes cost O(N^2)).
 	sweptMu sync.Mutex
 	swept   map[string]bool
+	// owed, during a batch (BeginBatch), are the directories whose fsync
+	// after a rename is owed: EndBatch syncs each once, instead of once per
+	// file written in it.
+	owedMu sync.Mutex
+	owed   map[string]bool
+}
+
+// BeginBatch defers the directory fsync of Write until EndBatch: a pass
+// writing N files in one directory syncs it once. Each file is still
+// written, synced and renamed into place one by one, so a crash leaves
+// every file old or new; until EndBatch a rename may not be durable yet.
+func (d *OutputDir) BeginBatch() {
+	d.owedMu.Lock()
+	d.owed = map[string]bool{}
+	d.owedMu.Unlock()
+}
+
+// EndBatch syncs every directory a Write renamed a file into since
+// BeginBatch.
+func (d *OutputDir) EndBatch() {
+	d.owedMu.Lock()
+	owed := d.owed
+	d.owed = nil
+	d.owedMu.Unlock()
+	for dir := range owed {
+		syncDir(d.root, dir)
+	}
+}
+
+// syncDirSoon syncs dir now, or at EndBatch during a batch.
+func (d *OutputDir) syncDirSoon(dir string) {
+	d.owedMu.Lock()
+	if d.owed != nil {
+		d.owed[dir] = true
+		d.owedMu.Unlock()
+		return
+	}
+	d.owedMu.Unlock()
+	syncDir(d.root, dir)
 }
 
 // DirPerms are the mode and group of the directories the writer creates
@@ -233,7 +272,7 @@ func (d *OutputDir) Write(spec FileSpec, data []byte) (changed bool, err error) 
 		d.root.Remove(tmp)
 		return false, fmt.Errorf("output %s: cannot move the new file into place: %w", d.where(spec.Path), err)
 	}
-	syncDir(d.root, dir)
+	d.syncDirSoon(dir)
 	d.sweepOnce(dir)
 	return true, nil
 }

@@ -197,9 +197,17 @@ func crashWriter(dir string) {
 		os.Exit(1)
 	}
 	for i := 0; ; i++ {
+		// Every other write is in a batch (its directory synced at
+		// EndBatch, as a render pass does): old or new all the same.
+		if i%2 == 1 {
+			d.BeginBatch()
+		}
 		if _, err := d.Write(spec("big.bin"), bytes.Repeat([]byte{byte('a' + i%26)}, size)); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
+		}
+		if i%2 == 1 {
+			d.EndBatch()
 		}
 		if i == 0 {
 			os.Stdout.WriteString("ready\n")
