@@ -239,7 +239,7 @@ func (d *OutputDir) Unchanged(spec FileSpec, data []byte) (bool, error) {
 
 // Write replaces the file atomically: a temporary file in the destination
 // directory, mode and owner set on it, fsync, rename, fsync of the
-// directory. A crash at any moment leaves the old file or the new one, never
+// directory (at EndBatch, during a batch). A crash at any moment leaves the old file or the new one, never
 // a mix. An unchanged file is not written (changed is false). Non-empty
 // content is never replaced by empty content unless AllowEmpty.
 func (d *OutputDir) Write(spec FileSpec, data []byte) (changed bool, err error) {
