@@ -32,7 +32,7 @@ func (b *Broker) restartCache(ctx context.Context) (*vaultcache.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache.key: %w", err)
 	}
-	store, err := vaultcache.Open(b.cfg.Resolve(b.cfg.Cache.Path), keys, b.vaultIdentity())
+	store, err := vaultcache.Open(b.cfg.Resolve(b.cfg.Cache.Path), keys, b.vaultIdentity()+" login:"+b.authIdentity())
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func (b *Broker) restartCache(ctx context.Context) (*vaultcache.Store, error) {
 }
 
 // vaultIdentity names the Vault the config reaches (address and namespace),
-// which every cache entry is bound to.
+// which every cache entry is bound to (with the login, authIdentity).
 func (b *Broker) vaultIdentity() string {
 	addr, ns := os.Getenv("VAULT_ADDR"), os.Getenv("VAULT_NAMESPACE")
 	if v := b.cfg.Vault; v != nil {
@@ -73,12 +73,23 @@ func (b *Broker) tokenStore() vault.TokenStore {
 	if c == nil || strings.HasPrefix(c.Key, "transit:") || b.cfg.Vault == nil || b.cfg.Vault.Auth == nil {
 		return nil
 	}
-	auth := *b.cfg.Vault.Auth
-	if auth.Method == "token" || auth.Method == "" {
+	if m := b.cfg.Vault.Auth.Method; m == "token" || m == "" {
 		return nil // a token the user gives is not kept: it is there at the next start
 	}
+	return cachedTokens{b: b, key: "token:" + b.authIdentity()}
+}
+
+// authIdentity names the configured login (method, mount, role, the files
+// it reads): cache entries are bound to it, so a config that logs in as
+// someone else never reuses what another login fetched, even with Vault
+// unreachable.
+func (b *Broker) authIdentity() string {
+	var auth AuthConfig
+	if b.cfg.Vault != nil && b.cfg.Vault.Auth != nil {
+		auth = *b.cfg.Vault.Auth
+	}
 	sum := sha256.Sum256(fmt.Appendf(nil, "%+v", auth))
-	return cachedTokens{b: b, key: "token:" + hex.EncodeToString(sum[:16])}
+	return hex.EncodeToString(sum[:16])
 }
 
 func (t cachedTokens) LoadToken(ctx context.Context) (string, error) {
@@ -140,6 +151,17 @@ func (b *Broker) reuse(ctx context.Context, vc *vault.Client, store *vaultcache.
 		return drop("the kept response is unusable; fetching afresh", "error", err)
 	}
 	now := time.Now()
+	if s.Lease.ID != "" || isCertificate(s) {
+		// The identity fetching now (its policies may have changed since)
+		// must be allowed to make the request the entry answers.
+		allowed, err := vc.MayRequest(ctx, ref)
+		if err != nil && fail.KindOf(err).Retryable() {
+			return nil, fmt.Errorf("restart cache: cannot ask Vault what this login may read for %s: %w", key, err)
+		}
+		if err != nil || !allowed {
+			return drop("the current Vault login may not make this request; not reusing what an earlier one fetched", "error", err)
+		}
+	}
 	if s.Lease.ID == "" {
 		if at, ok := s.RenewCertAt(b.certRenewal()); ok && now.Before(at) {
 			b.log.Info("restart cache: reusing a certificate before its renewal point", "request", key, "renew_at", at.UTC().Format(time.RFC3339))
@@ -166,6 +188,11 @@ func (b *Broker) reuse(ctx context.Context, vc *vault.Client, store *vaultcache.
 	s.Lease = vault.Lease{ID: raw.LeaseID, TTL: st.TTL, Renewable: st.Renewable, IssuedAt: now}
 	b.log.Info("restart cache: reusing a lease Vault confirms", "request", key, "ttl", st.TTL.String())
 	return s, nil
+}
+
+func isCertificate(s *vault.Secret) bool {
+	_, _, _, ok := s.Certificate()
+	return ok
 }
 
 // minReuseTTL is the least time a kept lease must have left to be reused:

@@ -63,7 +63,7 @@ type Store struct {
 
 // Open makes (0700) or opens the cache directory dir. keys[0] seals new
 // entries; any of keys opens them. vault names the Vault (address and
-// namespace) the entries are bound to.
+// namespace, and the login) the entries are bound to.
 func Open(dir string, keys []envelope.KeyWrapper, vault string) (*Store, error) {
 	if len(keys) == 0 {
 		return nil, fail.Mark(fail.Usage, errors.New("cache: no key to seal entries with; set cache.key"))

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
@@ -96,4 +97,28 @@ func (c *Client) LookupLease(ctx context.Context, id string) (LeaseStatus, error
 	}
 	renewable, _ := raw.Data["renewable"].(bool)
 	return LeaseStatus{TTL: time.Duration(ttl) * time.Second, Renewable: renewable}, nil
+}
+
+// MayRequest asks Vault (sys/capabilities-self, allowed by Vault's default
+// policy) whether the broker's current token may make ref's request: read
+// (or list) a path, or write to it when ref has parameters. A kept response
+// is reused only when the identity that would fetch it now is allowed to.
+func (c *Client) MayRequest(ctx context.Context, ref Ref) (bool, error) {
+	caps, err := c.api.Sys().CapabilitiesSelfWithContext(ctx, ref.Path)
+	if err != nil {
+		return false, classify("capabilities", "sys/capabilities-self", ref.String(), err)
+	}
+	need := []string{"read"}
+	switch {
+	case ref.List:
+		need = []string{"list"}
+	case len(ref.Params) > 0:
+		need = []string{"update", "create"}
+	}
+	for _, c := range caps {
+		if c == "root" || slices.Contains(need, c) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -389,3 +389,39 @@ func TestRestartCacheKeepsALeaseVaultCannotConfirmYet(t *testing.T) {
 		t.Fatalf("%d leases after the run, %d before: a lease was minted while Vault could not be asked", n, before)
 	}
 }
+
+// What an earlier login fetched is not reused by a login that may not
+// fetch it now: after the role's policy loses the database path, a restart
+// does not render the kept lease (Vault's sys/capabilities-self says no);
+// and a config that logs in as another role does not open the entries at
+// all (they are bound to the login).
+func TestRestartCacheFollowsTheCurrentLogin(t *testing.T) {
+	setup(t)
+	t.Setenv("VAULT_TOKEN", "")
+	v, _, dir := restartFixture(t)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(restartConfig(v, "0s", dbSecrets)), 0o600)
+	mustRun(t, "", "run", "--once", "-c", cfg)
+
+	// Another role with the same policy: the entries are bound to the
+	// first login, so they are refused and fetched again.
+	v.Run(t, "write", "auth/approle/role/other", "token_policies=app", "token_ttl=1h")
+	os.WriteFile(filepath.Join(dir, "role-id-2"), []byte(strings.TrimSpace(v.Run(t, "read", "-field=role_id", "auth/approle/role/other/role-id"))), 0o600)
+	os.WriteFile(filepath.Join(dir, "secret-id-2"), []byte(strings.TrimSpace(v.Run(t, "write", "-f", "-field=secret_id", "auth/approle/role/other/secret-id"))), 0o600)
+	other := filepath.Join(dir, "other.yaml")
+	os.WriteFile(other, []byte(strings.NewReplacer("role-id\n", "role-id-2\n", "secret-id\n", "secret-id-2\n").Replace(restartConfig(v, "0s", dbSecrets))), 0o600)
+	before := leases(t, v)
+	r := run(t, "", "run", "--once", "-c", other)
+	if r.code != 0 || strings.Contains(r.stderr, "reusing") || leases(t, v) != before+1 {
+		t.Fatalf("another login: exit %d, %d leases (want %d), want nothing reused: %s", r.code, leases(t, v), before+1, r.stderr)
+	}
+
+	// The first role's policy loses the database path.
+	if err := v.Client(t).Sys().PutPolicy("app", `path "secret/data/app" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, "", "run", "--once", "--timeout", "5s", "-c", cfg)
+	if r.code == 0 || strings.Contains(r.stderr, "reusing a lease") || !strings.Contains(r.stderr, "the current Vault login may not make this request") || !strings.Contains(r.stderr, "permission denied") {
+		t.Fatalf("after the policy change: exit %d; want the kept lease refused and the fetch denied: %s", r.code, r.stderr)
+	}
+}
