@@ -414,35 +414,20 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 			d.setStale("vault:"+r.RequestKey(), fail.Mark(fail.Unavailable, errors.New("rendered from the restart cache")))
 		}
 	}
-	// Templates with computed Vault paths: find and fetch what they read,
-	// and keep those requests fresh like the literal ones.
-	var found map[int][]templates.VaultCall
-	var derr error
+	// Templates with computed Vault paths: find and fetch what they read;
+	// startWatchers keeps those requests fresh like the literal ones.
+	g.res = res
 	if !g.fromCache {
-		found, derr = b.resolveDynamic(ctx, prepared, res)
-	}
-	err = errors.Join(err, derr)
-	if len(found) > 0 {
-		seen := map[string]bool{}
-		for _, c := range calls {
-			seen[c.Key()] = true
-		}
-		for i, cs := range found {
-			for _, c := range cs {
-				g.usersOf[c.Key()] = append(g.usersOf[c.Key()], i)
-				if !seen[c.Key()] {
-					seen[c.Key()] = true
-					calls = append(calls, c)
-				}
-			}
-		}
-		g.calls, g.requests = calls, b.indexRequests(names, calls)
+		found, derr := b.resolveDynamic(ctx, prepared, res)
+		err = errors.Join(err, derr)
+		g.mu.Lock()
+		g.adopt(prepared, found, res)
+		g.mu.Unlock()
 	}
 	if err != nil {
 		d.m.fetchErrors.WithLabelValues("start").Inc()
 		d.log.Warn("some secrets are unavailable; their outputs wait, the rest are rendered", "error", err)
 	}
-	g.res = res
 	g.pass(ctx, reload)
 	if err := g.startWatchers(ctx); err != nil {
 		g.stop()
@@ -517,20 +502,94 @@ func (g *generation) startWatchers(ctx context.Context) error {
 		}
 		g.mu.Unlock()
 		for _, r := range refs {
-			key := r.RequestKey()
-			opts := vault.KeepOptions{StaticInterval: g.refresh().StaticInterval, Initial: initial[key], RetryPermanent: true, CertRenewal: g.refresh().CertificateRenewal}
-			g.d.m.setExpiry(key, initial[key])
-			g.wg.Add(1)
-			go func() {
-				defer g.wg.Done()
-				err := vc.Keep(ctx, r, opts, func(ev vault.Event) { g.onVault(ctx, key, ev) })
-				if err != nil && ctx.Err() == nil {
-					g.d.log.Error("stopped refreshing a Vault secret", "path", key, "error", err)
-				}
-			}()
+			g.keep(ctx, vc, r, initial[r.RequestKey()])
 		}
 	}
 	return g.watchFiles(ctx)
+}
+
+// keep starts the watcher of one Vault request, from initial when it is
+// already held.
+func (g *generation) keep(ctx context.Context, vc *vault.Client, r vault.Ref, initial *vault.Secret) {
+	key := r.RequestKey()
+	opts := vault.KeepOptions{StaticInterval: g.refresh().StaticInterval, Initial: initial, RetryPermanent: true, CertRenewal: g.refresh().CertificateRenewal}
+	g.d.m.setExpiry(key, initial)
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		err := vc.Keep(ctx, r, opts, func(ev vault.Event) { g.onVault(ctx, key, ev) })
+		if err != nil && ctx.Err() == nil {
+			g.d.log.Error("stopped refreshing a Vault secret", "path", key, "error", err)
+		}
+	}()
+}
+
+// discover finds what the templates with computed paths among todo now
+// read that the generation does not hold (a new key in a listed folder, a
+// path built from a value that changed), fetches it into res, and keeps it
+// fresh from then on, as the paths found at start are.
+func (g *generation) discover(ctx context.Context, todo []Prepared, res *Resolved) {
+	if g.fromCache || !slices.ContainsFunc(todo, func(p Prepared) bool { return p.Template != nil && p.Template.Dynamic }) {
+		return
+	}
+	found, err := g.b.resolveDynamic(ctx, todo, res)
+	if err != nil {
+		g.d.log.Warn("a template's computed Vault paths could not all be fetched", "error", err)
+	}
+	if len(found) == 0 {
+		return
+	}
+	vc, verr := g.b.VaultClient(ctx)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, r := range g.adopt(todo, found, res) {
+		if verr == nil {
+			g.keep(ctx, vc, r, g.res.Requests[r.RequestKey()])
+		}
+	}
+}
+
+// adopt records the calls resolveDynamic found for outputs of todo (by
+// index): which outputs use them, their responses in g.res, and the
+// generation's request index; it returns the requests that are new. g.mu
+// must be held.
+func (g *generation) adopt(todo []Prepared, found map[int][]templates.VaultCall, res *Resolved) []vault.Ref {
+	if len(found) == 0 {
+		return nil
+	}
+	known := map[string]bool{}
+	for _, c := range g.calls {
+		known[c.Key()] = true
+	}
+	for i, cs := range found {
+		out := g.byPath[todo[i].Output.Path]
+		for _, c := range cs {
+			if !slices.Contains(g.usersOf[c.Key()], out) {
+				g.usersOf[c.Key()] = append(g.usersOf[c.Key()], out)
+			}
+			if !known[c.Key()] {
+				known[c.Key()] = true
+				g.calls = append(g.calls, c)
+			}
+			if raw, ok := res.Vault[c.Key()]; ok {
+				g.res.Vault[c.Key()] = raw
+			}
+		}
+	}
+	before := g.requests
+	g.requests = g.b.indexRequests(g.names, g.calls)
+	var added []vault.Ref
+	for _, r := range g.requests.refs {
+		key := r.RequestKey()
+		if before.users[key] != nil {
+			continue
+		}
+		if s := res.Requests[key]; s != nil {
+			g.res.Requests[key] = s
+		}
+		added = append(added, r)
+	}
+	return added
 }
 
 // waitForVault, for a generation that rendered from the restart cache,
@@ -811,6 +870,7 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 	clear(g.dirty)
 	g.allDirty = false
 	g.mu.Unlock()
+	g.discover(ctx, todo, res)
 	rep := writeAll(g.dir, todo, res, false)
 	m := g.d.m
 	restored := map[string]bool{}

@@ -216,8 +216,9 @@ outputs:
 }
 
 // A template whose Vault paths are computed (range over a LIST, printf) is
-// kept fresh like a literal one: the paths found at start are watched, and a
-// change to one of them reaches the file.
+// kept fresh like a literal one: the paths found at start are watched, a
+// change to one of them reaches the file, and a path that appears later (a
+// new key in the listed folder) is found, fetched and watched too.
 func TestDaemonKeepsComputedPathsFresh(t *testing.T) {
 	v := vaulttest.Start(t)
 	v.Run(t, "kv", "put", "secret/services/web", "host=web-1")
@@ -234,6 +235,12 @@ outputs:
 	d.eventuallyLogged(t, 20*time.Second, "first render", fileIs(out, "api-1;web-1;"))
 	v.Run(t, "kv", "put", "secret/services/web", "host=web-2")
 	d.eventuallyLogged(t, 20*time.Second, "the change of a computed path rendered", fileIs(out, "api-1;web-2;"))
+	// A new key in the listed folder: its path is found by the running
+	// daemon, fetched, and kept fresh too.
+	v.Run(t, "kv", "put", "secret/services/db", "host=db-1")
+	d.eventuallyLogged(t, 20*time.Second, "a path found later rendered", fileIs(out, "api-1;db-1;web-2;"))
+	v.Run(t, "kv", "put", "secret/services/db", "host=db-2")
+	d.eventuallyLogged(t, 20*time.Second, "a path found later kept fresh", fileIs(out, "api-1;db-2;web-2;"))
 }
 
 // A sidecar re-reading KV does not re-seal an unchanged value into the
