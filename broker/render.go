@@ -825,7 +825,8 @@ func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) R
 	// Files are written a few at a time: each write waits on two fsyncs,
 	// which the file system can overlap.
 	results := make([]OutputResult, len(prepared))
-	if !dryRun {
+	batch := !dryRun && dir != nil // a daemon that only supervises a command has no output directory
+	if batch {
 		dir.BeginBatch()
 	}
 	var g errgroup.Group
@@ -850,7 +851,7 @@ func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) R
 		})
 	}
 	_ = g.Wait()
-	if !dryRun {
+	if batch {
 		dir.EndBatch() // each directory written to is synced once
 	}
 	for i, p := range prepared {
