@@ -577,12 +577,19 @@ func secretFunc(d Data) func(args ...string) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		s, ok := d.Vault[call.Key()]
-		if !ok {
-			return nil, funcErr("this call's Vault path was not fetched")
-		}
-		return s, nil
+		return d.response(call)
 	}
+}
+
+// response is Vault's response to call. A call whose response was not
+// fetched is an error that does not quote its path (a computed path may be
+// built from a secret).
+func (d Data) response(call VaultCall) (*api.Secret, error) {
+	s, ok := d.Vault[call.Key()]
+	if !ok || s == nil {
+		return nil, funcErr("this call's Vault path was not fetched")
+	}
+	return s, nil
 }
 
 // secretsFunc lists the keys under a Vault path, sorted, as
@@ -592,9 +599,9 @@ func secretsFunc(d Data, path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, ok := d.Vault[call.Key()]
-	if !ok || s == nil {
-		return nil, fmt.Errorf("secrets %q was not fetched", call.Path)
+	s, err := d.response(call)
+	if err != nil {
+		return nil, err
 	}
 	raw, _ := s.Data["keys"].([]any)
 	keys := make([]string, 0, len(raw))
@@ -628,9 +635,9 @@ func pkiCertFunc(d Data, args []string) (*PKICert, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, ok := d.Vault[call.Key()]
-	if !ok || s == nil {
-		return nil, fmt.Errorf("pkiCert %q was not fetched", call.Key())
+	s, err := d.response(call)
+	if err != nil {
+		return nil, err
 	}
 	str := func(k string) string { v, _ := s.Data[k].(string); return v }
 	c := &PKICert{Cert: str("certificate"), Key: str("private_key"), CA: str("issuing_ca")}
