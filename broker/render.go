@@ -305,7 +305,6 @@ func (b *Broker) fetch(ctx context.Context, names []string, calls []templates.Va
 			return nil, err
 		}
 		if store != nil {
-			var err error
 			if need, err = b.reuseAll(ctx, vc, store, need, got); err != nil {
 				errs = append(errs, err)
 			}

@@ -151,26 +151,25 @@ func (b *Broker) reuse(ctx context.Context, vc *vault.Client, store *vaultcache.
 		return drop("the kept response is unusable; fetching afresh", "error", err)
 	}
 	now := time.Now()
-	if s.Lease.ID != "" || isCertificate(s) {
-		// The identity fetching now (its policies may have changed since)
-		// must be allowed to make the request the entry answers.
-		allowed, err := vc.MayRequest(ctx, ref)
-		if err != nil && fail.KindOf(err).Retryable() {
-			return nil, fmt.Errorf("restart cache: cannot ask Vault what this login may read for %s: %w", key, err)
-		}
-		if err != nil || !allowed {
-			return drop("the current Vault login may not make this request; not reusing what an earlier one fetched", "error", err)
-		}
+	renewAt, isCert := s.RenewCertAt(b.certRenewal())
+	if s.Lease.ID == "" && (!isCert || !now.Before(renewAt)) {
+		return nil, nil // a value without a lease is read again; a certificate past its renewal point is issued again
+	}
+	if s.Lease.ID != "" && !e.Expires.IsZero() && !now.Before(e.Expires) {
+		return drop("the kept lease has expired; fetching a new one")
+	}
+	// The identity fetching now (its policies may have changed since) must
+	// be allowed to make the request the entry answers.
+	allowed, err := vc.MayRequest(ctx, ref)
+	if err != nil && fail.KindOf(err).Retryable() {
+		return nil, fmt.Errorf("restart cache: cannot ask Vault what this login may read for %s: %w", key, err)
+	}
+	if err != nil || !allowed {
+		return drop("the current Vault login may not make this request; not reusing what an earlier one fetched", "error", err)
 	}
 	if s.Lease.ID == "" {
-		if at, ok := s.RenewCertAt(b.certRenewal()); ok && now.Before(at) {
-			b.log.Info("restart cache: reusing a certificate before its renewal point", "request", key, "renew_at", at.UTC().Format(time.RFC3339))
-			return s, nil
-		}
-		return nil, nil
-	}
-	if !e.Expires.IsZero() && !now.Before(e.Expires) {
-		return drop("the kept lease has expired; fetching a new one")
+		b.log.Info("restart cache: reusing a certificate before its renewal point", "request", key, "renew_at", renewAt.UTC().Format(time.RFC3339))
+		return s, nil
 	}
 	st, err := vc.LookupLease(ctx, s.Lease.ID)
 	if err != nil && fail.KindOf(err).Retryable() {
@@ -188,11 +187,6 @@ func (b *Broker) reuse(ctx context.Context, vc *vault.Client, store *vaultcache.
 	s.Lease = vault.Lease{ID: raw.LeaseID, TTL: st.TTL, Renewable: st.Renewable, IssuedAt: now}
 	b.log.Info("restart cache: reusing a lease Vault confirms", "request", key, "ttl", st.TTL.String())
 	return s, nil
-}
-
-func isCertificate(s *vault.Secret) bool {
-	_, _, _, ok := s.Certificate()
-	return ok
 }
 
 // minReuseTTL is the least time a kept lease must have left to be reused:
@@ -339,7 +333,7 @@ func (b *Broker) reuseAll(ctx context.Context, vc *vault.Client, store *vaultcac
 	g.SetLimit(localConcurrency)
 	for i, r := range need {
 		g.Go(func() error {
-			reused[i], errs[i] = b.reuse(ctx, vc, store, vault.Ref{Path: r.Path, Params: r.Params, Version: r.Version, List: r.List})
+			reused[i], errs[i] = b.reuse(ctx, vc, store, r) // need comes from a request index: no field
 			return nil
 		})
 	}
