@@ -66,15 +66,12 @@ type cachedTokens struct {
 }
 
 // tokenStore is the restart cache's keeper of the broker's token, or nil
-// when there is no cache, its key is a Transit key (which needs the token
-// to open anything), or the token is the user's (method token).
+// when there is no cache or its key is a Transit key (which needs the
+// token to open anything). The vault client keeps only tokens it logged in
+// for, never one the user gives (vault.Config.Tokens).
 func (b *Broker) tokenStore() vault.TokenStore {
-	c := b.cfg.Cache
-	if c == nil || strings.HasPrefix(c.Key, "transit:") || b.cfg.Vault == nil || b.cfg.Vault.Auth == nil {
+	if c := b.cfg.Cache; c == nil || strings.HasPrefix(c.Key, "transit:") {
 		return nil
-	}
-	if m := b.cfg.Vault.Auth.Method; m == "token" || m == "" {
-		return nil // a token the user gives is not kept: it is there at the next start
 	}
 	return cachedTokens{b: b, key: "token:" + b.authIdentity()}
 }

@@ -276,7 +276,7 @@ func (c *Client) login(ctx context.Context) (*api.Secret, error) {
 // it holds stay valid. It returns nil, nil when there is none to use, and
 // an error only when Vault cannot be asked.
 func (c *Client) resume(ctx context.Context) (*api.Secret, error) {
-	if _, static := c.auth.(TokenAuth); static || c.tokens == nil {
+	if c.tokens == nil {
 		return nil, nil
 	}
 	token, err := c.tokens.LoadToken(ctx)

@@ -123,6 +123,9 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if c.auth == nil {
 		c.auth = TokenAuth{}
 	}
+	if _, static := c.auth.(TokenAuth); static {
+		c.tokens = nil // a token the user gives is not kept: it is there at the next start
+	}
 	secret, err := c.resume(ctx)
 	if err != nil {
 		return nil, err

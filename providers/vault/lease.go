@@ -95,8 +95,7 @@ func (c *Client) Keep(ctx context.Context, ref Ref, opts KeepOptions, deliver fu
 				return err
 			}
 		case s.Lease.TTL > 0:
-			frac := 0.85 + rand.Float64()*0.10
-			if !backoff.Sleep(ctx, time.Until(s.Lease.IssuedAt.Add(time.Duration(float64(s.Lease.TTL)*frac)))) {
+			if !backoff.Sleep(ctx, time.Until(s.Lease.refetchAt())) {
 				return ctx.Err()
 			}
 		default:
@@ -134,6 +133,13 @@ func (c *Client) fetchWithRetry(ctx context.Context, ref Ref, retryPermanent boo
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// refetchAt is when a lease that will not be extended is replaced by a
+// fresh secret: a random point in 85-95% of its TTL (consul-template's
+// rule), so that a fleet does not fetch in lockstep.
+func (l Lease) refetchAt() time.Time {
+	return l.IssuedAt.Add(time.Duration(float64(l.TTL) * (0.85 + rand.Float64()*0.10)))
 }
 
 // Lease renewal points: a lease is renewed at a point drawn uniformly from
@@ -195,8 +201,7 @@ func (c *Client) renewUntilDone(ctx context.Context, s *Secret, deliver func(Eve
 		if !s.Lease.Renewable || s.Lease.TTL < increment {
 			// Vault capped the lease (max TTL): fetch a fresh one before
 			// it ends, as for a lease that cannot be renewed.
-			frac := 0.85 + rand.Float64()*0.10
-			if !backoff.Sleep(ctx, time.Until(s.Lease.IssuedAt.Add(time.Duration(float64(s.Lease.TTL)*frac)))) {
+			if !backoff.Sleep(ctx, time.Until(s.Lease.refetchAt())) {
 				return ctx.Err()
 			}
 			return nil
