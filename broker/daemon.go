@@ -43,7 +43,7 @@ type DaemonOptions struct {
 	// Rendered, when set, is called after every render pass.
 	Rendered func(Report)
 	// IdleTrim is how long after its last render pass the daemon, idle,
-	// returns free heap and pages out its executable (memtrim); zero means
+	// returns free heap and drops its executable's pages (memtrim); zero means
 	// 10 s, negative never.
 	IdleTrim time.Duration
 	// Trimmed, when set, is called after each idle trim with the resident
@@ -160,11 +160,12 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 }
 
 // idleTrimAfter is how long after its last render pass the daemon returns
-// free heap and pages out its executable (memtrim): an idle sidecar holding
-// 100 secrets goes from about 24 MiB resident to about 9 (bench/idle.sh).
+// free heap and drops its executable's pages (memtrim): an idle sidecar
+// holding 100 secrets goes from about 24 MiB resident to about 11
+// (bench/idle.sh).
 const idleTrimAfter = 10 * time.Second
 
-// trimMemory pages the executable out while the daemon is idle.
+// trimMemory gives memory back while the daemon is idle.
 func (d *daemon) trimMemory() {
 	if d.opts.IdleTrim < 0 {
 		return
@@ -172,11 +173,11 @@ func (d *daemon) trimMemory() {
 	before, _ := memtrim.Resident()
 	debug.FreeOSMemory() // the heap a pass grew is returned too
 	if err := memtrim.Executable(); err != nil {
-		d.log.Debug("could not page out the executable while idle", "error", err)
+		d.log.Debug("could not give the executable's pages back while idle", "error", err)
 		return
 	}
 	after, _ := memtrim.Resident()
-	d.log.Debug("idle: paged out the executable", "rss_kib_before", before.RSS, "rss_kib_after", after.RSS)
+	d.log.Debug("idle: gave memory back", "rss_kib_before", before.RSS, "rss_kib_after", after.RSS)
 	if d.opts.Trimmed != nil {
 		d.opts.Trimmed(before, after)
 	}

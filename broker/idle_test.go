@@ -13,7 +13,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/internal/memtrim"
 )
 
-// An idle daemon pages out its executable after its last render pass and
+// An idle daemon drops its executable's pages after its last render pass and
 // again after each later one: the resident file-backed memory (of this
 // test binary) drops.
 func TestIdleDaemonPagesOutItsExecutable(t *testing.T) {

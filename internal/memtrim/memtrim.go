@@ -5,13 +5,18 @@
 // executable's code and read-only data, file-backed and clean, mapped in
 // as they were touched at start (and, with the kernel's fault-around, the
 // pages beside them). For secrets-broker that is about 14 MiB of a 18 MiB
-// resident set. Advising the kernel to page them out (MADV_PAGEOUT, Linux
-// 5.4+) and to read them back one page at a time (MADV_RANDOM) leaves only
-// what the daemon touches again when it wakes. Nothing is lost: the pages
-// are read again from the file when needed.
+// resident set. Dropping those pages from the process's page tables
+// (MADV_DONTNEED) leaves only what the daemon touches again when it wakes.
+// Nothing is lost: the pages stay in the kernel's page cache, shared with
+// every other process running the same file, and are mapped back when
+// needed. This works for any user; asking the kernel to evict them
+// instead (MADV_PAGEOUT) does nothing for a file the process neither owns
+// nor may write, which is how a container image runs its binary.
 package memtrim
 
-// Stats is the process's resident memory, in KiB.
+// Stats is the process's resident memory, in KiB: all of it, its
+// anonymous and file-backed parts, and the part of the latter that is the
+// executable's own pages (the rest being shared libraries, when linked).
 type Stats struct {
-	RSS, Anon, File int64
+	RSS, Anon, File, Executable int64
 }
