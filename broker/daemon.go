@@ -143,11 +143,11 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		if err != nil {
 			gen.paused.Store(false)
 			gen.kick()
-			d.m.reloads.WithLabelValues("error").Inc()
+			d.m.reloads.With("error").Inc()
 			d.log.Error("configuration not reloaded; the running one stays", "error", err)
 			continue
 		}
-		d.m.reloads.WithLabelValues("ok").Inc()
+		d.m.reloads.With("ok").Inc()
 		gen.stop()
 		gen = next
 		// The new generation read every source afresh: what was stale in
@@ -426,7 +426,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		g.mu.Unlock()
 	}
 	if err != nil {
-		d.m.fetchErrors.WithLabelValues("start").Inc()
+		d.m.fetchErrors.With("start").Inc()
 		d.log.Warn("some secrets are unavailable; their outputs wait, the rest are rendered", "error", err)
 	}
 	g.pass(ctx, reload)
@@ -622,7 +622,7 @@ func (g *generation) onVault(ctx context.Context, key string, ev vault.Event) {
 	}
 	switch {
 	case ev.Err != nil:
-		m.fetchErrors.WithLabelValues("vault").Inc()
+		m.fetchErrors.With("vault").Inc()
 		if ev.RetryIn > 0 {
 			g.d.log.Warn("fetching a Vault secret failed; retrying", "path", key, "retry_in", ev.RetryIn.Round(time.Millisecond).String(), "error", ev.Err)
 		} else {
@@ -635,7 +635,7 @@ func (g *generation) onVault(ctx context.Context, key string, ev vault.Event) {
 		g.res.Requests[key] = ev.Secret
 		g.mu.Unlock()
 	default:
-		m.fetches.WithLabelValues("vault").Inc()
+		m.fetches.With("vault").Inc()
 		m.setExpiry(key, ev.Secret)
 		g.mu.Lock()
 		err := g.b.apply(g.res, g.requests, key, ev.Secret)
@@ -798,13 +798,13 @@ func (g *generation) refetchLocal(ctx context.Context, path string, names []stri
 			// A file being replaced can be briefly missing or half
 			// written by a non-atomic editor, or emptied: every output
 			// keeps the last good value, and /healthz says so.
-			g.d.m.fetchErrors.WithLabelValues(d.Ref.Scheme).Inc()
+			g.d.m.fetchErrors.With(d.Ref.Scheme).Inc()
 			g.d.log.Warn("re-reading a secret failed; every output keeps its last good value", "secret", n, "error", err)
 			g.d.setStale(n, err)
 			continue
 		}
 		g.d.setStale(n, nil)
-		g.d.m.fetches.WithLabelValues(d.Ref.Scheme).Inc()
+		g.d.m.fetches.With(d.Ref.Scheme).Inc()
 		g.mu.Lock()
 		if g.res.Values[n] != v {
 			g.res.Values[n] = v
@@ -917,9 +917,9 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 	}
 	slices.Sort(failing)
 	if len(failing) > 0 {
-		m.renders.WithLabelValues("error").Inc()
+		m.renders.With("error").Inc()
 	} else {
-		m.renders.WithLabelValues("ok").Inc()
+		m.renders.With("ok").Inc()
 		m.lastSuccess.SetToCurrentTime()
 	}
 	g.d.healthMu.Lock()
