@@ -35,26 +35,32 @@ func TestSecretRefForms(t *testing.T) {
 func TestConfigStrictWithLines(t *testing.T) {
 	cases := map[string]string{
 		"output_root: out\nsecrets:\n  a: file:/x\noutputs:\n  - path: a.env\n    formt: dotenv\n": `line 6: unknown key "formt" in an output; did you mean "format"?`,
-		"secrets:\n  a: nope\n":                                     "line 2",
-		"secrets:\n  a: file:/x\n  a: file:/y\n":                    "declared twice",
-		"secrets:\n  9bad: file:/x\n":                               "must start with a letter",
-		"outputs:\n  - path: x\n":                                   "output_root is required",
-		"output_root: o\noutputs:\n  - path: ../x\n":                "line 3",
-		"output_root: o\noutputs:\n  - path: /etc/x\n":              "must be relative",
-		"output_root: o\noutputs:\n  - path: x\n    secret: nope\n": `secret "nope" is not declared`,
-		"output_root: o\noutputs:\n  - path: x\n    format: toml\n": "format",
-		"output_root: o\noutputs:\n  - path: x\n    mode: rw\n":     "octal",
-		"output_root: o\noutputs:\n  - path: x\n  - path: ./x\n":    "also written",
-		"vault:\n  auth:\n    method: ldap\n":                       "not token, approle",
-		"vault:\n  auth:\n    method: approle\n":                    "role_id_file",
-		"exec:\n  env:\n    BAD-NAME: a\n":                          "not a valid environment",
-		"{\"secrets\": {\"a\": \"file:/x\"}, \"bogus\": 1}":         `unknown key "bogus" at the top level`,
+		"secrets:\n  a: nope\n":                                                                "line 2",
+		"secrets:\n  a: file:/x\n  a: file:/y\n":                                               "declared twice",
+		"secrets:\n  9bad: file:/x\n":                                                          "must start with a letter",
+		"secrets:\n  a" + strings.Repeat("b", 128) + ": file:/x\n":                             "(at most 128)",
+		"output_root: o\noutputs:\n  - path: x\n    bundle: " + strings.Repeat("b", 65) + "\n": "(at most 64)",
+		"outputs:\n  - path: x\n":                                                              "output_root is required",
+		"output_root: o\noutputs:\n  - path: ../x\n":                                           "line 3",
+		"output_root: o\noutputs:\n  - path: /etc/x\n":                                         "must be relative",
+		"output_root: o\noutputs:\n  - path: x\n    secret: nope\n":                            `secret "nope" is not declared`,
+		"output_root: o\noutputs:\n  - path: x\n    format: toml\n":                            "format",
+		"output_root: o\noutputs:\n  - path: x\n    mode: rw\n":                                "octal",
+		"output_root: o\noutputs:\n  - path: x\n  - path: ./x\n":                               "also written",
+		"vault:\n  auth:\n    method: ldap\n":                                                  "not token, approle",
+		"vault:\n  auth:\n    method: approle\n":                                               "role_id_file",
+		"exec:\n  env:\n    BAD-NAME: a\n":                                                     "not a valid environment",
+		"{\"secrets\": {\"a\": \"file:/x\"}, \"bogus\": 1}":                                    `unknown key "bogus" at the top level`,
 	}
 	for text, want := range cases {
 		_, err := broker.ParseConfig([]byte(text), "broker.yaml", t.TempDir())
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "broker.yaml") {
 			t.Errorf("ParseConfig(%q) = %v; want %q", text, err, want)
 		}
+	}
+	// The longest names are accepted.
+	if _, err := broker.ParseConfig([]byte("output_root: o\nsecrets:\n  a"+strings.Repeat("b", 127)+": file:/x\noutputs:\n  - path: x\n    bundle: "+strings.Repeat("b", 64)+"\n"), "broker.yaml", t.TempDir()); err != nil {
+		t.Errorf("a 128-byte secret name and a 64-byte bundle: %v", err)
 	}
 	// JSON is accepted.
 	c, err := broker.ParseConfig([]byte(`{"output_root": "o", "secrets": {"a": "file:/x", "b": "vault:secret/data/b#k"}, "outputs": [{"path": "x.env"}]}`), "c.json", "/tmp")

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -122,12 +123,16 @@ func validContextPair(k, v string) error {
 // source this build knows, and for any other "scheme:rest" printable ASCII
 // without spaces. Ids are read from untrusted envelopes and printed by
 // inspect and in messages, so none may carry control or escape characters.
-var keyIDGrammar = map[string]*regexp.Regexp{
-	"local":   regexp.MustCompile(`^local:[0-9a-f]{32}$`),
-	"awskms":  regexp.MustCompile(`^awskms:arn:aws[a-z-]{0,16}:kms:[a-z0-9-]{1,32}:[0-9]{12}:key/[A-Za-z0-9-]{1,128}$`),
-	"transit": regexp.MustCompile(`^transit:[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$`),
-	"":        regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}:[\x21-\x7e]+$`),
-}
+// They are compiled on first use: their counted repetitions make programs
+// of some 200 KB, which a run that opens no envelope need not build.
+var keyIDGrammar = sync.OnceValue(func() map[string]*regexp.Regexp {
+	return map[string]*regexp.Regexp{
+		"local":   regexp.MustCompile(`^local:[0-9a-f]{32}$`),
+		"awskms":  regexp.MustCompile(`^awskms:arn:aws[a-z-]{0,16}:kms:[a-z0-9-]{1,32}:[0-9]{12}:key/[A-Za-z0-9-]{1,128}$`),
+		"transit": regexp.MustCompile(`^transit:[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$`),
+		"":        regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}:[\x21-\x7e]+$`),
+	}
+})
 
 // ValidKeyID checks a key id against the grammar of its scheme.
 func ValidKeyID(id string) error {
@@ -135,9 +140,10 @@ func ValidKeyID(id string) error {
 		return fmt.Errorf("key id must be 1 to %d bytes long", MaxKeyIDLen)
 	}
 	scheme, _, _ := strings.Cut(id, ":")
-	re, ok := keyIDGrammar[scheme]
+	grammar := keyIDGrammar()
+	re, ok := grammar[scheme]
 	if !ok {
-		re = keyIDGrammar[""]
+		re = grammar[""]
 	}
 	if !re.MatchString(id) {
 		if !ok {
