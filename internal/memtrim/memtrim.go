@@ -14,9 +14,7 @@
 // nor may write, which is how a container image runs its binary.
 package memtrim
 
-// Stats is the process's resident memory, in KiB: all of it, its
-// anonymous and file-backed parts, and the part of the latter that is the
-// executable's own pages (the rest being shared libraries, when linked).
+// Stats is the process's resident memory, in KiB.
 type Stats struct {
-	RSS, Anon, File, Executable int64
+	RSS, Anon, File int64
 }

@@ -145,10 +145,5 @@ func Resident() (Stats, error) {
 			s.File = n
 		}
 	}
-	if smaps, exe, err := readSmaps(); err == nil {
-		for _, m := range mappingsOf(smaps, exe) {
-			s.Executable += m.rssKiB - m.anonKiB
-		}
-	}
 	return s, nil
 }
