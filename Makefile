@@ -25,5 +25,6 @@ bench:
 	./bench/linear.sh
 	./bench/fleet.sh
 	./bench/idle.sh
+	./bench/floor.sh
 	./bench/kms.sh
 	go run ./bench/peakrss
