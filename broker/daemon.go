@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,7 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	d := &daemon{opts: opts, log: opts.Logger, m: newMetrics(), reloadCh: make(chan string, 1)}
+	rand.Read(d.nameKey[:])
 	d.heartbeat()
 	defer d.closeVault()
 	// As PID 1 (a container's entrypoint, or unshare -fp), orphans the
@@ -236,6 +238,9 @@ type daemon struct {
 	vault        *vault.Client
 	vaultKey     string
 	retiredVault *vault.Client
+	// nameKey is every generation's Broker.nameKey, so a computed path
+	// keeps its name in logs and metrics across reloads.
+	nameKey [32]byte
 }
 
 func vaultConfigKey(c *Config) string {
@@ -349,6 +354,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		return nil, err
 	}
 	b := New(cfg)
+	b.nameKey = d.nameKey
 	b.SetLogger(d.log)
 	d.shareVault(b)
 	prepared, err := b.Prepare()
@@ -412,7 +418,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	g.fromCache = b.vault == nil && len(g.requests.refs) > 0
 	if g.fromCache {
 		for _, r := range g.requests.refs {
-			d.setStale("vault:"+r.RequestKey(), fail.Mark(fail.Unavailable, errors.New("rendered from the restart cache")))
+			d.setStale("vault:"+b.shownRequest(r), fail.Mark(fail.Unavailable, errors.New("rendered from the restart cache")))
 		}
 	}
 	// Templates with computed Vault paths: find and fetch what they read;
@@ -512,15 +518,14 @@ func (g *generation) startWatchers(ctx context.Context) error {
 // keep starts the watcher of one Vault request, from initial when it is
 // already held.
 func (g *generation) keep(ctx context.Context, vc *vault.Client, r vault.Ref, initial *vault.Secret) {
-	key := r.RequestKey()
 	opts := vault.KeepOptions{StaticInterval: g.refresh().StaticInterval, Initial: initial, RetryPermanent: true, CertRenewal: g.refresh().CertificateRenewal}
-	g.d.m.setExpiry(key, initial)
+	g.d.m.setExpiry(g.b.shownRequest(r), initial)
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
-		err := vc.Keep(ctx, r, opts, func(ev vault.Event) { g.onVault(ctx, key, ev) })
+		err := vc.Keep(ctx, r, opts, func(ev vault.Event) { g.onVault(ctx, r, ev) })
 		if err != nil && ctx.Err() == nil {
-			g.d.log.Error("stopped refreshing a Vault secret", "path", key, "error", err)
+			g.d.log.Error("stopped refreshing a Vault secret", "path", g.b.shownRequest(r), "error", err)
 		}
 	}()
 }
@@ -615,8 +620,9 @@ func (g *generation) waitForVault(ctx context.Context) {
 	}
 }
 
-func (g *generation) onVault(ctx context.Context, key string, ev vault.Event) {
+func (g *generation) onVault(ctx context.Context, r vault.Ref, ev vault.Event) {
 	m := g.d.m
+	key, shown := r.RequestKey(), g.b.shownRequest(r)
 	if ev.Secret != nil && g.cfg.Cache != nil {
 		g.b.remember(ctx, map[string]*vault.Secret{key: ev.Secret})
 	}
@@ -624,19 +630,19 @@ func (g *generation) onVault(ctx context.Context, key string, ev vault.Event) {
 	case ev.Err != nil:
 		m.fetchErrors.With("vault").Inc()
 		if ev.RetryIn > 0 {
-			g.d.log.Warn("fetching a Vault secret failed; retrying", "path", key, "retry_in", ev.RetryIn.Round(time.Millisecond).String(), "error", ev.Err)
+			g.d.log.Warn("fetching a Vault secret failed; retrying", "path", shown, "retry_in", ev.RetryIn.Round(time.Millisecond).String(), "error", ev.Err)
 		} else {
-			g.d.log.Warn("fetching a Vault secret failed; giving up on it", "path", key, "error", ev.Err)
+			g.d.log.Warn("fetching a Vault secret failed; giving up on it", "path", shown, "error", ev.Err)
 		}
 	case ev.Renewed:
 		m.renewals.Inc()
-		m.setExpiry(key, ev.Secret)
+		m.setExpiry(shown, ev.Secret)
 		g.mu.Lock()
 		g.res.Requests[key] = ev.Secret
 		g.mu.Unlock()
 	default:
 		m.fetches.With("vault").Inc()
-		m.setExpiry(key, ev.Secret)
+		m.setExpiry(shown, ev.Secret)
 		g.mu.Lock()
 		err := g.b.apply(g.res, g.requests, key, ev.Secret)
 		if u := g.requests.users[key]; u != nil {
@@ -649,7 +655,7 @@ func (g *generation) onVault(ctx context.Context, key string, ev vault.Event) {
 		}
 		g.mu.Unlock()
 		if err != nil {
-			g.d.log.Warn("a refreshed Vault secret lacks a field an output needs", "path", key, "error", err)
+			g.d.log.Warn("a refreshed Vault secret lacks a field an output needs", "path", shown, "error", err)
 		}
 		g.kick()
 	}

@@ -9,7 +9,7 @@ import (
 
 // metrics are the daemon's Prometheus metrics, in a registry of its own
 // (no global state). Labels never carry values; paths are Vault request
-// paths and output paths.
+// paths (a computed one as Broker.shownRequest names it) and output paths.
 type metrics struct {
 	reg           *promtext.Registry
 	renders       promtext.CounterVec

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +50,9 @@ type Broker struct {
 	// decls indexes cfg.Secrets by name.
 	decls map[string]SecretDecl
 	log   *slog.Logger
+	// nameKey keys the names logs and metrics give computed Vault paths
+	// (shownRequest); random, and shared by a daemon's generations.
+	nameKey [32]byte
 }
 
 // New makes a broker for cfg. Nothing is contacted until needed.
@@ -55,8 +61,24 @@ func New(cfg *Config) *Broker {
 	for _, d := range cfg.Secrets {
 		decls[d.Name] = d
 	}
-	return &Broker{cfg: cfg, cache: providers.NewDataKeyCache(10000, cfg.keyCacheTTL()), files: map[string]*envelope.File{}, decls: decls,
+	b := &Broker{cfg: cfg, cache: providers.NewDataKeyCache(10000, cfg.keyCacheTTL()), files: map[string]*envelope.File{}, decls: decls,
 		log: slog.New(slog.DiscardHandler)}
+	rand.Read(b.nameKey[:])
+	return b
+}
+
+// shownRequest is how logs, metrics and /readyz name the Vault request of
+// r: its key, or, for a path a template computed (it may be built from a
+// secret's value), "computed:" and a keyed hash of the key. The hash names
+// the same path the same way while the broker runs and tells nothing about
+// it to someone who guesses the value, as a plain hash would.
+func (b *Broker) shownRequest(r vault.Ref) string {
+	if !r.Computed {
+		return r.RequestKey()
+	}
+	m := hmac.New(sha256.New, b.nameKey[:])
+	m.Write([]byte(r.RequestKey()))
+	return "computed:" + hex.EncodeToString(m.Sum(nil)[:6])
 }
 
 // SetLogger sets where the broker logs retries and warnings (default:
@@ -169,19 +191,29 @@ func (r *Resolved) clone() *Resolved {
 
 // templateRef is the Vault request of a template call: PATH?version=N reads
 // a KV v2 version; other parameters make a write.
+// A computed call's path is never quoted (vault.Ref.Computed).
 func templateRef(c templates.VaultCall) (vault.Ref, error) {
 	if c.List {
 		r, err := vault.ParseRef(c.Path)
 		if err != nil || r.Field != "" || r.Version != 0 || len(r.Params) > 0 {
-			return vault.Ref{Path: c.Path, List: true}, fmt.Errorf("template secrets %q: not a Vault path to list", c.Path)
+			shown := strconv.Quote(c.Path)
+			if c.Computed {
+				shown = "of a computed path"
+			}
+			return vault.Ref{Path: c.Path, List: true, Computed: c.Computed}, fmt.Errorf("template secrets %s: not a Vault path to list", shown)
 		}
-		r.List = true
+		r.List, r.Computed = true, c.Computed
 		return r, nil
 	}
 	r, err := vault.ParseRef(c.Key())
 	if err != nil {
-		return vault.Ref{Path: c.Path, Params: c.Params}, fmt.Errorf("template secret %q: %w", c.Key(), err)
+		bad := vault.Ref{Path: c.Path, Params: c.Params, Computed: c.Computed}
+		if c.Computed {
+			return bad, fail.Mark(fail.Usage, fmt.Errorf("template secret of a computed path: not a Vault reference; expected %s", vault.RefHelp))
+		}
+		return bad, fmt.Errorf("template secret %q: %w", c.Key(), err)
 	}
+	r.Computed = c.Computed
 	return r, nil
 }
 
@@ -196,10 +228,14 @@ type requestIndex struct {
 }
 
 type requestUse struct {
+	// ref is the request's place in refs.
+	ref   int
 	decls []SecretDecl
 	calls []string
 }
 
+// A request that the config also names literally (a declared secret, a
+// template's literal call) is not Computed: its path is no secret.
 func (b *Broker) indexRequests(names []string, calls []templates.VaultCall) *requestIndex {
 	idx := &requestIndex{users: map[string]*requestUse{}}
 	use := func(r vault.Ref) *requestUse {
@@ -207,9 +243,11 @@ func (b *Broker) indexRequests(names []string, calls []templates.VaultCall) *req
 		key := r.RequestKey()
 		u := idx.users[key]
 		if u == nil {
-			u = &requestUse{}
+			u = &requestUse{ref: len(idx.refs)}
 			idx.users[key] = u
 			idx.refs = append(idx.refs, r)
+		} else if !r.Computed {
+			idx.refs[u.ref].Computed = false
 		}
 		return u
 	}

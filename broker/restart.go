@@ -62,7 +62,7 @@ func (b *Broker) vaultIdentity() string {
 // to the auth settings that got it: a changed role or method logs in anew.
 type cachedTokens struct {
 	b   *Broker
-	key string
+	key vaultcache.Request
 }
 
 // tokenStore is the restart cache's keeper of the broker's token, or nil
@@ -73,7 +73,7 @@ func (b *Broker) tokenStore() vault.TokenStore {
 	if c := b.cfg.Cache; c == nil || strings.HasPrefix(c.Key, "transit:") {
 		return nil
 	}
-	return cachedTokens{b: b, key: "token:" + b.authIdentity()}
+	return cachedTokens{b: b, key: vaultcache.Request{Key: "token:" + b.authIdentity()}}
 }
 
 // authIdentity names the configured login (method, mount, role, the files
@@ -128,15 +128,15 @@ func (t cachedTokens) SaveToken(ctx context.Context, login *api.Secret) error {
 // entry and returns the error, so that the caller retries instead of
 // minting a new lease.
 func (b *Broker) reuse(ctx context.Context, vc *vault.Client, store *vaultcache.Store, ref vault.Ref) (*vault.Secret, error) {
-	key := ref.RequestKey()
+	key, shown := cacheRequest(ref), b.shownRequest(ref)
 	e, ok, err := store.Get(ctx, key)
 	drop := func(why string, args ...any) (*vault.Secret, error) {
-		b.log.Info("restart cache: "+why, append([]any{"request", key}, args...)...)
+		b.log.Info("restart cache: "+why, append([]any{"request", shown}, args...)...)
 		_ = store.Delete(key)
 		return nil, nil
 	}
 	if err != nil {
-		b.log.Warn("restart cache: an entry is refused; fetching it afresh", "request", key, "error", err)
+		b.log.Warn("restart cache: an entry is refused; fetching it afresh", "request", shown, "error", err)
 		_ = store.Delete(key)
 		return nil, nil
 	}
@@ -159,18 +159,18 @@ func (b *Broker) reuse(ctx context.Context, vc *vault.Client, store *vaultcache.
 	// be allowed to make the request the entry answers.
 	allowed, err := vc.MayRequest(ctx, ref)
 	if err != nil && fail.KindOf(err).Retryable() {
-		return nil, fmt.Errorf("restart cache: cannot ask Vault what this login may read for %s: %w", key, err)
+		return nil, fmt.Errorf("restart cache: cannot ask Vault what this login may read for %s: %w", shown, err)
 	}
 	if err != nil || !allowed {
 		return drop("the current Vault login may not make this request; not reusing what an earlier one fetched", "error", err)
 	}
 	if s.Lease.ID == "" {
-		b.log.Info("restart cache: reusing a certificate before its renewal point", "request", key, "renew_at", renewAt.UTC().Format(time.RFC3339))
+		b.log.Info("restart cache: reusing a certificate before its renewal point", "request", shown, "renew_at", renewAt.UTC().Format(time.RFC3339))
 		return s, nil
 	}
 	st, err := vc.LookupLease(ctx, s.Lease.ID)
 	if err != nil && fail.KindOf(err).Retryable() {
-		return nil, fmt.Errorf("restart cache: cannot ask Vault about the kept lease for %s: %w", key, err)
+		return nil, fmt.Errorf("restart cache: cannot ask Vault about the kept lease for %s: %w", shown, err)
 	}
 	if err != nil {
 		return drop("Vault does not confirm the kept lease; fetching a new one", "error", err)
@@ -182,8 +182,13 @@ func (b *Broker) reuse(ctx context.Context, vc *vault.Client, store *vaultcache.
 	raw.LeaseDuration, raw.Renewable = int(st.TTL.Seconds()), st.Renewable
 	s.Raw = &raw
 	s.Lease = vault.Lease{ID: raw.LeaseID, TTL: st.TTL, Renewable: st.Renewable, IssuedAt: now}
-	b.log.Info("restart cache: reusing a lease Vault confirms", "request", key, "ttl", st.TTL.String())
+	b.log.Info("restart cache: reusing a lease Vault confirms", "request", shown, "ttl", st.TTL.String())
 	return s, nil
+}
+
+// cacheRequest is the restart-cache entry of ref's request.
+func cacheRequest(ref vault.Ref) vaultcache.Request {
+	return vaultcache.Request{Key: ref.RequestKey(), Computed: ref.Computed}
 }
 
 // minReuseTTL is the least time a kept lease must have left to be reused:
@@ -222,8 +227,8 @@ func (b *Broker) remember(ctx context.Context, secrets map[string]*vault.Secret)
 				raw.LeaseDuration, raw.Renewable = int(s.Lease.TTL.Seconds()), s.Lease.Renewable
 				e.Response = &raw
 			}
-			if err := store.Put(ctx, key, e); err != nil {
-				b.log.Warn("restart cache: cannot keep a response; a restart will fetch it afresh", "request", key, "error", err)
+			if err := store.Put(ctx, vaultcache.Request{Key: key, Computed: s.Ref.Computed}, e); err != nil {
+				b.log.Warn("restart cache: cannot keep a response; a restart will fetch it afresh", "request", b.shownRequest(s.Ref), "error", err)
 			}
 			return nil
 		})
@@ -290,7 +295,7 @@ func (b *Broker) staleFromCache(ctx context.Context, names []string, idx *reques
 	var oldest time.Duration
 	for _, r := range idx.refs {
 		key := r.RequestKey()
-		e, ok, err := store.Get(ctx, key)
+		e, ok, err := store.Get(ctx, cacheRequest(r))
 		if err != nil || !ok {
 			return nil, false
 		}

@@ -21,13 +21,13 @@ func TestDiscoverFindsComputedPathsLevelByLevel(t *testing.T) {
 		t.Fatalf("Dynamic %v, static calls %+v: want dynamic with the one literal LIST", tp.Dynamic, tp.Vault)
 	}
 	vault := map[string]*api.Secret{}
-	if got := tp.Discover(templates.Data{Vault: vault}); len(got) != 1 || got[0].Key() != "LIST secret/metadata/services" {
-		t.Fatalf("pass 1 found %+v", got)
+	if got := tp.Discover(templates.Data{Vault: vault}); len(got) != 1 || got[0].Key() != "LIST secret/metadata/services" || got[0].Computed {
+		t.Fatalf("pass 1 found %+v; want the literal LIST, not marked Computed", got)
 	}
 	vault["LIST secret/metadata/services"] = &api.Secret{Data: map[string]any{"keys": []any{"web", "api"}}}
 	got := tp.Discover(templates.Data{Vault: vault})
-	if len(got) != 2 || got[0].Key() != "secret/data/services/api" || got[1].Key() != "secret/data/services/web" {
-		t.Fatalf("pass 2 found %+v", got)
+	if len(got) != 2 || got[0].Key() != "secret/data/services/api" || got[1].Key() != "secret/data/services/web" || !got[0].Computed || !got[1].Computed {
+		t.Fatalf("pass 2 found %+v; want both marked Computed (their paths come from a listing)", got)
 	}
 	vault["secret/data/services/api"] = kv2(map[string]any{"host": "api.internal", "owner": "ops"})
 	vault["secret/data/services/web"] = kv2(map[string]any{"host": "web.internal", "owner": "web-team"})

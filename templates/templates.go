@@ -61,6 +61,10 @@ type VaultCall struct {
 	Params map[string]string
 	// List is a `secrets "path"` call: the keys under path.
 	List bool
+	// Computed marks a call Discover found, whose arguments were computed
+	// while rendering: its path may be built from a secret's value, so it
+	// is never shown. Key ignores it.
+	Computed bool
 }
 
 // Key identifies the call's request.
@@ -295,7 +299,8 @@ func (t *Template) record(args []string, call func([]string) (VaultCall, error))
 // computed calls make that d lacks, as consul-template finds them: calls
 // whose data is missing return nothing and are recorded, and the output is
 // thrown away. Fetch what it returns and call it again until it returns
-// nothing. A template that is not Dynamic needs nothing more.
+// nothing. A template that is not Dynamic needs nothing more. Calls that
+// are not among the template's literal ones (Vault) are marked Computed.
 func (t *Template) Discover(d Data) []VaultCall {
 	if !t.Dynamic {
 		return nil
@@ -312,9 +317,14 @@ func (t *Template) Discover(d Data) []VaultCall {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	literal := make(map[string]bool, len(t.Vault))
+	for _, c := range t.Vault {
+		literal[c.Key()] = true
+	}
 	out := make([]VaultCall, len(keys))
 	for i, k := range keys {
 		out[i] = t.missing[k]
+		out[i].Computed = !literal[k]
 	}
 	return out
 }

@@ -20,7 +20,7 @@ func FuzzCacheEntry(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	file := put(f, s, "database/creds/app")
+	file := put(f, s, app)
 	valid, _ := os.ReadFile(file)
 	f.Add(valid)
 	f.Add(valid[:len(valid)/2])
@@ -31,7 +31,7 @@ func FuzzCacheEntry(f *testing.F) {
 		if err := os.WriteFile(file, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		e, ok, err := s.Get(t.Context(), "database/creds/app")
+		e, ok, err := s.Get(t.Context(), app)
 		switch {
 		case ok && err == nil:
 			if e.Response == nil {

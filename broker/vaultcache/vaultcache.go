@@ -5,7 +5,8 @@
 //
 // Each entry is one file holding one envelope sealed under a fresh data key
 // and bound, by its name and context, to the Vault it came from and the
-// request it answers (path and parameters). The reader always checks both:
+// request it answers (path and parameters; for a computed path, inside the
+// sealed entry instead: see Request). The reader always checks both:
 // an entry copied over another, edited, truncated or sealed by another key
 // is refused, and the caller fetches afresh. The cache decides nothing
 // about validity: callers check leases with Vault and expiry times.
@@ -50,6 +51,28 @@ type Entry struct {
 	// Expires is when its lease (or token) ends, as last extended; zero
 	// when it has none.
 	Expires time.Time `json:"expires,omitzero"`
+	// Request is the key of a Computed request, sealed with the entry and
+	// checked by Get (the context says only "computed"); Put sets it.
+	Request string `json:"request,omitempty"`
+}
+
+// Request names what an entry answers: a Vault request key (path and
+// parameters). Computed marks a path a template computed while rendering:
+// it may be built from a secret's value, so it is never written where
+// others read it. The entry's context, which is not encrypted (and which a
+// KMS key sends to AWS, where CloudTrail logs it), says only "computed";
+// the key is sealed inside the entry and Get checks it there. Errors name
+// such an entry "a computed path".
+type Request struct {
+	Key      string
+	Computed bool
+}
+
+func (r Request) shown() string {
+	if r.Computed {
+		return "a computed path"
+	}
+	return r.Key
 }
 
 // Store is a cache directory and the key its entries are sealed with.
@@ -85,39 +108,47 @@ func Open(dir string, keys []envelope.KeyWrapper, vault string) (*Store, error) 
 func (s *Store) Dir() string { return s.dir }
 
 // binding names what an entry answers. Long request keys are hashed so the
-// context stays within the envelope's bounds.
-func (s *Store) binding(key string) envelope.Binding {
-	if len(key) > envelope.MaxContextValueLen-8 {
+// context stays within the envelope's bounds; a computed one is not there
+// at all (Request).
+func (s *Store) binding(r Request) envelope.Binding {
+	key := r.Key
+	if r.Computed {
+		key = "computed"
+	} else if len(key) > envelope.MaxContextValueLen-8 {
 		sum := sha256.Sum256([]byte(key))
 		key = "sha256:" + hex.EncodeToString(sum[:])
 	}
 	return envelope.Binding{Name: entryName, Context: map[string]string{"vault": s.vault, "request": key}}
 }
 
-// file is where key's entry lives: a hash, so that no request text (which
-// may be long or hold parameters) becomes a file name.
-func (s *Store) file(key string) string {
-	sum := sha256.Sum256([]byte(s.vault + "\x00" + key))
+// file is where r's entry lives: a hash, so that no request text (which
+// may be long, hold parameters or be computed) becomes a file name.
+func (s *Store) file(r Request) string {
+	sum := sha256.Sum256([]byte(s.vault + "\x00" + r.Key))
 	return filepath.Join(s.dir, hex.EncodeToString(sum[:16])+".sbe")
 }
 
 // Put seals e for key under a fresh data key and replaces its file
 // atomically.
-func (s *Store) Put(ctx context.Context, key string, e Entry) error {
+func (s *Store) Put(ctx context.Context, r Request, e Entry) error {
+	e.Request = ""
+	if r.Computed {
+		e.Request = r.Key
+	}
 	plain, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("cache: cannot encode the entry for %s: %w", key, err)
+		return fmt.Errorf("cache: cannot encode the entry for %s: %w", r.shown(), err)
 	}
 	defer clear(plain)
-	env, err := envelope.Seal(ctx, plain, s.binding(key), s.keys[0])
+	env, err := envelope.Seal(ctx, plain, s.binding(r), s.keys[0])
 	if err != nil {
-		return fmt.Errorf("cache: cannot seal the entry for %s: %w", key, err)
+		return fmt.Errorf("cache: cannot seal the entry for %s: %w", r.shown(), err)
 	}
 	text, err := env.MarshalText()
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(s.file(key), text, 0o600); err != nil {
+	if err := atomicfile.Write(s.file(r), text, 0o600); err != nil {
 		return fail.Mark(fail.FileSystem, fmt.Errorf("cache: %w", err))
 	}
 	return nil
@@ -130,14 +161,14 @@ var ErrRefused = errors.New("cache entry refused")
 // Get returns key's entry. ok is false when there is none. An entry that
 // cannot be trusted is an error wrapping ErrRefused that says why (never its
 // content); the caller should Delete it and fetch afresh.
-func (s *Store) Get(ctx context.Context, key string) (e Entry, ok bool, err error) {
-	path := s.file(key)
+func (s *Store) Get(ctx context.Context, r Request) (e Entry, ok bool, err error) {
+	path := s.file(r)
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return Entry{}, false, nil
 	}
 	data, err := readlimit.File(path, MaxEntryLen, "cache entry")
 	refused := func(why error) (Entry, bool, error) {
-		return Entry{}, false, fmt.Errorf("%w: %s (for %s): %w", ErrRefused, path, key, why)
+		return Entry{}, false, fmt.Errorf("%w: %s (for %s): %w", ErrRefused, path, r.shown(), why)
 	}
 	if err != nil {
 		return refused(err)
@@ -146,8 +177,7 @@ func (s *Store) Get(ctx context.Context, key string) (e Entry, ok bool, err erro
 	if err != nil {
 		return refused(err)
 	}
-	b := s.binding(key)
-	plain, err := env.Open(ctx, envelope.Expect(b), s.keys)
+	plain, err := env.Open(ctx, envelope.Expect(s.binding(r)), s.keys)
 	if err != nil {
 		return refused(err)
 	}
@@ -157,12 +187,15 @@ func (s *Store) Get(ctx context.Context, key string) (e Entry, ok bool, err erro
 	if err := dec.Decode(&e); err != nil || e.Response == nil {
 		return refused(errors.New("the sealed content is not a cache entry"))
 	}
+	if r.Computed && e.Request != r.Key {
+		return refused(errors.New("it answers another computed path"))
+	}
 	return e, true, nil
 }
 
-// Delete removes key's entry, if any.
-func (s *Store) Delete(key string) error {
-	err := os.Remove(s.file(key))
+// Delete removes r's entry, if any.
+func (s *Store) Delete(r Request) error {
+	err := os.Remove(s.file(r))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fail.Mark(fail.FileSystem, fmt.Errorf("cache: %w", err))
 	}

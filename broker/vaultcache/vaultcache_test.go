@@ -14,6 +14,7 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/broker/vaultcache"
 	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/redact"
 	"github.com/secrets-broker/secrets-broker/providers/local"
 )
 
@@ -24,8 +25,13 @@ func entry() vaultcache.Entry {
 
 const here = "http://127.0.0.1:8200 "
 
+var (
+	app   = vaultcache.Request{Key: "database/creds/app"}
+	appKV = vaultcache.Request{Key: "secret/data/app"}
+)
+
 // put stores entry() for key and returns the file it went to.
-func put(t testing.TB, s *vaultcache.Store, key string) string {
+func put(t testing.TB, s *vaultcache.Store, key vaultcache.Request) string {
 	t.Helper()
 	before, _ := filepath.Glob(filepath.Join(s.Dir(), "*.sbe"))
 	if err := s.Put(context.Background(), key, entry()); err != nil {
@@ -37,7 +43,7 @@ func put(t testing.TB, s *vaultcache.Store, key string) string {
 			return f
 		}
 	}
-	t.Fatalf("Put %s made no new file", key)
+	t.Fatalf("Put %s made no new file", key.Key)
 	return ""
 }
 
@@ -50,7 +56,7 @@ func open(t *testing.T, key envelope.KeyWrapper, vault string) *vaultcache.Store
 	return s
 }
 
-func refused(t *testing.T, s *vaultcache.Store, key, why string) {
+func refused(t *testing.T, s *vaultcache.Store, key vaultcache.Request, why string) {
 	t.Helper()
 	_, ok, err := s.Get(t.Context(), key)
 	if ok || !errors.Is(err, vaultcache.ErrRefused) {
@@ -65,11 +71,11 @@ func TestEntriesRoundTripAndStayBound(t *testing.T) {
 	key := local.Generate()
 	s := open(t, key, here)
 	ctx := t.Context()
-	if _, ok, err := s.Get(ctx, "database/creds/app"); ok || err != nil {
+	if _, ok, err := s.Get(ctx, app); ok || err != nil {
 		t.Fatalf("empty cache: ok %v, err %v", ok, err)
 	}
-	lease := put(t, s, "database/creds/app")
-	got, ok, err := s.Get(ctx, "database/creds/app")
+	lease := put(t, s, app)
+	got, ok, err := s.Get(ctx, app)
 	if err != nil || !ok || got.Response.LeaseID != "database/creds/app/abc" || got.Response.Data["password"] != "pw-1" || got.Expires.IsZero() {
 		t.Fatalf("round trip: ok %v err %v got %+v", ok, err, got)
 	}
@@ -82,36 +88,90 @@ func TestEntriesRoundTripAndStayBound(t *testing.T) {
 	}
 
 	// Another request's entry copied over this one.
-	kv := put(t, s, "secret/data/app")
+	kv := put(t, s, appKV)
 	data, _ := os.ReadFile(kv)
 	os.WriteFile(lease, data, 0o600)
-	refused(t, s, "database/creds/app", "an entry copied over another request's")
+	refused(t, s, app, "an entry copied over another request's")
 
 	// The same request from another Vault, sealed by the same key.
 	other := open(t, key, "https://vault.other:8200 ")
-	data, _ = os.ReadFile(put(t, other, "database/creds/app"))
+	data, _ = os.ReadFile(put(t, other, app))
 	os.WriteFile(lease, data, 0o600)
-	refused(t, s, "database/creds/app", "another Vault's entry")
+	refused(t, s, app, "another Vault's entry")
 
 	// Sealed by a key the cache is not configured with.
-	data, _ = os.ReadFile(put(t, open(t, local.Generate(), here), "database/creds/app"))
+	data, _ = os.ReadFile(put(t, open(t, local.Generate(), here), app))
 	os.WriteFile(lease, data, 0o600)
-	refused(t, s, "database/creds/app", "an entry sealed by another key")
+	refused(t, s, app, "an entry sealed by another key")
 
 	// Truncated, and too large to read.
-	if err := s.Put(ctx, "database/creds/app", entry()); err != nil {
+	if err := s.Put(ctx, app, entry()); err != nil {
 		t.Fatal(err)
 	}
 	data, _ = os.ReadFile(lease)
 	os.WriteFile(lease, data[:len(data)/2], 0o600)
-	refused(t, s, "database/creds/app", "a truncated entry")
+	refused(t, s, app, "a truncated entry")
 	os.WriteFile(lease, make([]byte, vaultcache.MaxEntryLen+1), 0o600)
-	refused(t, s, "database/creds/app", "an oversized entry")
+	refused(t, s, app, "an oversized entry")
 
-	if err := s.Delete("database/creds/app"); err != nil {
+	if err := s.Delete(app); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := s.Get(ctx, "database/creds/app"); ok || err != nil {
+	if _, ok, err := s.Get(ctx, app); ok || err != nil {
 		t.Fatalf("after Delete: ok %v err %v", ok, err)
 	}
+}
+
+// A computed request's key (a path a template computed, which may be built
+// from a secret) is sealed inside its entry, never in the clear: the
+// context, which a KMS key sends to AWS, says only "computed". Get still
+// refuses an entry that answers another request, and its errors do not
+// name the path.
+func TestComputedRequestsAreSealedInsideTheirEntry(t *testing.T) {
+	s := open(t, local.Generate(), here)
+	const frag = "Qm4vX8-from-a-secret"
+	mine := vaultcache.Request{Key: "secret/data/" + frag, Computed: true}
+	other := vaultcache.Request{Key: "secret/data/Wn2cR5-another", Computed: true}
+	file := put(t, s, mine)
+	data, _ := os.ReadFile(file)
+	for _, f := range redact.Forms(frag) {
+		if strings.Contains(string(data), f) {
+			t.Fatalf("the entry shows the computed path (%q) in the clear:\n%s", f, data)
+		}
+	}
+	if got, ok, err := s.Get(t.Context(), mine); err != nil || !ok || got.Response.Data["password"] != "pw-1" {
+		t.Fatalf("round trip: ok %v err %v", ok, err)
+	}
+	noPath := func(err error) {
+		t.Helper()
+		if err != nil && strings.Contains(err.Error(), frag) {
+			t.Fatalf("the error names the computed path: %v", err)
+		}
+	}
+	// Another computed request's entry copied over this one: the same
+	// context, another sealed key.
+	os.WriteFile(file, mustRead(t, put(t, s, other)), 0o600)
+	refused(t, s, mine, "another computed path's entry")
+	_, _, err := s.Get(t.Context(), mine)
+	noPath(err)
+	// A literal request's entry over a computed one's, and back.
+	lit := put(t, s, app)
+	os.WriteFile(file, mustRead(t, lit), 0o600)
+	refused(t, s, mine, "a literal request's entry over a computed one's")
+	if err := s.Put(t.Context(), mine, entry()); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(lit, mustRead(t, file), 0o600)
+	refused(t, s, app, "a computed request's entry over a literal one's")
+	// The same key asked for as a literal request does not get it.
+	refused(t, s, vaultcache.Request{Key: mine.Key}, "a computed request's entry asked for as a literal one")
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

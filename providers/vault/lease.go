@@ -186,7 +186,7 @@ func (c *Client) renewUntilDone(ctx context.Context, s *Secret, deliver func(Eve
 			if !e.Retryable() || time.Now().Add(wait).After(s.Lease.IssuedAt.Add(s.Lease.TTL*9/10)) {
 				return nil // fetch a fresh secret
 			}
-			deliver(Event{Err: e, RetryIn: wait})
+			deliver(Event{Err: s.Ref.hide(e), RetryIn: wait})
 			if !backoff.Sleep(ctx, wait) {
 				return ctx.Err()
 			}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/redact"
 )
 
 // Ref names a secret in Vault: a path, optional request parameters, an
@@ -34,7 +35,61 @@ type Ref struct {
 	// List makes the request a LIST of the keys under Path (templates'
 	// secrets function); the response's data holds "keys".
 	List bool
+	// Computed marks a path a template computed while rendering (printf,
+	// a variable, a range element): it may be built from a secret's value,
+	// so errors never show it, in any form; they say "a computed path".
+	// It is not part of the request: RequestKey and String ignore it.
+	Computed bool
 }
+
+// Shown is what errors and logs may say of the reference: its text form,
+// or "a computed path" when it is Computed.
+func (r Ref) Shown() string {
+	if r.Computed {
+		return computedShown
+	}
+	return r.String()
+}
+
+const computedShown = "a computed path"
+
+// hide keeps a computed reference's path out of err: its Error names "a
+// computed path", and every form of the path and of each of its tails
+// (Vault may quote the path, a URL or the part below the mount) is
+// replaced in what Vault or the HTTP client said. Classification and
+// errors.Is/As are unchanged. Other references' errors are returned as
+// they are.
+func (r Ref) hide(err error) error {
+	if !r.Computed || err == nil {
+		return err
+	}
+	segs := strings.Split(r.Path, "/")
+	tails := []string{r.RequestKey()}
+	for i := range segs {
+		tails = append(tails, strings.Join(segs[i:], "/"))
+	}
+	scrub := func(msg string) string { return redact.String(msg, tails) }
+	var ve *Error
+	if !errors.As(err, &ve) {
+		return hiddenError{msg: scrub(err.Error()), err: err}
+	}
+	cp := *ve
+	cp.Path, cp.Ref, cp.Message = computedShown, "", scrub(ve.Message)
+	if ve.Err != nil {
+		cp.Err = hiddenError{msg: scrub(ve.Err.Error()), err: ve.Err}
+	}
+	return &cp
+}
+
+// hiddenError is an error whose text had a computed path taken out; it
+// unwraps to the original for errors.Is and errors.As.
+type hiddenError struct {
+	msg string
+	err error
+}
+
+func (h hiddenError) Error() string { return h.msg }
+func (h hiddenError) Unwrap() error { return h.err }
 
 // RefHelp shows the form of a reference.
 const RefHelp = "PATH[?PARAM=VALUE&...][#FIELD], e.g. secret/data/app#password or database/creds/app"
@@ -201,6 +256,11 @@ func (c *Client) Read(ctx context.Context, ref Ref) (*Secret, error) {
 }
 
 func (c *Client) read(ctx context.Context, ref Ref) (*Secret, error) {
+	s, err := c.readRef(ctx, ref)
+	return s, ref.hide(err)
+}
+
+func (c *Client) readRef(ctx context.Context, ref Ref) (*Secret, error) {
 	var raw *api.Secret
 	var err error
 	op := "read"
@@ -296,7 +356,7 @@ func (c *Client) ReadMany(ctx context.Context, refs []Ref, concurrency int) ([]*
 		cl := &call{}
 		calls[keys[i]] = cl
 		g.Go(func() error {
-			cl.secret, cl.err = c.Read(gctx, Ref{Path: r.Path, Params: r.Params, Version: r.Version, List: r.List})
+			cl.secret, cl.err = c.Read(gctx, Ref{Path: r.Path, Params: r.Params, Version: r.Version, List: r.List, Computed: r.Computed})
 			return nil
 		})
 	}
@@ -309,7 +369,9 @@ func (c *Client) ReadMany(ctx context.Context, refs []Ref, concurrency int) ([]*
 			var ve *Error
 			if errors.As(cl.err, &ve) {
 				cp := *ve
-				cp.Ref = r.String()
+				if !r.Computed {
+					cp.Ref = r.String()
+				}
 				errs = append(errs, &cp)
 			} else {
 				errs = append(errs, cl.err)

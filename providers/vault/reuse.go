@@ -106,7 +106,7 @@ func (c *Client) LookupLease(ctx context.Context, id string) (LeaseStatus, error
 func (c *Client) MayRequest(ctx context.Context, ref Ref) (bool, error) {
 	caps, err := c.api.Sys().CapabilitiesSelfWithContext(ctx, ref.Path)
 	if err != nil {
-		return false, classify("capabilities", "sys/capabilities-self", ref.String(), err)
+		return false, ref.hide(classify("capabilities", "sys/capabilities-self", ref.String(), err))
 	}
 	need := []string{"read"}
 	switch {

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/redact"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
 )
@@ -355,4 +356,59 @@ func TestPKIIssueWithParameters(t *testing.T) {
 	}
 	_, err = c.Read(ctx, ref(t, "pki/issue/web?common_name=evil.org"))
 	wantErr(t, err, fail.Usage, "pki/issue/web", "evil.org")
+}
+
+// A computed reference (a path a template built while rendering, maybe
+// from a secret's value) never shows its path in an error, whatever said
+// it: Vault quoting the route, a denial, or the HTTP client quoting the URL
+// of an unreachable Vault. The error keeps its kind and says "a computed
+// path".
+func TestComputedPathsStayOutOfErrors(t *testing.T) {
+	ctx := context.Background()
+	v := vaulttest.Start(t)
+	const frag = "Hv3nK7-built-from-a-secret"
+	computed := func(path string) vault.Ref { return vault.Ref{Path: path, Computed: true} }
+	noFrag := func(what string, err error, kind fail.Kind) {
+		t.Helper()
+		wantErr(t, err, kind, "a computed path")
+		for _, f := range redact.Forms(frag) {
+			if strings.Contains(err.Error(), f) {
+				t.Fatalf("%s: the error shows the computed path (%q): %v", what, f, err)
+			}
+		}
+	}
+	c := connect(t, v, nil)
+	_, err := c.Read(ctx, computed(frag+"/x"))
+	noFrag("a mount Vault has no route for", err, fail.NotFound)
+	_, err = c.Read(ctx, computed("secret/data/"+frag))
+	noFrag("a KV path with nothing there", err, fail.NotFound)
+	_, errs := c.ReadMany(ctx, []vault.Ref{computed("secret/data/" + frag)}, 1)
+	noFrag("ReadMany", errs, fail.NotFound)
+
+	weak, err := v.Client(t).Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{"default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VAULT_TOKEN", weak.Auth.ClientToken)
+	denied, err := vault.Connect(ctx, vault.Config{Address: v.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer denied.Close()
+	_, err = denied.Read(ctx, computed("secret/data/"+frag))
+	noFrag("a denied read", err, fail.Denied)
+	if _, err := denied.MayRequest(ctx, computed("secret/data/"+frag)); err != nil {
+		noFrag("MayRequest", err, fail.KindOf(err))
+	}
+
+	// A literal reference still names its path.
+	_, err = c.Read(ctx, ref(t, "secret/data/"+frag))
+	wantErr(t, err, fail.NotFound, "secret/data/"+frag)
+
+	v.Stop()
+	_, err = c.Read(ctx, computed("secret/data/"+frag))
+	noFrag("an unreachable Vault", err, fail.Unavailable)
+	if !fail.KindOf(err).Retryable() {
+		t.Fatalf("an unreachable Vault must stay retryable: %v", err)
+	}
 }
