@@ -42,15 +42,7 @@ type Ref struct {
 	Computed bool
 }
 
-// Shown is what errors and logs may say of the reference: its text form,
-// or "a computed path" when it is Computed.
-func (r Ref) Shown() string {
-	if r.Computed {
-		return computedShown
-	}
-	return r.String()
-}
-
+// computedShown is what errors say of a Computed reference.
 const computedShown = "a computed path"
 
 // hide keeps a computed reference's path out of err: its Error names "a
