@@ -14,7 +14,6 @@ import (
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/internal/redact"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
-	"github.com/secrets-broker/secrets-broker/providers/local"
 )
 
 // A Vault path computed while rendering may be built from a secret's value
@@ -30,10 +29,7 @@ func TestComputedPathsNeverShowTheSecretTheyAreBuiltFrom(t *testing.T) {
 	v.Run(t, "kv", "put", "secret/pointer/missing", "target="+missing)
 	v.Run(t, "kv", "put", "secret/"+found, "v=ok")
 	dir := t.TempDir()
-	t.Setenv("SECRETS_BROKER_LOCAL_KEY", filepath.Join(dir, "local.key"))
-	if _, err := local.New(filepath.Join(dir, "local.key")); err != nil {
-		t.Fatal(err)
-	}
+	defaultLocalKey(t, dir)
 	for _, name := range []string{"found", "missing"} {
 		tmpl := `{{ with secret (printf "secret/data/%s" (secret "secret/data/pointer/` + name + `").Data.data.target) }}{{ .Data.data.v }}{{ end }}`
 		os.WriteFile(filepath.Join(dir, name+".tmpl"), []byte(tmpl), 0o600)
