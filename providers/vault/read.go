@@ -347,8 +347,10 @@ func (c *Client) ReadMany(ctx context.Context, refs []Ref, concurrency int) ([]*
 		}
 		cl := &call{}
 		calls[keys[i]] = cl
+		req := r
+		req.Field = "" // the request, not the field read from its answer
 		g.Go(func() error {
-			cl.secret, cl.err = c.Read(gctx, Ref{Path: r.Path, Params: r.Params, Version: r.Version, List: r.List, Computed: r.Computed})
+			cl.secret, cl.err = c.Read(gctx, req)
 			return nil
 		})
 	}
