@@ -34,7 +34,8 @@ measure() { # label, command...
 	rm -rf out && mkdir out
 	/usr/bin/time -f "%M" -o t env -u VAULT_TOKEN HOME="$work" "$@" >/dev/null 2>err || { cat err >&2; exit 1; }
 	echo "$label $(cat t)" >>results
-	cp "$(ls -d out/* | head -1)" "got/$label"
+	outs=(out/*)
+	cp "${outs[0]}" "got/$label"
 }
 common=(--addr "$VAULT_ADDR" --token-file token --n "$n" --out out/app.conf)
 for _ in $(seq "$runs"); do

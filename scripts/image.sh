@@ -75,7 +75,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if readelf -l "$mnt/secrets-broker" | grep -q INTERP; then
+if [[ "$(readelf -l "$mnt/secrets-broker")" == *INTERP* ]]; then
 	say "FAIL: the binary is dynamically linked"
 	exit 1
 fi

@@ -21,7 +21,15 @@ cache_root="${SECRETS_BROKER_CACHE:-$(dirname "$(go env GOCACHE)")/secrets-broke
 out="$cache_root/k8s-$version"
 
 k8s_ready() { [[ -x "$out/kube-apiserver" && -x "$out/kubectl" ]] && "$out/kube-apiserver" --version >/dev/null 2>&1; }
-etcd_ready() { [[ -x "$out/etcd" ]] && "$out/etcd" --version 2>/dev/null | grep -q "etcd Version: $etcd_version"; }
+# Each version check captures the whole output first and matches it in the
+# shell: a pipe into an early-exiting reader (head, grep -q) can kill the
+# writer with SIGPIPE, which pipefail turns into a failure (exit 141).
+etcd_ready() {
+	[[ -x "$out/etcd" ]] || return 1
+	local v
+	v="$("$out/etcd" --version 2>/dev/null)" || return 1
+	[[ "$v" == *"etcd Version: $etcd_version"* ]]
+}
 ready() { k8s_ready && etcd_ready; }
 if ready; then
 	echo "$out"
@@ -73,6 +81,7 @@ if ! etcd_ready; then
 	GOFLAGS="-mod=mod -buildvcs=false" go get "go.etcd.io/etcd/server/v3@v$etcd_version" >&2
 	GOFLAGS="-mod=mod -buildvcs=false" go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3 >&2
 	mv -f "$out/etcd.tmp" "$out/etcd"
-	"$out/etcd" --version | head -1 >&2
+	etcd_version_out="$("$out/etcd" --version)"
+	echo "${etcd_version_out%%$'\n'*}" >&2
 fi
 echo "$out"

@@ -45,15 +45,38 @@ if ! command -v docker-compose >/dev/null || ! command -v systemd-analyze >/dev/
 	apt-get install -y -qq docker-compose systemd >/dev/null
 fi
 ACTIONLINT_VERSION=v1.7.12
-if ! "$(go env GOPATH)/bin/actionlint" -version 2>/dev/null | grep -q "^${ACTIONLINT_VERSION#v}"; then
+# Version checks capture the output, then match it in the shell: never a pipe
+# into grep -q, whose early exit can kill the writer (exit 141 under pipefail).
+have="$("$(go env GOPATH)/bin/actionlint" -version 2>/dev/null || true)"
+if [[ "$have" != "${ACTIONLINT_VERSION#v}"* ]]; then
 	GOFLAGS=-mod=mod go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
 fi
 
 step "staticcheck"
 STATICCHECK_VERSION=v0.8.2
 gobin="$(go env GOPATH)/bin"
-if ! "$gobin/staticcheck" -version 2>/dev/null | grep -q "(${STATICCHECK_VERSION#v})"; then
+have="$("$gobin/staticcheck" -version 2>/dev/null || true)"
+if [[ "$have" != *"(${STATICCHECK_VERSION#v})"* ]]; then
 	GOFLAGS=-mod=mod go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+
+step "shell scripts: no pipe into an early-exiting reader under pipefail"
+# head, grep -q and friends exit at their first match; the writer then dies
+# of SIGPIPE and pipefail fails the script (exit 141) on a race: on a cold
+# machine that was etcd's version check. Capture output and match in the shell.
+bad=""
+for f in $(git ls-files '*.sh' 'scripts/*' '.ci/*' 'shared/*' 2>/dev/null || find scripts bench .ci -type f); do
+	[[ -f "$f" ]] || continue
+	text="$(<"$f")"
+	[[ "$text" == *pipefail* ]] || continue
+	while IFS= read -r line; do
+		bad+="$f: $line"$'\n'
+	done < <(grep -n -E '\|[[:space:]]*(head|grep[[:space:]]+(-[a-zA-Z]*[qm]|--quiet|--max-count)|sed[[:space:]]+-n[^|]*q)' "$f" || true)
+done
+if [[ -n "$bad" ]]; then
+	echo "pipes into an early-exiting reader in scripts run under pipefail:" >&2
+	printf '%s' "$bad" >&2
+	exit 1
 fi
 
 step "gofmt"
