@@ -4,11 +4,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/secrets-broker/secrets-broker/cmd/internal/cli"
+	"github.com/secrets-broker/secrets-broker/internal/nodump"
 )
 
 // version and commit are set at link time:
@@ -16,6 +18,12 @@ import (
 var version, commit = "", ""
 
 func main() {
+	// First, before any secret is read: a child of the same uid must not
+	// read the broker's environment or memory through /proc.
+	if err := nodump.Apply(); err != nil {
+		fmt.Fprintf(os.Stderr, "secrets-broker: %v\n", err)
+		os.Exit(1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Main(ctx, cli.Env{Args: os.Args[1:], Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Version: version, Commit: commit})
 	stop()
