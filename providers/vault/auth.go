@@ -2,6 +2,10 @@ package vault
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +19,7 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/internal/backoff"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
 
 // Auth logs in to Vault and returns the auth response (token and its lease).
@@ -22,18 +27,74 @@ type Auth interface {
 	// Describe names the method and role for messages, e.g. `approle (role web)`.
 	Describe() string
 	Login(ctx context.Context, client *api.Client) (*api.Secret, error)
+	// Principal names, without logging in, whom a login with the current
+	// credentials would make the broker: the token itself for a token, the
+	// role_id for AppRole, the token's issuer and subject for kubernetes
+	// and jwt (the signature is Vault's to check). It is secret: the restart
+	// cache seals it inside each entry it keeps, so that credentials that
+	// now name someone else never get back what the old ones fetched.
+	Principal() (string, error)
 }
 
+// MaxCredentialLen bounds a credential file (token, role_id, secret_id,
+// JWT, service-account token): a few KiB in practice.
+const MaxCredentialLen = 64 << 10
+
+// readCredFile reads a credential file, bounded, refusing a FIFO or a
+// device at once (a FIFO would block the broker past --timeout and
+// SIGTERM; /dev/zero would never end).
 func readCredFile(what, path string) (string, error) {
-	data, err := os.ReadFile(path)
+	data, err := readlimit.File(path, MaxCredentialLen, "the "+what+" file "+path)
 	if err != nil {
-		return "", fail.Mark(fail.Usage, fmt.Errorf("cannot read %s file: %w", what, err))
+		if k := fail.KindOf(err); k == fail.Internal || k == fail.NotFound {
+			err = fail.Mark(fail.Usage, err) // a missing credential is the config's to fix
+		}
+		return "", fmt.Errorf("cannot read the %s file: %w", what, err)
 	}
 	v := strings.TrimSpace(string(data))
+	clear(data)
 	if v == "" {
 		return "", fail.Mark(fail.Usage, fmt.Errorf("%s file %s is empty", what, path))
 	}
 	return v, nil
+}
+
+// principalOf is what Principal returns: a hash, so that the credential
+// itself is not carried around longer than the login needs it.
+func principalOf(method string, parts ...string) string {
+	h := sha256.New()
+	h.Write([]byte(method))
+	for _, p := range parts {
+		h.Write([]byte{0})
+		h.Write([]byte(p))
+	}
+	return method + ":" + hex.EncodeToString(h.Sum(nil))
+}
+
+// jwtPrincipal is a JWT's issuer and subject, read from its payload
+// without checking the signature (Vault checks it at login). A token that
+// is not a JWT with both claims is an error: nothing would say whom it names.
+func jwtPrincipal(method, what, path string) (string, error) {
+	tok, err := readCredFile(what, path)
+	if err != nil {
+		return "", err
+	}
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return "", fail.Mark(fail.Usage, fmt.Errorf("%s file %s does not hold a JWT (three dot-separated parts)", what, path))
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return "", fail.Mark(fail.Usage, fmt.Errorf("%s file %s: the JWT's payload is not base64url", what, path))
+	}
+	var claims struct {
+		Iss string `json:"iss"`
+		Sub string `json:"sub"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.Iss == "" || claims.Sub == "" {
+		return "", fail.Mark(fail.Usage, fmt.Errorf("%s file %s: the JWT's payload has no iss and sub claims", what, path))
+	}
+	return principalOf(method, claims.Iss, claims.Sub), nil
 }
 
 func loginErr(a Auth, path string, err error) error {
@@ -69,6 +130,19 @@ func (t TokenAuth) Describe() string {
 		return "token (file " + t.File + ")"
 	}
 	return "token (VAULT_TOKEN)"
+}
+
+// Principal is the token: another token is another login.
+func (t TokenAuth) Principal() (string, error) {
+	token := os.Getenv(api.EnvVaultToken)
+	if t.File != "" {
+		tok, err := readCredFile("token", t.File)
+		if err != nil {
+			return "", err
+		}
+		token = tok
+	}
+	return principalOf("token", token), nil
 }
 
 // Login checks the token with lookup-self and returns its lease.
@@ -131,6 +205,16 @@ func (a *AppRoleAuth) mount() string {
 	return a.Mount
 }
 
+// Principal is the role_id (the secret_id is single-use or rotated; the
+// role is what names the policies).
+func (a *AppRoleAuth) Principal() (string, error) {
+	roleID, err := readCredFile("AppRole role_id", a.RoleIDFile)
+	if err != nil {
+		return "", err
+	}
+	return principalOf("approle", a.mount(), roleID), nil
+}
+
 // Login logs in.
 func (a *AppRoleAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
 	a.mu.Lock()
@@ -191,25 +275,44 @@ type KubernetesAuth struct {
 // Describe names the method.
 func (k KubernetesAuth) Describe() string { return "kubernetes (role " + k.Role + ")" }
 
-// Login logs in.
+// DefaultServiceAccountTokenFile is where Kubernetes mounts a pod's
+// service-account token.
+const DefaultServiceAccountTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+func (k KubernetesAuth) tokenFile() string {
+	if k.TokenFile == "" {
+		return DefaultServiceAccountTokenFile
+	}
+	return k.TokenFile
+}
+
+// Principal is the service-account token's issuer and subject (namespace
+// and name), which stay the same as the projected token rotates.
+func (k KubernetesAuth) Principal() (string, error) {
+	p, err := jwtPrincipal("kubernetes", "service account token", k.tokenFile())
+	if err != nil {
+		return "", err
+	}
+	return principalOf(p, k.Role), nil
+}
+
+// Login logs in. The token is read here, bounded (not by the auth
+// library, whose plain read blocks on a FIFO and has no size limit).
 func (k KubernetesAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
 	mount := k.Mount
 	if mount == "" {
 		mount = "kubernetes"
 	}
-	opts := []kubernetes.LoginOption{kubernetes.WithMountPath(mount)}
-	if k.TokenFile != "" {
-		opts = append(opts, kubernetes.WithServiceAccountTokenPath(k.TokenFile))
+	token, err := readCredFile("service account token", k.tokenFile())
+	if err != nil {
+		return nil, fmt.Errorf("vault login with %s: %w", k.Describe(), err)
 	}
-	ka, err := kubernetes.NewKubernetesAuth(k.Role, opts...)
+	ka, err := kubernetes.NewKubernetesAuth(k.Role, kubernetes.WithMountPath(mount), kubernetes.WithServiceAccountToken(token))
 	if err != nil {
 		return nil, fail.Mark(fail.Usage, fmt.Errorf("vault login with %s: %w", k.Describe(), err))
 	}
 	s, err := client.Auth().Login(ctx, ka)
 	if err != nil {
-		if strings.Contains(err.Error(), "unable to read file") {
-			return nil, fail.Mark(fail.Usage, fmt.Errorf("vault login with %s: cannot read the service account token file", k.Describe()))
-		}
 		return nil, loginErr(k, "auth/"+mount+"/login", err)
 	}
 	return s, nil
@@ -225,6 +328,15 @@ type JWTAuth struct {
 
 // Describe names the method.
 func (j JWTAuth) Describe() string { return "jwt (role " + j.Role + ")" }
+
+// Principal is the JWT's issuer and subject.
+func (j JWTAuth) Principal() (string, error) {
+	p, err := jwtPrincipal("jwt", "JWT", j.JWTFile)
+	if err != nil {
+		return "", err
+	}
+	return principalOf(p, j.Role), nil
+}
 
 // Login logs in.
 func (j JWTAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
