@@ -106,20 +106,8 @@ func (b *Broker) VaultClient(ctx context.Context) (*vault.Client, error) {
 	if v := b.cfg.Vault; v != nil {
 		vc = vault.Config{Address: v.Address, Namespace: v.Namespace, CACert: b.cfg.Resolve(v.CACert), CAPath: b.cfg.Resolve(v.CAPath),
 			ClientCert: b.cfg.Resolve(v.ClientCert), ClientKey: b.cfg.Resolve(v.ClientKey), TLSServerName: v.TLSServerName}
-		if a := v.Auth; a != nil {
-			switch a.Method {
-			case "token", "":
-				vc.Auth = vault.TokenAuth{File: b.cfg.Resolve(a.TokenFile)}
-			case "approle":
-				vc.Auth = vault.NewAppRoleAuth(vault.AppRoleAuth{Mount: a.Mount, RoleIDFile: b.cfg.Resolve(a.RoleIDFile), SecretIDFile: b.cfg.Resolve(a.SecretIDFile),
-					Wrapped: a.SecretIDWrapped, RemoveSecretIDFile: a.RemoveSecretIDFile})
-			case "kubernetes":
-				vc.Auth = vault.KubernetesAuth{Mount: a.Mount, Role: a.Role, TokenFile: b.cfg.Resolve(a.TokenPath)}
-			case "jwt":
-				vc.Auth = vault.JWTAuth{Mount: a.Mount, Role: a.Role, JWTFile: b.cfg.Resolve(a.JWTFile)}
-			}
-		}
 	}
+	vc.Auth = b.vaultAuth()
 	vc.Logger = b.log
 	vc.Tokens = b.tokenStore()
 	c, err := vault.Connect(ctx, vc)
@@ -128,6 +116,27 @@ func (b *Broker) VaultClient(ctx context.Context) (*vault.Client, error) {
 	}
 	b.vault = c
 	return c, nil
+}
+
+// vaultAuth is the configured Vault login (nil: vault.Connect's default, a
+// token from VAULT_TOKEN).
+func (b *Broker) vaultAuth() vault.Auth {
+	if b.cfg.Vault == nil || b.cfg.Vault.Auth == nil {
+		return nil
+	}
+	a := b.cfg.Vault.Auth
+	switch a.Method {
+	case "token", "":
+		return vault.TokenAuth{File: b.cfg.Resolve(a.TokenFile)}
+	case "approle":
+		return vault.NewAppRoleAuth(vault.AppRoleAuth{Mount: a.Mount, RoleIDFile: b.cfg.Resolve(a.RoleIDFile), SecretIDFile: b.cfg.Resolve(a.SecretIDFile),
+			Wrapped: a.SecretIDWrapped, RemoveSecretIDFile: a.RemoveSecretIDFile})
+	case "kubernetes":
+		return vault.KubernetesAuth{Mount: a.Mount, Role: a.Role, TokenFile: b.cfg.Resolve(a.TokenPath)}
+	case "jwt":
+		return vault.JWTAuth{Mount: a.Mount, Role: a.Role, JWTFile: b.cfg.Resolve(a.JWTFile)}
+	}
+	return nil
 }
 
 func (b *Broker) envelopeKeys(ctx context.Context) ([]envelope.KeyWrapper, error) {

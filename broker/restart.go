@@ -32,7 +32,15 @@ func (b *Broker) restartCache(ctx context.Context) (*vaultcache.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache.key: %w", err)
 	}
-	store, err := vaultcache.Open(b.cfg.Resolve(b.cfg.Cache.Path), keys, b.vaultIdentity()+" login:"+b.authIdentity())
+	auth := b.vaultAuth()
+	if auth == nil {
+		auth = vault.TokenAuth{}
+	}
+	principal, err := auth.Principal()
+	if err != nil {
+		return nil, fmt.Errorf("restart cache: cannot tell whom the Vault login (%s) names, so nothing kept can be matched to it: %w", auth.Describe(), err)
+	}
+	store, err := vaultcache.Open(b.cfg.Resolve(b.cfg.Cache.Path), keys, b.vaultIdentity()+" login:"+b.authIdentity(), principal)
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@ import (
 func FuzzCacheEntry(f *testing.F) {
 	key := local.Generate()
 	dir := f.TempDir()
-	s, err := vaultcache.Open(dir, []envelope.KeyWrapper{key}, here)
+	s, err := vaultcache.Open(dir, []envelope.KeyWrapper{key}, here, "approle:login-a")
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -54,6 +54,12 @@ type Entry struct {
 	// Request is the key of a Computed request, sealed with the entry and
 	// checked by Get (the context says only "computed"); Put sets it.
 	Request string `json:"request,omitempty"`
+	// Login names whom the Vault login that fetched the entry made the
+	// broker (vault.Auth's Principal: a hash of the token, the role_id, or
+	// a JWT's issuer and subject), sealed with the entry and checked by
+	// Get, so that credentials changed in place (a new role_id in the same
+	// file) never get back what the old ones fetched; Put sets it.
+	Login string `json:"login,omitempty"`
 }
 
 // Request names what an entry answers: a Vault request key (path and
@@ -82,26 +88,30 @@ type Store struct {
 	// vault names the Vault every entry is bound to (address and
 	// namespace): entries from another Vault are refused.
 	vault string
+	// login is sealed inside every entry and checked on read (Entry.Login).
+	login string
 }
 
-// Open makes (0700) or opens the cache directory dir. keys[0] seals new
+// Open opens the cache directory dir, or makes it (0700). keys[0] seals new
 // entries; any of keys opens them. vault names the Vault (address and
-// namespace, and the login) the entries are bound to.
-func Open(dir string, keys []envelope.KeyWrapper, vault string) (*Store, error) {
+// namespace, and the login settings) the entries are bound to in their
+// context; login names whom the login makes the broker (secret: it is
+// sealed inside each entry, never written in the clear).
+//
+// The directory must be the broker's alone (see private): a directory
+// someone else can list, rename or delete entries in is tightened to 0700
+// when the broker owns it, and otherwise (a mount point owned by root,
+// such as an emptyDir) the entries go into a subdirectory of the broker's
+// own. A symbolic link is refused.
+func Open(dir string, keys []envelope.KeyWrapper, vault, login string) (*Store, error) {
 	if len(keys) == 0 {
 		return nil, fail.Mark(fail.Usage, errors.New("cache: no key to seal entries with; set cache.key"))
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fail.Mark(fail.FileSystem, fmt.Errorf("cache: cannot create directory %s: %w", dir, err))
-	}
-	info, err := os.Stat(dir)
+	dir, err := private(dir)
 	if err != nil {
-		return nil, fail.Mark(fail.FileSystem, fmt.Errorf("cache: %w", err))
+		return nil, err
 	}
-	if !info.IsDir() {
-		return nil, fail.Mark(fail.Usage, fmt.Errorf("cache: %s is not a directory", dir))
-	}
-	return &Store{dir: dir, keys: keys, vault: vault}, nil
+	return &Store{dir: dir, keys: keys, vault: vault, login: login}, nil
 }
 
 // Dir is the cache directory.
@@ -131,7 +141,7 @@ func (s *Store) file(r Request) string {
 // Put seals e for key under a fresh data key and replaces its file
 // atomically.
 func (s *Store) Put(ctx context.Context, r Request, e Entry) error {
-	e.Request = ""
+	e.Request, e.Login = "", s.login
 	if r.Computed {
 		e.Request = r.Key
 	}
@@ -189,6 +199,9 @@ func (s *Store) Get(ctx context.Context, r Request) (e Entry, ok bool, err error
 	}
 	if r.Computed && e.Request != r.Key {
 		return refused(errors.New("it answers another computed path"))
+	}
+	if e.Login != s.login {
+		return refused(errors.New("it was kept for another Vault login (the credentials now name someone else, or it predates this binding)"))
 	}
 	return e, true, nil
 }

@@ -49,7 +49,7 @@ func put(t testing.TB, s *vaultcache.Store, key vaultcache.Request) string {
 
 func open(t *testing.T, key envelope.KeyWrapper, vault string) *vaultcache.Store {
 	t.Helper()
-	s, err := vaultcache.Open(t.TempDir(), []envelope.KeyWrapper{key}, vault)
+	s, err := vaultcache.Open(t.TempDir(), []envelope.KeyWrapper{key}, vault, "approle:login-a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,4 +174,87 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// An entry is bound to whom the login names (the role_id, a JWT's subject,
+// the token), sealed inside it: the same cache directory and key opened for
+// credentials that now name someone else refuse every entry, though the
+// login's settings (and so the context) are unchanged. Fails on c5e921c,
+// where only the settings were bound.
+func TestEntriesAreBoundToTheLoginsPrincipal(t *testing.T) {
+	key := local.Generate()
+	dir := t.TempDir()
+	a, err := vaultcache.Open(dir, []envelope.KeyWrapper{key}, here, "approle:role-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := put(t, a, app)
+	if _, ok, err := a.Get(t.Context(), app); !ok || err != nil {
+		t.Fatalf("same login: ok %v err %v", ok, err)
+	}
+	b, err := vaultcache.Open(dir, []envelope.KeyWrapper{key}, here, "approle:role-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused(t, b, app, "another role_id")
+	data, _ := os.ReadFile(file)
+	if strings.Contains(string(data), "role-a") {
+		t.Fatal("the login's principal is in the entry's clear text")
+	}
+}
+
+// The cache directory is the broker's alone. A directory the broker owns
+// that others can enter is made 0700; one that belongs to someone else (a
+// volume's mount point, 0777) gets a private subdirectory; a symbolic link
+// is refused. Fails on c5e921c, which used any directory with its mode.
+func TestCacheDirectoryIsPrivate(t *testing.T) {
+	key := []envelope.KeyWrapper{local.Generate()}
+	root := t.TempDir()
+
+	wide := filepath.Join(root, "wide")
+	os.Mkdir(wide, 0o777)
+	os.Chmod(wide, 0o777)
+	s, err := vaultcache.Open(wide, key, here, "l")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := os.Stat(s.Dir()); s.Dir() != wide || info.Mode().Perm() != 0o700 {
+		t.Fatalf("own 0777 directory: entries in %s, mode %s; want %s made 0700", s.Dir(), info.Mode().Perm(), wide)
+	}
+
+	link := filepath.Join(root, "link")
+	os.Symlink(wide, link)
+	for _, p := range []string{link, link + "/"} {
+		if _, err := vaultcache.Open(p, key, here, "l"); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+			t.Fatalf("cache.path %s, a symbolic link: %v; want it refused", p, err)
+		}
+	}
+
+	if os.Geteuid() != 0 {
+		t.Log("not root: the directory owned by another uid is checked in CI, which runs as root")
+		return
+	}
+	mount := filepath.Join(root, "mount")
+	os.Mkdir(mount, 0o777)
+	os.Chmod(mount, 0o777)
+	os.Chown(mount, 65534, 65534)
+	s, err = vaultcache.Open(mount, key, here, "l")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := os.Stat(s.Dir())
+	if filepath.Dir(s.Dir()) != mount || info.Mode().Perm() != 0o700 {
+		t.Fatalf("another uid's 0777 directory: entries in %s (%s); want a 0700 subdirectory of %s", s.Dir(), info.Mode().Perm(), mount)
+	}
+	file := put(t, s, app)
+	if filepath.Dir(file) != s.Dir() {
+		t.Fatalf("entry written to %s, outside %s", file, s.Dir())
+	}
+	// The subdirectory replaced by one someone else owns: refused.
+	os.RemoveAll(s.Dir())
+	os.Mkdir(s.Dir(), 0o700)
+	os.Chown(s.Dir(), 65534, 65534)
+	if _, err := vaultcache.Open(mount, key, here, "l"); err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") {
+		t.Fatalf("a planted subdirectory: %v; want it refused", err)
+	}
 }

@@ -425,3 +425,45 @@ func TestRestartCacheFollowsTheCurrentLogin(t *testing.T) {
 		t.Fatalf("after the policy change: exit %d; want the kept lease refused and the fetch denied: %s", r.code, r.stderr)
 	}
 }
+
+// Credentials changed in place: the operator moves the workload to a
+// narrower AppRole by writing the new role's role_id and secret_id into
+// the same files, and restarts. The kept token (and every entry the old
+// role fetched) is bound to the old role_id, so nothing is reused: the
+// broker logs in as the new role, which may not read the database path.
+// Fails on c5e921c: the old role's token was reused and its lease rendered.
+func TestRestartCacheForgetsARoleChangedInPlace(t *testing.T) {
+	setup(t)
+	t.Setenv("VAULT_TOKEN", "")
+	v, _, dir := restartFixture(t)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(restartConfig(v, "1h", dbSecrets)), 0o600)
+	mustRun(t, "", "run", "--once", "-c", cfg)
+	if r := run(t, "", "run", "--once", "-c", cfg); r.code != 0 || !strings.Contains(r.stderr, "reusing the token kept in the restart cache") {
+		t.Fatalf("same role: exit %d, want the token reused: %s", r.code, r.stderr)
+	}
+
+	if err := v.Client(t).Sys().PutPolicy("narrow", `path "secret/data/app" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	v.Run(t, "write", "auth/approle/role/narrow", "token_policies=narrow", "token_ttl=1h")
+	os.WriteFile(filepath.Join(dir, "role-id"), []byte(strings.TrimSpace(v.Run(t, "read", "-field=role_id", "auth/approle/role/narrow/role-id"))), 0o600)
+	os.WriteFile(filepath.Join(dir, "secret-id"), []byte(strings.TrimSpace(v.Run(t, "write", "-f", "-field=secret_id", "auth/approle/role/narrow/secret-id"))), 0o600)
+	out := filepath.Join(dir, "out", "app.env")
+	before := readFile(t, out)
+	r := run(t, "", "run", "--once", "--timeout", "5s", "-c", cfg)
+	if r.code == 0 || strings.Contains(r.stderr, "reusing") {
+		t.Fatalf("after the role change: exit %d; want nothing reused and the database path denied: %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "kept for another Vault login") || !strings.Contains(r.stderr, "permission denied") {
+		t.Fatalf("after the role change: want the entries refused as another login's and the fetch denied: %s", r.stderr)
+	}
+	if readFile(t, out) != before {
+		t.Fatal("the output changed although the new role may not read all it needs")
+	}
+	// The narrow role's own secrets render, from a fresh login.
+	os.WriteFile(cfg, []byte(restartConfig(v, "1h", kvSecrets)), 0o600)
+	if r := run(t, "", "run", "--once", "--timeout", "30s", "-c", cfg); r.code != 0 || envValue(t, out, "PW") != "kv-secret-1" {
+		t.Fatalf("the narrow role's own secret: exit %d: %s", r.code, r.stderr)
+	}
+}
