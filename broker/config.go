@@ -454,6 +454,10 @@ func hclConfig(data []byte, source string) error {
 	if from == "" {
 		return nil
 	}
+	if from == migrate.Oversized {
+		_, err := migrate.Convert(data, from, source)
+		return fail.Mark(fail.Format, fmt.Errorf("config %s is HCL, not YAML, and cannot be read: %w", source, err))
+	}
 	return fail.Mark(fail.Usage, fmt.Errorf("config %s is HCL, not YAML: it looks like a %s config. Convert it with: secrets-broker migrate %s %s > broker.yaml", source, from, from, source))
 }
 

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/secrets-broker/secrets-broker/internal/peakrss"
 )
@@ -99,6 +100,19 @@ func run() error {
 		f.Truncate(1 << 30) // sparse: 1 GiB that takes no disk
 		f.Close()
 	}
+	nested := func(n int) []byte { return []byte("a = " + strings.Repeat("[", n) + strings.Repeat("]", n) + "\n") }
+	write("nested-64k.hcl", nested(32<<10))
+	write("nested-1m.hcl", nested((1<<20-64)/2))
+	write("flat-1m.hcl", []byte("template { contents = ["+strings.Repeat("1,", (1<<20-64)/2)+"1] }\n"))
+	// The most an HCL config may hold: just under MaxTokens tokens, with a
+	// template text that fills the rest of the 1 MiB bound.
+	var accepted bytes.Buffer
+	accepted.WriteString("vault { address = \"https://127.0.0.1:8200\" }\n")
+	for i := 0; accepted.Len() < 1<<20-256<<10 && i < 440; i++ {
+		fmt.Fprintf(&accepted, "template {\n  destination = \"out/f%d\"\n  contents = \"x\"\n}\n", i)
+	}
+	fmt.Fprintf(&accepted, "template {\n  destination = \"out/big\"\n  contents = <<EOT\n%s\nEOT\n}\n", strings.Repeat("y", 1<<20-accepted.Len()-200))
+	write("largest-accepted.hcl", accepted.Bytes())
 	write("broker.yaml", []byte("output_root: out\nsecrets:\n  db: envelope:huge.sbe\noutputs:\n  - path: db.txt\n    secret: db\n"))
 
 	base, _, _ := sb(nil, "version")
@@ -125,6 +139,10 @@ func run() error {
 	}
 	row("inspect bomb.yaml (16 MiB of tiny nodes)", size("bomb.yaml"), nil, "inspect", "--in", "bomb.yaml")
 	row("inspect freeform-bomb.yaml (1 MiB)", size("freeform-bomb.yaml"), nil, "inspect", "--in", "freeform-bomb.yaml")
+	row("validate nested-64k.hcl (32K levels)", size("nested-64k.hcl"), nil, "validate", "-c", "nested-64k.hcl")
+	row("migrate nested-1m.hcl (512K levels)", size("nested-1m.hcl"), nil, "migrate", "vault-agent", "nested-1m.hcl")
+	row("migrate flat-1m.hcl (512K tokens)", size("flat-1m.hcl"), nil, "migrate", "consul-template", "flat-1m.hcl")
+	row("migrate largest-accepted.hcl", size("largest-accepted.hcl"), nil, "migrate", "consul-template", "largest-accepted.hcl")
 	row("run --once, envelope: file of 1 GiB (sparse)", 1<<30, nil, "run", "--once", "-c", "broker.yaml")
 	row("decrypt, 1 GiB on standard input", 1<<30, io.LimitReader(zeros{}, 1<<30), "decrypt")
 	return nil

@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl"
+	"github.com/hashicorp/hcl/hcl/scanner"
+	"github.com/hashicorp/hcl/hcl/token"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -25,16 +27,64 @@ type From string
 const (
 	VaultAgent     From = "vault-agent"
 	ConsulTemplate From = "consul-template"
+	// Oversized is HCL too large or deep to parse (checkShape): Convert
+	// with any From says what is over.
+	Oversized From = "oversized HCL"
 )
 
 // MaxInput bounds the config read.
 const MaxInput = 1 << 20
 
+// MaxDepth and MaxTokens bound an HCL config's shape before it is parsed:
+// hashicorp/hcl builds its tree at about 180 bytes a token and far more a
+// level of nesting (a 64 KiB `a = [[[...]]]` took 2.4 GB), so the shape is
+// counted first with hcl's own scanner, which keeps nothing. Real Vault
+// Agent and consul-template configs nest under 10 levels and hold a few
+// hundred tokens; a template's text is one token, however long.
+const (
+	MaxDepth  = 32
+	MaxTokens = 4096
+)
+
+// checkShape refuses HCL nested deeper than MaxDepth or holding more than
+// MaxTokens tokens, without building anything.
+func checkShape(data []byte, source string) error {
+	if len(data) > MaxInput {
+		return fmt.Errorf("%s is larger than %d bytes, the limit for a config", source, MaxInput)
+	}
+	s := scanner.New(data)
+	s.Error = func(token.Pos, string) {} // a syntax error is the parser's to report
+	depth, tokens := 0, 0
+	for {
+		t := s.Scan()
+		switch t.Type {
+		case token.EOF, token.ILLEGAL:
+			return nil
+		case token.LBRACK, token.LBRACE:
+			if depth++; depth > MaxDepth {
+				return fmt.Errorf("%s nests lists and blocks deeper than %d levels (line %d); a Vault Agent or consul-template config needs far fewer", source, MaxDepth, t.Pos.Line)
+			}
+		case token.RBRACK, token.RBRACE:
+			depth--
+		}
+		if tokens++; tokens > MaxTokens {
+			return fmt.Errorf("%s holds more than %d HCL tokens (at line %d), the limit for a config; split it", source, MaxTokens, t.Pos.Line)
+		}
+	}
+}
+
 // Detect says whether data is HCL and, if so, whose config it looks like:
-// "" when it does not parse as HCL or has no keys.
+// "" when it does not parse as HCL or has no keys. HCL over the shape
+// bounds (checkShape) is not parsed: Convert says why.
 func Detect(data []byte) From {
 	var m map[string]any
-	if len(data) > MaxInput || hcl.Unmarshal(data, &m) != nil || len(m) == 0 {
+	if checkShape(data, "") != nil {
+		if looksLikeHCL(data) {
+			return Oversized
+		}
+		return ""
+	}
+	if hcl.Unmarshal(data, &m) != nil || len(m) == 0 {
 		return ""
 	}
 	for _, k := range []string{"auto_auth", "template_config", "env_template", "api_proxy", "listener", "exit_after_auth", "cache"} {
@@ -53,8 +103,8 @@ func Detect(data []byte) From {
 // Convert translates an HCL config written for from into broker YAML.
 // source names the input in messages and in the header comment.
 func Convert(data []byte, from From, source string) ([]byte, error) {
-	if len(data) > MaxInput {
-		return nil, fmt.Errorf("%s is larger than %d bytes", source, MaxInput)
+	if err := checkShape(data, source); err != nil {
+		return nil, err
 	}
 	var m map[string]any
 	if err := hcl.Unmarshal(data, &m); err != nil {
@@ -80,6 +130,24 @@ func Convert(data []byte, from From, source string) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// looksLikeHCL: data that failed checkShape starts like an HCL config
+// (its first token is an identifier followed by "=" or "{", or a block
+// label), so that the error can say it is HCL over the bounds instead of
+// not YAML. Only the first tokens are scanned.
+func looksLikeHCL(data []byte) bool {
+	s := scanner.New(data)
+	s.Error = func(token.Pos, string) {}
+	first := s.Scan()
+	if first.Type != token.IDENT {
+		return false
+	}
+	switch next := s.Scan(); next.Type {
+	case token.ASSIGN, token.LBRACE, token.STRING:
+		return true
+	}
+	return false
 }
 
 type converter struct {

@@ -37,6 +37,12 @@ func TestHostileInputsStayBounded(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "broker.yaml"), []byte("output_root: out\nsecrets:\n  db: envelope:huge.sbe\noutputs:\n  - path: db.txt\n    secret: db\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "bomb.yaml"), bytes.Repeat([]byte("a: b\n"), 16<<20/5), 0o600)
 	os.WriteFile(filepath.Join(dir, "small-bomb.yaml"), bytes.Repeat([]byte("a: b\n"), 1<<20/5), 0o600)
+	// HCL, which any config that is not YAML is tried as: 64 KiB nested
+	// 32,000 deep took 2.4 GB on c5e921c, 1 MiB passed 22 GB.
+	nested := func(n int) []byte { return []byte("a = " + strings.Repeat("[", n) + strings.Repeat("]", n) + "\n") }
+	os.WriteFile(filepath.Join(dir, "nested-64k.hcl"), nested(32<<10), 0o600)
+	os.WriteFile(filepath.Join(dir, "nested-1m.hcl"), nested((1<<20-64)/2), 0o600)
+	os.WriteFile(filepath.Join(dir, "flat-1m.hcl"), []byte("template { contents = ["+strings.Repeat("1,", (1<<20-64)/2)+"1] }\n"), 0o600)
 	const limit = 4 * 16 << 20
 	for _, c := range []struct {
 		name  string
@@ -48,6 +54,10 @@ func TestHostileInputsStayBounded(t *testing.T) {
 		{"1 GiB on stdin", io.LimitReader(zeros{}, 1<<30), []string{"decrypt"}, "larger than"},
 		{"16 MiB YAML bomb", nil, []string{"inspect", "--in", "bomb.yaml"}, "not in the layout"},
 		{"1 MiB YAML bomb", nil, []string{"inspect", "--in", "small-bomb.yaml"}, "too many YAML elements"},
+		{"64 KiB nested HCL, validate", nil, []string{"validate", "-c", "nested-64k.hcl"}, "deeper than 32 levels"},
+		{"1 MiB nested HCL, run", nil, []string{"run", "--once", "-c", "nested-1m.hcl"}, "deeper than 32 levels"},
+		{"1 MiB nested HCL, migrate", nil, []string{"migrate", "vault-agent", "nested-1m.hcl"}, "deeper than 32 levels"},
+		{"1 MiB flat HCL, migrate", nil, []string{"migrate", "consul-template", "flat-1m.hcl"}, "more than 4096 HCL tokens"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cmd := exec.Command(bin, c.args...)
