@@ -24,9 +24,18 @@ const Placeholder = "[redacted]"
 // MinLen is the shortest value (in bytes) that is redacted.
 const MinLen = 4
 
+// MinShiftedLen is the fewest characters of a shifted base64 or base32
+// form (the value encoded after a prefix, see Forms) that are redacted:
+// six base64 characters are 36 bits of the value, which unrelated output
+// matches by chance about once in 70 billion positions. A value of 4 to 6
+// bytes is redacted in its shifted forms only where they reach this.
+const MinShiftedLen = 6
+
 // Forms returns v and the forms it takes in logs, messages and output:
 // Go- and JSON-escaped (%q, toJSON), upper and lower case, base64 (standard
-// and URL alphabets, padded and not), base32 (padded and not), hex, the URL
+// and URL alphabets, padded and not, and at each of the three alignments
+// a prefix can give it), base32 (padded and not, and at each of its five
+// alignments), hex, the URL
 // encodings (Go's QueryEscape and PathEscape, Python's quote and quote_plus,
 // with upper- and lower-case hex), and every line of a multi-line value that
 // is at least MinLen long, escaped too. Forms shorter than MinLen are
@@ -38,6 +47,17 @@ func Forms(v string) []string {
 		if len(s) >= MinLen && !seen[s] {
 			seen[s] = true
 			out = append(out, s)
+		}
+	}
+	// addShifted adds the characters of encode(shift filler bytes + v)
+	// that no bit of the filler, nor of whatever follows v, reaches: those
+	// the value alone decides, wherever it starts in the encoded stream.
+	addShifted := func(encode func([]byte) string, bitsPerChar, shift int, v []byte) {
+		e := encode(append(make([]byte, shift), v...))
+		lo := (8*shift + bitsPerChar - 1) / bitsPerChar
+		hi := 8 * (shift + len(v)) / bitsPerChar
+		if hi-lo >= MinShiftedLen {
+			add(e[lo:hi])
 		}
 	}
 	if len(v) < MinLen {
@@ -60,6 +80,19 @@ func Forms(v string) []string {
 	}
 	for _, enc := range []*base32.Encoding{base32.StdEncoding, base32.StdEncoding.WithPadding(base32.NoPadding), base32.HexEncoding} {
 		add(enc.EncodeToString(b))
+	}
+	// The value encoded after a prefix whose length is not a multiple of
+	// the encoding's block (an HTTP Basic header: base64 of "user:" plus
+	// the password): only the characters fully determined by the value.
+	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+		for shift := range 3 {
+			addShifted(enc.EncodeToString, 6, shift, b)
+		}
+	}
+	for _, enc := range []*base32.Encoding{base32.StdEncoding.WithPadding(base32.NoPadding), base32.HexEncoding.WithPadding(base32.NoPadding)} {
+		for shift := range 5 {
+			addShifted(enc.EncodeToString, 5, shift, b)
+		}
 	}
 	add(hex.EncodeToString(b))
 	add(strings.ToUpper(hex.EncodeToString(b)))

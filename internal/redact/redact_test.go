@@ -2,6 +2,8 @@ package redact
 
 import (
 	"bytes"
+	"encoding/base32"
+	"encoding/base64"
 	"strings"
 	"testing"
 )
@@ -77,5 +79,49 @@ func TestFormsOfMultiLineValues(t *testing.T) {
 	msg := `a "line\"two\\x\twith-tab" b line"two\x	with-tab c`
 	if got := String(msg, []string{v}); strings.Contains(got, "line") {
 		t.Fatalf("a line leaked: %q", got)
+	}
+}
+
+// A value base64- or base32-encoded after a prefix of any length (an HTTP
+// Basic header for "user:" or "deploy:" plus the password, as curl -v
+// prints it) is redacted, through the stream filter too; only the few
+// characters the prefix (or what follows) also decides are left. Fails on
+// c5e921c for every prefix length not a multiple of 3 (base64) or 5
+// (base32).
+func TestShiftedEncodingsAreRedacted(t *testing.T) {
+	secret := "s3cr3t-P@ssw0rd!"
+	for n := 0; n <= 8; n++ {
+		prefix := strings.Repeat("u", n)
+		if n >= 1 {
+			prefix = prefix[:n-1] + ":"
+		}
+		for name, c := range map[string]struct{ encoded, ofPrefix string }{
+			"base64":    {base64.StdEncoding.EncodeToString([]byte(prefix + secret)), base64.RawStdEncoding.EncodeToString([]byte(prefix))},
+			"base64url": {base64.RawURLEncoding.EncodeToString([]byte(prefix + secret + "\n")), base64.RawURLEncoding.EncodeToString([]byte(prefix))},
+			"base32":    {base32.StdEncoding.EncodeToString([]byte(prefix + secret)), base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString([]byte(prefix))},
+			"base32hex": {base32.HexEncoding.EncodeToString([]byte(prefix + secret + "tail")), base32.HexEncoding.WithPadding(base32.NoPadding).EncodeToString([]byte(prefix + "tail"))},
+		} {
+			line := "> Authorization: Basic " + c.encoded + "\n"
+			got := String(line, []string{secret})
+			left := strings.TrimSuffix(strings.TrimPrefix(strings.Replace(got, Placeholder, "", 1), "> Authorization: Basic "), "\n")
+			if !strings.Contains(got, Placeholder) || len(left) > len(c.ofPrefix)+8 {
+				t.Errorf("%s after the %d-byte prefix %q: %q left of %q (the prefix alone encodes to %d characters)", name, n, prefix, left, c.encoded, len(c.ofPrefix))
+				continue
+			}
+			var buf bytes.Buffer
+			w := NewWriter(&buf, []string{secret})
+			for i := 0; i < len(line); i += 7 {
+				w.Write([]byte(line[i:min(i+7, len(line))]))
+			}
+			w.Flush()
+			if buf.String() != got {
+				t.Errorf("%s after %d bytes: the stream filter wrote %q, String %q", name, n, buf.String(), got)
+			}
+		}
+	}
+	// A short value's shifted forms are under MinShiftedLen: left, so that
+	// short runs of unrelated base64 survive.
+	if got := String(base64.StdEncoding.EncodeToString([]byte("u:abcd")), []string{"abcd"}); strings.Contains(got, Placeholder) {
+		t.Errorf("a 4-byte value's 4-character shifted form was redacted: %s", got)
 	}
 }

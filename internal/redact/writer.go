@@ -62,6 +62,17 @@ func (r *Writer) drain(all bool) error {
 		if at < 0 {
 			break
 		}
+		if !all && r.longerMayMatch(r.pending[at:], n) {
+			// A longer form may still match here once more arrives (a
+			// padded encoding beyond its unpadded core): wait for it.
+			out.Write(r.pending[:at])
+			r.pending = append([]byte(nil), r.pending[at:]...)
+			if out.Len() == 0 {
+				return nil
+			}
+			_, err := r.w.Write(out.Bytes())
+			return err
+		}
 		out.Write(r.pending[:at])
 		out.WriteString(Placeholder)
 		r.pending = r.pending[at+n:]
@@ -77,6 +88,17 @@ func (r *Writer) drain(all bool) error {
 	}
 	_, err := r.w.Write(out.Bytes())
 	return err
+}
+
+// longerMayMatch reports whether a pattern longer than n starts with all of
+// rest (so that more input could complete it).
+func (r *Writer) longerMayMatch(rest []byte, n int) bool {
+	for _, pat := range r.patterns {
+		if len(pat) > n && len(pat) > len(rest) && bytes.HasPrefix(pat, rest) {
+			return true
+		}
+	}
+	return false
 }
 
 // partialTail is the length of the longest tail of pending that some
