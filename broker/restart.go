@@ -285,8 +285,9 @@ func (b *Broker) worthKeeping(key string, s *vault.Secret) bool {
 }
 
 // staleFromCache resolves every Vault request from the restart cache when
-// Vault cannot be reached: only values without a lease fetched at most
-// cache.max_stale ago, and certificates before their renewal point. A lease
+// Vault cannot be reached: only values without a lease (KV values, and
+// certificates before their renewal point) fetched at most cache.max_stale
+// ago. A lease
 // is never rendered without Vault's word. ok is false unless everything
 // needed (Vault and local secrets) resolved.
 func (b *Broker) staleFromCache(ctx context.Context, names []string, idx *requestIndex) (*Resolved, bool) {
@@ -311,15 +312,15 @@ func (b *Broker) staleFromCache(ctx context.Context, names []string, idx *reques
 		if err != nil || s.Lease.ID != "" {
 			return nil, false
 		}
-		if at, isCert := s.RenewCertAt(b.certRenewal()); isCert {
-			if !now.Before(at) {
-				return nil, false
-			}
-		} else if age := now.Sub(e.Fetched); age > c.MaxStale || age < 0 {
+		if at, isCert := s.RenewCertAt(b.certRenewal()); isCert && !now.Before(at) {
 			return nil, false
-		} else {
-			oldest = max(oldest, age)
 		}
+		// max_stale holds for certificates (and their keys) as for KV.
+		age := now.Sub(e.Fetched)
+		if age > c.MaxStale || age < 0 {
+			return nil, false
+		}
+		oldest = max(oldest, age)
 		if err := b.apply(res, idx, key, s); err != nil {
 			return nil, false
 		}

@@ -324,6 +324,28 @@ func TestRestartCacheReusesCertificatesUntilTheirRenewalPoint(t *testing.T) {
 	if r.code != 0 || readFile(t, pem) == first || strings.Contains(r.stderr, "reusing a certificate") {
 		t.Fatalf("restart past the renewal point: exit %d, same certificate %v: %s", r.code, readFile(t, pem) == first, r.stderr)
 	}
+
+	// Vault unreachable: a kept certificate and its key are rendered only
+	// within max_stale of when they were issued, like a KV value. Fails on
+	// c5e921c, which rendered it up to its renewal point whatever
+	// max_stale said.
+	fresh, stale := filepath.Join(dir, "fresh.yaml"), filepath.Join(dir, "stale.yaml")
+	os.WriteFile(fresh, []byte(withOutput(restartConfig(v, "1h", cert))), 0o600)
+	os.WriteFile(stale, []byte(withOutput(restartConfig(v, "1ns", cert))), 0o600)
+	v.Stop()
+	os.Remove(pem)
+	r = run(t, "", "run", "--once", "--timeout", "1m", "-c", fresh)
+	if r.code != 0 || !strings.Contains(r.stderr, "rendering from the restart cache") {
+		t.Fatalf("Vault down, certificate within max_stale: exit %d: %s", r.code, r.stderr)
+	}
+	os.Remove(pem)
+	r = run(t, "", "run", "--once", "--timeout", "1s", "-c", stale)
+	if r.code == 0 || strings.Contains(r.stderr, "rendering from the restart cache") {
+		t.Fatalf("Vault down, certificate older than max_stale: exit %d; want it not rendered: %s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(pem); err == nil {
+		t.Fatal("a certificate older than max_stale was written with Vault unreachable")
+	}
 }
 
 // With a Transit key the cache is opened through the broker's Vault login:
