@@ -16,8 +16,8 @@ if [[ ! -f $SECRETS_BROKER_LOCAL_KEY ]]; then
 	"$sb" keygen
 fi
 
-say "secrets-broker encrypt --file examples/quickstart/secrets.yaml --out $work/secrets.enc.yaml --context env=demo"
-"$sb" encrypt --file examples/quickstart/secrets.yaml --out "$work/secrets.enc.yaml" --context env=demo
+say "secrets-broker encrypt --file examples/quickstart/secrets.yaml --out $work/secrets.enc.yaml --context env=demo --force   # --force: replace the file a previous run made"
+"$sb" encrypt --file examples/quickstart/secrets.yaml --out "$work/secrets.enc.yaml" --context env=demo --force
 cut -c1-90 "$work/secrets.enc.yaml"
 
 say "secrets-broker inspect --in $work/secrets.enc.yaml --verify   # names, keys, context; never values"

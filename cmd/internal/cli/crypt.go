@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -45,12 +46,25 @@ Without --out the file is the default local key: $` + local.EnvKeyFile + `, else
 	return cmd
 }
 
+// refuseReplacing refuses to write encrypt's --out over a file that exists
+// unless --force says so: sealing a file of new secrets onto an existing
+// secrets file would silently drop the entries it held.
+func refuseReplacing(out string, force bool) error {
+	if out == "" || out == "-" || force {
+		return nil
+	}
+	if _, err := os.Lstat(out); err != nil {
+		return nil
+	}
+	return usageErr("--out %s exists: encrypt writes a new file, so its entries would be lost; nothing was written. Pass --force to replace it, or --out another file", out)
+}
+
 func newEncrypt(env Env) *cobra.Command {
 	var (
 		kf                          keyFlags
 		name, in, out, file, format string
 		contextPairs                []string
-		allowEmpty                  bool
+		allowEmpty, force           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "encrypt",
@@ -78,6 +92,9 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 			}
 			if file == "" && name == "" {
 				return usageErr("--name is required: it names the secret and is bound to it (or use --file for a file of secrets)")
+			}
+			if err := refuseReplacing(out, force); err != nil {
+				return err
 			}
 			if file != "" {
 				data, path, err := readInput(cmd.Context(), env, file, broker.MaxInputLen)
@@ -137,6 +154,7 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 	f.StringVar(&out, "out", "", "write here (mode 0600, atomically) instead of standard output")
 	f.StringVar(&format, "format", "yaml", "secrets file format: yaml or json")
 	f.BoolVar(&allowEmpty, "allow-empty", false, "seal an empty secret (refused by default: an empty input is usually a mistake)")
+	f.BoolVar(&force, "force", false, "replace an existing --out file (its entries are dropped; refused by default)")
 	return cmd
 }
 

@@ -240,3 +240,34 @@ func TestExitCodesSayWhatHappened(t *testing.T) {
 	withFileSizeLimit(t, 4, func() { r = run(t, "", "run", "--once", "-c", cfg) })
 	wantExit(t, r, 9, "file too large")
 }
+
+// encrypt --out onto an existing secrets file refuses, names --force, and
+// leaves the file and its entries as they were; --force replaces it. Fails
+// on c5e921c: exit 0 and the two existing entries gone. The same holds for
+// a single envelope.
+func TestEncryptNeverReplacesAnExistingFileUnasked(t *testing.T) {
+	dir := setup(t)
+	existing := filepath.Join(dir, "existing.yaml")
+	os.WriteFile(existing, []byte("db_password: one\napi_key: two\n"), 0o600)
+	add := filepath.Join(dir, "add.yaml")
+	os.WriteFile(add, []byte("new_token: three\n"), 0o600)
+	enc := filepath.Join(dir, "secrets.enc.yaml")
+	mustRun(t, "", "encrypt", "--file", existing, "--out", enc)
+	before := readFile(t, enc)
+
+	wantExit(t, run(t, "", "encrypt", "--file", add, "--out", enc), 2, "--force")
+	if readFile(t, enc) != before {
+		t.Fatal("the refused encrypt changed the file")
+	}
+	if got := mustRun(t, "", "decrypt", "--in", enc, "--entry", "api_key"); got != "two" {
+		t.Fatalf("api_key after the refused encrypt: %q", got)
+	}
+	single := filepath.Join(dir, "one.sbe")
+	mustRun(t, "x-value", "encrypt", "--name", "x", "--out", single)
+	wantExit(t, run(t, "y-value", "encrypt", "--name", "x", "--out", single), 2, "--force")
+
+	mustRun(t, "", "encrypt", "--file", add, "--out", enc, "--force")
+	if got := mustRun(t, "", "decrypt", "--in", enc, "--entry", "new_token"); got != "three" {
+		t.Fatalf("after --force: %q", got)
+	}
+}
