@@ -132,7 +132,7 @@ func (b *Broker) Exec(ctx context.Context, opts ExecOptions) error {
 	if opts.RedactOutput {
 		for i, v := range values {
 			if redact.TooShort(v) {
-				fmt.Fprintf(opts.Stderr, "secrets-broker: warning: %s is shorter than %d bytes, too short to redact without wrecking the output; it is not redacted\n", vars[i], redact.MinLen)
+				b.log.Warn(fmt.Sprintf("%s is shorter than %d bytes, too short to redact without wrecking the output; it is not redacted", vars[i], redact.MinLen), "variable", vars[i])
 			}
 		}
 	}

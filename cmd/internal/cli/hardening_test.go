@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -269,5 +270,53 @@ func TestEncryptNeverReplacesAnExistingFileUnasked(t *testing.T) {
 	mustRun(t, "", "encrypt", "--file", add, "--out", enc, "--force")
 	if got := mustRun(t, "", "decrypt", "--in", enc, "--entry", "new_token"); got != "three" {
 		t.Fatalf("after --force: %q", got)
+	}
+}
+
+// --log-json: every line run --once and exec write to stderr is a JSON
+// object (the per-output lines, warnings and the final error), so an init
+// container and its sidecar feed one format into a log pipeline; and
+// --log-level warn drops the info lines. Fails on c5e921c, which printed
+// "secrets-broker: written app.env" as text.
+func TestLogJSONCoversEveryLine(t *testing.T) {
+	dir := setup(t)
+	os.WriteFile(filepath.Join(dir, "pw"), []byte("a-password"), 0o600)
+	os.WriteFile(filepath.Join(dir, "short"), []byte("ab"), 0o600)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte("output_root: out\nsecrets:\n  PW: file:pw\n  GONE: file:missing\noutputs:\n  - path: app.env\n    format: dotenv\n    secrets: [PW]\n  - path: gone.env\n    format: dotenv\n    secrets: [GONE]\n"), 0o600)
+	jsonLines := func(what, stderr string) []map[string]any {
+		t.Helper()
+		var out []map[string]any
+		for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("%s: a stderr line is not JSON: %q\n%s", what, line, stderr)
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	r := run(t, "", "run", "--once", "--log-json", "--timeout", "1s", "-c", cfg)
+	lines := jsonLines("run --once", r.stderr)
+	var written, failed, final bool
+	for _, m := range lines {
+		written = written || (m["msg"] == "output written" && m["path"] == "app.env")
+		failed = failed || (m["msg"] == "output failed" && m["path"] == "gone.env")
+		final = final || (m["level"] == "ERROR" && m["exit_code"] != nil)
+	}
+	if r.code == 0 || !written || !failed || !final {
+		t.Fatalf("run --once --log-json: exit %d; want the written and failed outputs and the final error as JSON: %s", r.code, r.stderr)
+	}
+
+	r = run(t, "", "exec", "--log-json", "--redact-output", "--secret", "S=file:"+filepath.Join(dir, "short"), "--", "/bin/sh", "-c", "echo child-ran")
+	lines = jsonLines("exec", r.stderr)
+	if r.code != 0 || len(lines) == 0 || lines[0]["level"] != "WARN" || !strings.Contains(r.stdout, "child-ran") {
+		t.Fatalf("exec --log-json: exit %d; want the short-value warning as JSON: %s", r.code, r.stderr)
+	}
+
+	os.Remove(filepath.Join(dir, "out", "app.env"))
+	r = run(t, "", "run", "--once", "--log-level", "warn", "--timeout", "1s", "-c", cfg)
+	if strings.Contains(r.stderr, "output written") || !strings.Contains(r.stderr, "output failed") {
+		t.Fatalf("--log-level warn: want the info lines dropped, the failure kept: %s", r.stderr)
 	}
 }

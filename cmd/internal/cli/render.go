@@ -111,17 +111,24 @@ func (l *logFlags) register(cmd *cobra.Command) {
 }
 
 // logger logs to the command's stderr, as text or JSON lines, from the
-// chosen level up.
+// chosen level up. It is also the logger Main reports the command's error
+// with, so that every line the command writes has one format.
 func (l *logFlags) logger(env Env) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(l.level)); err != nil {
 		return nil, usageErr("--log-level %q is not debug, info, warn or error", l.level)
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
 	if l.json {
-		return slog.New(slog.NewJSONHandler(env.Stderr, opts)), nil
+		log = slog.New(slog.NewJSONHandler(env.Stderr, opts))
+	} else {
+		log = slog.New(slog.NewTextHandler(env.Stderr, opts))
 	}
-	return slog.New(slog.NewTextHandler(env.Stderr, opts)), nil
+	if env.session != nil {
+		env.session.log = log
+	}
+	return log, nil
 }
 
 func (r *renderFlags) run(cmd *cobra.Command, env Env) error {
@@ -138,16 +145,16 @@ func (r *renderFlags) run(cmd *cobra.Command, env Env) error {
 	b.SetLogger(log)
 	rep, err := b.RenderOnce(cmd.Context(), broker.RenderOptions{DryRun: r.dryRun, Timeout: r.timeout})
 	for _, res := range rep.Results {
-		state := "unchanged"
 		switch {
 		case res.Err != nil:
-			state = "FAILED"
+			log.Error("output failed", "path", res.Path)
 		case res.Changed && r.dryRun:
-			state = "would change"
+			log.Info("output would change", "path", res.Path)
 		case res.Changed:
-			state = "written"
+			log.Info("output written", "path", res.Path)
+		default:
+			log.Info("output unchanged", "path", res.Path)
 		}
-		fmt.Fprintf(env.Stderr, "secrets-broker: %-12s %s\n", state, res.Path)
 	}
 	return err
 }

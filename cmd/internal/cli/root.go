@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -26,7 +27,14 @@ type Env struct {
 	Stdout, Stderr io.Writer
 	// Version and Commit are stamped at link time (see Dockerfile).
 	Version, Commit string
+
+	// session is what one run of Main shares between its command and
+	// Main itself: the logger the command chose (--log-json, --log-level),
+	// which Main reports the command's error with.
+	session *session
 }
+
+type session struct{ log *slog.Logger }
 
 // ExitCodesHelp is the exit-code table, also in docs/exit-codes.md.
 const ExitCodesHelp = `Exit codes:
@@ -46,22 +54,33 @@ const ExitCodesHelp = `Exit codes:
 
 // Main runs the command line and returns the process exit code.
 func Main(ctx context.Context, env Env) int {
+	env.session = &session{}
 	root := newRoot(env)
 	root.SetArgs(env.Args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
 	}
+	// Once the command has chosen its logger, the error goes through it
+	// too: every line has the one format --log-json asked for.
+	report := func(msg string, code int) {
+		if log := env.session.log; log != nil {
+			log.Error(msg, "exit_code", code)
+			return
+		}
+		fmt.Fprintln(env.Stderr, "secrets-broker: "+msg)
+	}
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		fmt.Fprintln(env.Stderr, "secrets-broker: interrupted")
+		report("interrupted", 130)
 		return 130
 	}
 	var ee *broker.ExitError
 	if errors.As(err, &ee) {
 		return ee.Code
 	}
-	fmt.Fprintf(env.Stderr, "secrets-broker: %v\n", err)
-	return fail.KindOf(err).ExitCode()
+	code := fail.KindOf(err).ExitCode()
+	report(err.Error(), code)
+	return code
 }
 
 func usageErr(format string, args ...any) error {
