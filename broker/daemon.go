@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -27,6 +28,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/internal/credenv"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/memtrim"
+	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
 	"github.com/secrets-broker/secrets-broker/templates"
 )
@@ -628,6 +630,13 @@ func (g *generation) onVault(ctx context.Context, r vault.Ref, ev vault.Event) {
 	}
 	switch {
 	case ev.Err != nil:
+		// The value can no longer be vouched for (deleted, denied, Vault
+		// unreachable): the outputs keep it, and /readyz says so until a
+		// re-read or renewal succeeds.
+		g.mu.Lock()
+		outputs := g.outputsUsing(key)
+		g.mu.Unlock()
+		g.d.setStale("vault:"+shown, ev.Err, outputs...)
 		m.fetchErrors.With("vault").Inc()
 		if ev.RetryIn > 0 {
 			g.d.log.Warn("fetching a Vault secret failed; retrying", "path", shown, "retry_in", ev.RetryIn.Round(time.Millisecond).String(), "error", ev.Err)
@@ -635,12 +644,14 @@ func (g *generation) onVault(ctx context.Context, r vault.Ref, ev vault.Event) {
 			g.d.log.Warn("fetching a Vault secret failed; giving up on it", "path", shown, "error", ev.Err)
 		}
 	case ev.Renewed:
+		g.d.setStale("vault:"+shown, nil)
 		m.renewals.Inc()
 		m.setExpiry(shown, ev.Secret)
 		g.mu.Lock()
 		g.res.Requests[key] = ev.Secret
 		g.mu.Unlock()
 	default:
+		g.d.setStale("vault:"+shown, nil)
 		m.fetches.With("vault").Inc()
 		m.setExpiry(shown, ev.Secret)
 		g.mu.Lock()
@@ -953,6 +964,32 @@ func outputUsers(ps []Prepared) map[string][]int {
 	return users
 }
 
+// outputsUsing names the outputs that use the Vault request key, sorted
+// (g.mu held).
+func (g *generation) outputsUsing(key string) []string {
+	u := g.requests.users[key]
+	if u == nil {
+		return nil
+	}
+	seen := map[int]bool{}
+	for _, d := range u.decls {
+		for _, i := range g.usersOf[d.Name] {
+			seen[i] = true
+		}
+	}
+	for _, c := range u.calls {
+		for _, i := range g.usersOf[c] {
+			seen[i] = true
+		}
+	}
+	var out []string
+	for i := range seen {
+		out = append(out, g.prepared[i].Output.Path)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // markDirty marks the outputs that use a secret name or call key (g.mu
 // held).
 func (g *generation) markDirty(nameOrCall string) {
@@ -987,23 +1024,46 @@ func (g *generation) dirtyOutputs() []Prepared {
 	return out
 }
 
+// maxPIDFileLen bounds a pid file: a number and a newline.
+const maxPIDFileLen = 64
+
+// signalPIDFile sends sig to the process whose id the pid file holds, only
+// when that process belongs to the file's owner: whoever can write the pid
+// file (the app) can then make the broker signal no process it could not
+// signal itself, even when the broker runs as root.
+func signalPIDFile(path string, sig syscall.Signal) error {
+	f, info, err := readlimit.Open(path, "pid_file "+path)
+	if err != nil {
+		return fmt.Errorf("cannot read pid_file: %w", err)
+	}
+	data, err := readlimit.Opened(f, maxPIDFileLen, "pid_file "+path)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("cannot read pid_file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("pid_file %s does not hold a process id", path)
+	}
+	if fileUID, _, ok := fileOwner(info); ok {
+		if procUID, known := processUID(pid); known && procUID != fileUID {
+			return fmt.Errorf("pid_file %s (owned by uid %d) names process %d of uid %d: not signalled; the broker signals only a process of the pid file's owner, so that whoever writes the file cannot direct its signals elsewhere", path, fileUID, pid, procUID)
+		}
+	}
+	if err := signalProcess(pid, sig); err != nil {
+		return fmt.Errorf("cannot signal process %d: %w", pid, err)
+	}
+	return nil
+}
+
 // runNotify signals the process in the pid file and/or runs the command
 // (no shell; the broker's own credentials are not passed on).
 func runNotify(ctx context.Context, n *NotifyConfig, reaper *supervisor.Reaper) error {
 	var errs []error
 	if n.Signal != "" {
 		sig, _ := parseSignal(n.Signal) // checked when the config loaded
-		data, err := os.ReadFile(n.PIDFile)
-		pid, perr := strconv.Atoi(strings.TrimSpace(string(data)))
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("cannot read pid_file: %w", err))
-		case perr != nil || pid <= 1:
-			errs = append(errs, fmt.Errorf("pid_file %s does not hold a process id", n.PIDFile))
-		default:
-			if err := signalProcess(pid, sig); err != nil {
-				errs = append(errs, fmt.Errorf("cannot signal process %d: %w", pid, err))
-			}
+		if err := signalPIDFile(n.PIDFile, sig); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if len(n.Command) > 0 {
@@ -1064,9 +1124,11 @@ func (d *daemon) readiness() (bool, string) {
 	return true, "ok\n"
 }
 
-// setStale records (err != nil) or clears that secret name is served from
-// its last good value.
-func (d *daemon) setStale(name string, err error) {
+// setStale records (err != nil) or clears that a secret name or Vault
+// request is served from its last good value, with the outputs that use it
+// when they are known. /readyz shows the name, the kind of failure and the
+// outputs, never a value or Vault's text.
+func (d *daemon) setStale(name string, err error, outputs ...string) {
 	d.healthMu.Lock()
 	defer d.healthMu.Unlock()
 	if err == nil {
@@ -1076,7 +1138,11 @@ func (d *daemon) setStale(name string, err error) {
 	if d.stale == nil {
 		d.stale = map[string]string{}
 	}
-	d.stale[name] = fail.KindOf(err).String()
+	why := fail.KindOf(err).String()
+	if len(outputs) > 0 {
+		why += "; outputs " + strings.Join(outputs, ", ")
+	}
+	d.stale[name] = why
 }
 
 func (d *daemon) serveMetrics(addr string) (*http.Server, error) {

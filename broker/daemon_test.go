@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -306,4 +308,53 @@ func (d *daemonRun) pass(i int) broker.Report {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.passes[i]
+}
+
+// Notify signals the process a pid file names only when it belongs to the
+// pid file's owner: an app that can write its pid file cannot make a root
+// broker signal another user's process. Fails on c5e921c, which signalled
+// whatever pid the file held.
+func TestNotifySignalsOnlyThePIDFileOwnersProcess(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test makes a pid file another uid owns (chown): run it as root, as CI does")
+	}
+	dir := t.TempDir()
+	pidFile, got := filepath.Join(dir, "app.pid"), filepath.Join(dir, "signals")
+	victim := exec.Command("/bin/sh", "-c", `trap 'echo usr1 >> "$1"' USR1; echo ready >> "$1"; while :; do sleep 0.05; done`, "sh", got)
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { victim.Process.Kill(); victim.Wait() })
+	eventually(t, 5*time.Second, "the target's trap", func() bool { b, _ := os.ReadFile(got); return strings.Contains(string(b), "ready") })
+	os.WriteFile(pidFile, []byte(strconv.Itoa(victim.Process.Pid)+"\n"), 0o644)
+	os.Chown(pidFile, 65534, 65534) // written by an app running as nobody
+	os.WriteFile(filepath.Join(dir, "token"), []byte("one"), 0o600)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(`output_root: out
+refresh: {wait: {min: 50ms, max: 1s}}
+secrets:
+  token: file:token
+outputs:
+  - path: token.txt
+    secret: token
+    notify: {signal: USR1, pid_file: app.pid}
+`), 0o600)
+	d := startDaemon(t, cfg)
+	out := filepath.Join(dir, "out", "token.txt")
+	d.eventuallyLogged(t, 10*time.Second, "first render", fileIs(out, "one"))
+
+	os.WriteFile(filepath.Join(dir, "token"), []byte("two"), 0o600)
+	d.eventuallyLogged(t, 10*time.Second, "the refusal logged", func() bool {
+		return strings.Contains(d.logs.String(), "names process "+strconv.Itoa(victim.Process.Pid)+" of uid 0: not signalled")
+	})
+	if b, _ := os.ReadFile(got); strings.Contains(string(b), "usr1") {
+		t.Fatal("a root process was signalled through a pid file nobody owns")
+	}
+
+	os.Chown(pidFile, 0, 0) // the process's own user wrote it
+	os.WriteFile(filepath.Join(dir, "token"), []byte("three"), 0o600)
+	d.eventuallyLogged(t, 10*time.Second, "the owner's process signalled", func() bool {
+		b, _ := os.ReadFile(got)
+		return strings.Contains(string(b), "usr1")
+	})
 }

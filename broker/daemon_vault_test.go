@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/api"
+
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/internal/metricstest"
 	"github.com/secrets-broker/secrets-broker/internal/pgtest"
@@ -359,4 +361,103 @@ outputs:
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+}
+
+// Every failed Vault re-read shows on /readyz, naming the request, the kind
+// of failure and the outputs that use it (never the value), and clears once
+// a re-read succeeds: the secret deleted (404), the policy losing the path
+// (403), Vault unreachable (503 through a proxy). Fails on c5e921c, where
+// /readyz stayed ready through all three.
+func TestReadyzShowsEveryFailedVaultReread(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.Run(t, "kv", "put", "secret/app", "password=readyz-value-1")
+	root := v.Client(t)
+	policy := `path "secret/data/app" { capabilities = ["read"] }`
+	if err := root.Sys().PutPolicy("reader", policy); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{"reader"}, TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := url.Parse(v.Addr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var down atomic.Bool
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, `{"errors":["Vault is sealed"]}`, http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfgPath := tokenConfig(t, v, dir, `refresh:
+  static_interval: 200ms
+  metrics_address: `+addr+`
+secrets:
+  pw: vault:secret/data/app#password
+outputs:
+  - path: pw.txt
+    secret: pw
+  - path: app.env
+    format: dotenv
+    secrets: [pw]
+`)
+	raw, _ := os.ReadFile(cfgPath)
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(raw), v.Addr, front.URL, 1)), 0o600)
+	os.WriteFile(filepath.Join(dir, "token"), []byte(tok.Auth.ClientToken), 0o600)
+	d := startDaemon(t, cfgPath)
+	out := filepath.Join(dir, "out", "pw.txt")
+	d.eventuallyLogged(t, 20*time.Second, "first render", fileIs(out, "readyz-value-1"))
+
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	ready := func(what string) {
+		t.Helper()
+		d.eventuallyLogged(t, 20*time.Second, what, func() bool { code, _ := readyz(); return code == 200 })
+	}
+	unready := func(what, kind string) {
+		t.Helper()
+		var body string
+		d.eventuallyLogged(t, 20*time.Second, what, func() bool {
+			var code int
+			code, body = readyz()
+			return code == 503 && strings.Contains(body, "vault:secret/data/app ("+kind+"; outputs app.env, pw.txt)")
+		})
+		if strings.Contains(body, "readyz-value") {
+			t.Fatalf("/readyz shows the value: %s", body)
+		}
+		if got, _ := os.ReadFile(out); string(got) != "readyz-value-1" {
+			t.Fatalf("%s: the output lost its last good value: %q", what, got)
+		}
+	}
+	ready("ready after the first render")
+
+	v.Run(t, "kv", "metadata", "delete", "secret/app")
+	unready("the secret deleted", "not-found")
+	v.Run(t, "kv", "put", "secret/app", "password=readyz-value-1")
+	ready("ready once the secret is back")
+
+	if err := root.Sys().PutPolicy("reader", `path "secret/data/other" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	unready("the path denied", "denied")
+	if err := root.Sys().PutPolicy("reader", policy); err != nil {
+		t.Fatal(err)
+	}
+	ready("ready once the policy allows the path again")
+
+	down.Store(true)
+	unready("Vault unreachable", "unavailable")
+	down.Store(false)
+	ready("ready once Vault answers")
 }

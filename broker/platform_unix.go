@@ -5,6 +5,8 @@ package broker
 import (
 	"io/fs"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -36,3 +38,22 @@ const ownershipSupported = true
 // childForwardedSignals are passed on to the command run supervises
 // (SIGHUP is not: it reloads the broker's config).
 var childForwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
+
+// processUID is the real uid of process pid, from /proc (Linux); known is
+// false where there is no /proc or the process is gone.
+func processUID(pid int) (uid int, known bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				if n, err := strconv.Atoi(f[0]); err == nil {
+					return n, true
+				}
+			}
+		}
+	}
+	return 0, false
+}

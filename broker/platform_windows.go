@@ -30,3 +30,6 @@ const ownershipSupported = false
 
 // childForwardedSignals are passed on to the command run supervises.
 var childForwardedSignals = []os.Signal{os.Interrupt}
+
+// processUID: Windows has no POSIX uids; nothing is signalled there anyway.
+func processUID(int) (int, bool) { return 0, false }
