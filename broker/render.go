@@ -636,7 +636,7 @@ func lookupID(s string, byName func(string) (string, error)) (int, error) {
 	}
 	id, err := byName(s)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%w: names are looked up in this machine's user database, by validate too; create it here (groupadd/useradd), validate on the machine the broker runs on, or give the numeric id", err)
 	}
 	return strconv.Atoi(id)
 }

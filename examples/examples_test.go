@@ -195,3 +195,64 @@ func TestCIExamplesLint(t *testing.T) {
 	}
 	validateConfig(t, "ci/gitlab-ci.yml#broker.yaml", heredocConfig(t, string(gl)))
 }
+
+// The examples work as written or fail saying what to create (issue 18):
+// the systemd config, validated as written on a machine without the group
+// "secrets", names the command that creates it; a pod whose config reads
+// Vault's CA mounts its ConfigMap as required (an optional one let the
+// init container crash-loop on a missing file); the init-only example says
+// that nobody renews its dynamic lease; the sidecar shares no process
+// namespace by default.
+func TestExamplesFailSayingWhatToCreate(t *testing.T) {
+	text, _ := os.ReadFile("systemd/broker.yaml")
+	cfg, err := broker.ParseConfig(text, "systemd/broker.yaml", "/")
+	if err == nil {
+		_, err = broker.New(cfg).Prepare()
+	}
+	if err != nil && !strings.Contains(err.Error(), "groupadd") {
+		t.Errorf("systemd/broker.yaml without its group: %v; want the error to say how to create it", err)
+	}
+	unit, _ := os.ReadFile("systemd/secrets-broker.service")
+	for _, want := range []string{"groupadd --system secrets", "PathChanged="} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("the systemd unit's notes lack %q", want)
+		}
+	}
+
+	cm, _ := os.ReadFile("kubernetes/configmap.yaml")
+	for _, name := range []string{"deployment-init.yaml", "deployment-sidecar.yaml"} {
+		text, err := os.ReadFile("kubernetes/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Spec struct {
+				Template struct {
+					Spec struct {
+						ShareProcessNamespace bool `yaml:"shareProcessNamespace"`
+						Volumes               []struct {
+							Name      string `yaml:"name"`
+							ConfigMap *struct {
+								Optional *bool `yaml:"optional"`
+							} `yaml:"configMap"`
+						} `yaml:"volumes"`
+					} `yaml:"spec"`
+				} `yaml:"template"`
+			} `yaml:"spec"`
+		}
+		if err := yaml.Unmarshal(text, &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name == "vault-ca" && strings.Contains(string(cm), "ca_cert:") && v.ConfigMap != nil && v.ConfigMap.Optional != nil && *v.ConfigMap.Optional {
+				t.Errorf("%s: the config always reads Vault's CA, but its ConfigMap is optional", name)
+			}
+		}
+		if d.Spec.Template.Spec.ShareProcessNamespace {
+			t.Errorf("%s shares the process namespace by default", name)
+		}
+		if name == "deployment-init.yaml" && strings.Contains(string(cm), "database/creds") && !strings.Contains(string(text), "NOT\n# renewed") {
+			t.Errorf("%s renders a dynamic lease without saying nobody renews it", name)
+		}
+	}
+}
