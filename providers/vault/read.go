@@ -47,8 +47,9 @@ const computedShown = "a computed path"
 
 // hide keeps a computed reference's path out of err: its Error names "a
 // computed path", and every form of the path and of each of its tails
-// (Vault may quote the path, a URL or the part below the mount) is
-// replaced in what Vault or the HTTP client said. Classification and
+// (Vault may quote the path, a URL or the part below the mount), and of
+// each parameter's value, is replaced in what Vault or the HTTP client
+// said. Classification and
 // errors.Is/As are unchanged. Other references' errors are returned as
 // they are.
 func (r Ref) hide(err error) error {
@@ -59,6 +60,11 @@ func (r Ref) hide(err error) error {
 	tails := []string{r.RequestKey()}
 	for i := range segs {
 		tails = append(tails, strings.Join(segs[i:], "/"))
+	}
+	// A parameter may be computed too (a common_name built from a secret),
+	// and Vault quotes some back ("common name X not allowed").
+	for _, v := range r.Params {
+		tails = append(tails, v)
 	}
 	scrub := func(msg string) string { return redact.String(msg, tails) }
 	var ve *Error

@@ -401,6 +401,26 @@ func TestComputedPathsStayOutOfErrors(t *testing.T) {
 		noFrag("MayRequest", err, fail.KindOf(err))
 	}
 
+	// A parameter built from a secret, which Vault quotes back in its
+	// error ("common name ... not allowed by this role"). Failed on
+	// c5e921c: only the path was scrubbed.
+	v.Run(t, "secrets", "enable", "pki")
+	v.Run(t, "write", "pki/root/generate/internal", "common_name=test-root", "ttl=24h")
+	v.Run(t, "write", "pki/roles/web", "allowed_domains=example.com", "allow_subdomains=true", "max_ttl=1h")
+	cn := strings.ToLower(frag) + ".not-allowed.test"
+	_, err = c.Read(ctx, vault.Ref{Path: "pki/issue/web", Params: map[string]string{"common_name": cn}, Computed: true})
+	if err == nil {
+		t.Fatal("Vault issued a certificate for a name its role does not allow")
+	}
+	for _, f := range redact.Forms(cn) {
+		if strings.Contains(err.Error(), f) {
+			t.Fatalf("a computed parameter reached the error (%q): %v", f, err)
+		}
+	}
+	if !strings.Contains(err.Error(), "a computed path") {
+		t.Fatalf("want the error to say a computed path: %v", err)
+	}
+
 	// A literal reference still names its path.
 	_, err = c.Read(ctx, ref(t, "secret/data/"+frag))
 	wantErr(t, err, fail.NotFound, "secret/data/"+frag)
