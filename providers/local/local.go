@@ -155,7 +155,7 @@ func New(path string) (*Key, error) {
 }
 
 // Load reads a key file. It refuses a file that group or others can read or
-// write, as ssh does with private keys.
+// write, or that another user owns, as ssh does with private keys.
 func Load(path string) (*Key, error) {
 	f, info, err := readlimit.Open(path, "local key file "+path)
 	if err != nil {
@@ -167,6 +167,9 @@ func Load(path string) (*Key, error) {
 	defer f.Close()
 	if perm := info.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("local key file %s has mode %04o, which lets others read or change it; run 'chmod 600 %s'", path, perm, path))
+	}
+	if uid, ok := owner(info); ok && uid != os.Geteuid() {
+		return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("local key file %s belongs to uid %d, not to the user the broker runs as (uid %d): whoever owns it can change it or its mode; run 'chown %d %s' if it is yours", path, uid, os.Geteuid(), os.Geteuid(), path))
 	}
 	data, err := readlimit.Bounded(f, 64<<10, "local key file "+path)
 	if err != nil {

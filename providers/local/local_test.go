@@ -77,3 +77,24 @@ func TestLoadRefusesLooseModeAndJunk(t *testing.T) {
 		t.Fatalf("missing: %v", err)
 	}
 }
+
+// A key file another user owns is refused even at mode 0600, as ssh
+// refuses a private key: its owner can change it, or its mode, at will.
+// Fails on c5e921c, which checked the mode only.
+func TestLoadRefusesAKeyAnotherUserOwns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test chowns a key file to another uid: run it as root, as CI does")
+	}
+	p := filepath.Join(t.TempDir(), "k.key")
+	if _, err := local.New(p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := local.Load(p); err != nil {
+		t.Fatalf("own key: %v", err)
+	}
+	os.Chown(p, 65534, 65534)
+	_, err := local.Load(p)
+	if err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") || fail.KindOf(err) != fail.KeyUnavailable {
+		t.Fatalf("a key nobody's: %v", err)
+	}
+}
