@@ -251,6 +251,16 @@ func statusOf(err error) Status {
 type Reaper struct {
 	mu    sync.Mutex
 	known map[int]bool
+	// zombies are the unknown zombie children seen, and when first seen:
+	// each is left reapGrace for its owner to wait for.
+	zombies map[zombie]time.Time
+}
+
+// zombie names a zombie child by pid and start time (a pid can be reused
+// once its zombie is gone).
+type zombie struct {
+	pid   int
+	start string
 }
 
 // Start starts cmd as a known child: the reaper never takes it.

@@ -10,12 +10,12 @@ import (
 
 // zombieChildren lists the processes whose parent is ppid and that have
 // exited but not been waited for, from /proc.
-func zombieChildren(ppid int) []int {
+func zombieChildren(ppid int) []zombie {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
-	var out []int
+	var out []zombie
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -35,8 +35,9 @@ func zombieChildren(ppid int) []int {
 		if len(fields) < 2 || string(fields[0]) != "Z" {
 			continue
 		}
-		if p, err := strconv.Atoi(string(fields[1])); err == nil && p == ppid {
-			out = append(out, pid)
+		// fields[0] is field 3 (state); the start time is field 22.
+		if p, err := strconv.Atoi(string(fields[1])); err == nil && p == ppid && len(fields) > 19 {
+			out = append(out, zombie{pid: pid, start: string(fields[19])})
 		}
 	}
 	return out
