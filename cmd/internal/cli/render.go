@@ -126,7 +126,7 @@ func (l *logFlags) logger(env Env) (*slog.Logger, error) {
 		log = slog.New(slog.NewTextHandler(env.Stderr, opts))
 	}
 	if env.session != nil {
-		env.session.log = log
+		env.session.log, env.session.json = log, l.json
 	}
 	return log, nil
 }

@@ -34,7 +34,10 @@ type Env struct {
 	session *session
 }
 
-type session struct{ log *slog.Logger }
+type session struct {
+	log  *slog.Logger
+	json bool
+}
 
 // ExitCodesHelp is the exit-code table, also in docs/exit-codes.md.
 const ExitCodesHelp = `Exit codes:
@@ -61,11 +64,11 @@ func Main(ctx context.Context, env Env) int {
 	if err == nil {
 		return 0
 	}
-	// Once the command has chosen its logger, the error goes through it
-	// too: every line has the one format --log-json asked for.
+	// With --log-json the error is a JSON line through the command's
+	// logger, like every other line; otherwise a sentence for a person.
 	report := func(msg string, code int) {
-		if log := env.session.log; log != nil {
-			log.Error(msg, "exit_code", code)
+		if env.session.json {
+			env.session.log.Error(msg, "exit_code", code)
 			return
 		}
 		fmt.Fprintln(env.Stderr, "secrets-broker: "+msg)
