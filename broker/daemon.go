@@ -5,9 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/secrets-broker/secrets-broker/broker/health"
 	"github.com/secrets-broker/secrets-broker/broker/supervisor"
 	"github.com/secrets-broker/secrets-broker/internal/backoff"
 	"github.com/secrets-broker/secrets-broker/internal/credenv"
@@ -72,9 +71,11 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	d := &daemon{opts: opts, log: opts.Logger, m: newMetrics(), reloadCh: make(chan string, 1)}
+	// The main loop is alive while it goes round within a minute, plus the
+	// time a reload may spend retrying Vault (twice the timeout: login,
+	// then fetch).
+	d := &daemon{opts: opts, log: opts.Logger, m: health.NewMetrics(), health: health.NewState(time.Minute + 2*opts.Timeout), reloadCh: make(chan string, 1)}
 	rand.Read(d.nameKey[:])
-	d.heartbeat()
 	defer d.closeVault()
 	// As PID 1 (a container's entrypoint, or unshare -fp), orphans the
 	// command leaves behind are re-parented here and must be reaped.
@@ -92,7 +93,7 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 	}
 	var srv *http.Server
 	if addr := gen.metricsAddress(); addr != "" {
-		srv, err = d.serveMetrics(addr)
+		srv, err = health.Serve(addr, d.health, d.m, d.log)
 		if err != nil {
 			gen.stop()
 			return err
@@ -124,7 +125,7 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 			}
 			return childExit(r)
 		case <-beat.C:
-			d.heartbeat()
+			d.health.Beat()
 			continue
 		case <-opts.Reload:
 			why = "reload requested"
@@ -137,28 +138,26 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 			}
 		}
 		d.log.Info("reloading configuration", "reason", why)
-		d.heartbeat()
+		d.health.Beat()
 		// The running generation stops writing while the next one
 		// renders: it would take the next one's files for tampering and
 		// write its own back.
 		gen.pause()
 		next, err := d.startGeneration(ctx, gen.heldRequests(), true)
-		d.heartbeat()
+		d.health.Beat()
 		if err != nil {
 			gen.paused.Store(false)
 			gen.kick()
-			d.m.reloads.With("error").Inc()
+			d.m.Reloads.With("error").Inc()
 			d.log.Error("configuration not reloaded; the running one stays", "error", err)
 			continue
 		}
-		d.m.reloads.With("ok").Inc()
+		d.m.Reloads.With("ok").Inc()
 		gen.stop()
 		gen = next
 		// The new generation read every source afresh: what was stale in
 		// the old one is either fresh now or a failing output.
-		d.healthMu.Lock()
-		clear(d.stale)
-		d.healthMu.Unlock()
+		d.health.ClearStale()
 		d.closeRetiredVault()
 	}
 }
@@ -213,17 +212,11 @@ const heartbeatEvery = 5 * time.Second
 type daemon struct {
 	opts     DaemonOptions
 	log      *slog.Logger
-	m        *metrics
+	m        *health.Metrics
 	reloadCh chan string
-	// beat is when the main loop last went round (unix nanoseconds).
-	beat atomic.Int64
-
-	healthMu sync.Mutex
-	failing  []string
-	rendered bool
-	// stale are secrets whose source could not be re-read (emptied,
-	// missing, tampered): every output keeps their last good value.
-	stale map[string]string
+	// health is what /readyz and /livez answer: the main loop's heartbeat,
+	// failing outputs, secrets kept at their last good value.
+	health *health.State
 
 	// child is the supervised command, when there is one.
 	child *childState
@@ -420,7 +413,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	g.fromCache = b.vault == nil && len(g.requests.refs) > 0
 	if g.fromCache {
 		for _, r := range g.requests.refs {
-			d.setStale("vault:"+b.shownRequest(r), fail.Mark(fail.Unavailable, errors.New("rendered from the restart cache")))
+			d.health.SetStale("vault:"+b.shownRequest(r), fail.Mark(fail.Unavailable, errors.New("rendered from the restart cache")))
 		}
 	}
 	// Templates with computed Vault paths: find and fetch what they read;
@@ -434,7 +427,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		g.mu.Unlock()
 	}
 	if err != nil {
-		d.m.fetchErrors.With("start").Inc()
+		d.m.FetchErrors.With("start").Inc()
 		d.log.Warn("some secrets are unavailable; their outputs wait, the rest are rendered", "error", err)
 	}
 	g.pass(ctx, reload)
@@ -521,7 +514,7 @@ func (g *generation) startWatchers(ctx context.Context) error {
 // already held.
 func (g *generation) keep(ctx context.Context, vc *vault.Client, r vault.Ref, initial *vault.Secret) {
 	opts := vault.KeepOptions{StaticInterval: g.refresh().StaticInterval, Initial: initial, RetryPermanent: true, CertRenewal: g.refresh().CertificateRenewal}
-	g.d.m.setExpiry(g.b.shownRequest(r), initial)
+	g.d.m.SetExpiry(g.b.shownRequest(r), initial)
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -636,24 +629,24 @@ func (g *generation) onVault(ctx context.Context, r vault.Ref, ev vault.Event) {
 		g.mu.Lock()
 		outputs := g.outputsUsing(key)
 		g.mu.Unlock()
-		g.d.setStale("vault:"+shown, ev.Err, outputs...)
-		m.fetchErrors.With("vault").Inc()
+		g.d.health.SetStale("vault:"+shown, ev.Err, outputs...)
+		m.FetchErrors.With("vault").Inc()
 		if ev.RetryIn > 0 {
 			g.d.log.Warn("fetching a Vault secret failed; retrying", "path", shown, "retry_in", ev.RetryIn.Round(time.Millisecond).String(), "error", ev.Err)
 		} else {
 			g.d.log.Warn("fetching a Vault secret failed; giving up on it", "path", shown, "error", ev.Err)
 		}
 	case ev.Renewed:
-		g.d.setStale("vault:"+shown, nil)
-		m.renewals.Inc()
-		m.setExpiry(shown, ev.Secret)
+		g.d.health.SetStale("vault:"+shown, nil)
+		m.Renewals.Inc()
+		m.SetExpiry(shown, ev.Secret)
 		g.mu.Lock()
 		g.res.Requests[key] = ev.Secret
 		g.mu.Unlock()
 	default:
-		g.d.setStale("vault:"+shown, nil)
-		m.fetches.With("vault").Inc()
-		m.setExpiry(shown, ev.Secret)
+		g.d.health.SetStale("vault:"+shown, nil)
+		m.Fetches.With("vault").Inc()
+		m.SetExpiry(shown, ev.Secret)
 		g.mu.Lock()
 		err := g.b.apply(g.res, g.requests, key, ev.Secret)
 		if u := g.requests.users[key]; u != nil {
@@ -815,13 +808,13 @@ func (g *generation) refetchLocal(ctx context.Context, path string, names []stri
 			// A file being replaced can be briefly missing or half
 			// written by a non-atomic editor, or emptied: every output
 			// keeps the last good value, and /healthz says so.
-			g.d.m.fetchErrors.With(d.Ref.Scheme).Inc()
+			g.d.m.FetchErrors.With(d.Ref.Scheme).Inc()
 			g.d.log.Warn("re-reading a secret failed; every output keeps its last good value", "secret", n, "error", err)
-			g.d.setStale(n, err)
+			g.d.health.SetStale(n, err)
 			continue
 		}
-		g.d.setStale(n, nil)
-		g.d.m.fetches.With(d.Ref.Scheme).Inc()
+		g.d.health.SetStale(n, nil)
+		g.d.m.Fetches.With(d.Ref.Scheme).Inc()
 		g.mu.Lock()
 		if g.res.Values[n] != v {
 			g.res.Values[n] = v
@@ -908,19 +901,19 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 			g.d.log.Error("output not written; its previous file is kept", "output", r.Path, "error", r.Err)
 		case r.Changed && seen && prev == r.Sum:
 			restored[r.Path] = true
-			m.restores.Inc()
+			m.Restores.Inc()
 			g.d.log.Warn("output was deleted or changed by someone else; restored", "output", r.Path)
 		case r.Changed:
-			m.writes.Inc()
+			m.Writes.Inc()
 			g.d.log.Info("output written", "output", r.Path)
 			if n := g.prepared[g.byPath[r.Path]].Output.Notify; notify && n != nil {
 				nc := *n
 				nc.PIDFile = g.cfg.Resolve(nc.PIDFile)
 				if err := runNotify(ctx, &nc, g.d.reaper); err != nil {
-					m.notifyErrors.Inc()
+					m.NotifyErrors.Inc()
 					g.d.log.Error("notify failed", "output", r.Path, "error", err)
 				} else {
-					m.notifications.Inc()
+					m.Notifications.Inc()
 				}
 			}
 		}
@@ -934,14 +927,12 @@ func (g *generation) pass(ctx context.Context, notify bool) {
 	}
 	slices.Sort(failing)
 	if len(failing) > 0 {
-		m.renders.With("error").Inc()
+		m.Renders.With("error").Inc()
 	} else {
-		m.renders.With("ok").Inc()
-		m.lastSuccess.SetToCurrentTime()
+		m.Renders.With("ok").Inc()
+		m.LastSuccess.SetToCurrentTime()
 	}
-	g.d.healthMu.Lock()
-	g.d.failing, g.d.rendered = failing, true
-	g.d.healthMu.Unlock()
+	g.d.health.Rendered(failing)
 	if g.d.opts.Rendered != nil {
 		g.d.opts.Rendered(rep)
 	}
@@ -1085,122 +1076,4 @@ func runNotify(ctx context.Context, n *NotifyConfig, reaper *supervisor.Reaper) 
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (d *daemon) heartbeat() { d.beat.Store(time.Now().UnixNano()) }
-
-// alive reports whether the main loop went round recently: within a
-// minute, plus the time a reload may spend retrying Vault (twice the
-// timeout: login, then fetch).
-func (d *daemon) alive() bool {
-	window := time.Minute + 2*d.opts.Timeout
-	return time.Since(time.Unix(0, d.beat.Load())) < window
-}
-
-// readiness says whether every output is rendered and no secret is served
-// from a stale value, and what is wrong if not.
-func (d *daemon) readiness() (bool, string) {
-	d.healthMu.Lock()
-	failing, rendered := d.failing, d.rendered
-	var stale []string
-	for n, why := range d.stale {
-		stale = append(stale, n+" ("+why+")")
-	}
-	d.healthMu.Unlock()
-	slices.Sort(stale)
-	switch {
-	case !rendered:
-		return false, "not rendered yet\n"
-	case len(failing) > 0 || len(stale) > 0:
-		msg := ""
-		if len(failing) > 0 {
-			msg += "failing outputs: " + strings.Join(failing, ", ") + "\n"
-		}
-		if len(stale) > 0 {
-			msg += "secrets kept at their last good value: " + strings.Join(stale, ", ") + "\n"
-		}
-		return false, msg
-	}
-	return true, "ok\n"
-}
-
-// setStale records (err != nil) or clears that a secret name or Vault
-// request is served from its last good value, with the outputs that use it
-// when they are known. /readyz shows the name, the kind of failure and the
-// outputs, never a value or Vault's text.
-func (d *daemon) setStale(name string, err error, outputs ...string) {
-	d.healthMu.Lock()
-	defer d.healthMu.Unlock()
-	if err == nil {
-		delete(d.stale, name)
-		return
-	}
-	if d.stale == nil {
-		d.stale = map[string]string{}
-	}
-	why := fail.KindOf(err).String()
-	if len(outputs) > 0 {
-		why += "; outputs " + strings.Join(outputs, ", ")
-	}
-	d.stale[name] = why
-}
-
-func (d *daemon) serveMetrics(addr string) (*http.Server, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("cannot serve metrics on %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", d.m.handler())
-	ready := func(w http.ResponseWriter, _ *http.Request) {
-		ok, msg := d.readiness()
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		fmt.Fprint(w, msg)
-	}
-	// /readyz: every output rendered, none failing, no secret stale.
-	// /healthz is the same, for configs written before /readyz.
-	mux.HandleFunc("/readyz", ready)
-	mux.HandleFunc("/healthz", ready)
-	// /livez: the main loop is going round (restart the container if not).
-	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
-		if !d.alive() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "the daemon's main loop has not gone round for over a minute")
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(l)
-	d.log.Info("serving metrics", "address", l.Addr().String())
-	return srv, nil
-}
-
-// CheckHealth asks a running daemon, at its metrics address (on loopback:
-// an exec probe needs no exposed port), whether it is ready (or, with live,
-// alive). It returns the daemon's answer; an error when it is not, or
-// cannot be reached (class Unavailable).
-func CheckHealth(ctx context.Context, addr string, live bool) (string, error) {
-	path := "/readyz"
-	if live {
-		path = "/livez"
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return "", fail.Mark(fail.Usage, fmt.Errorf("health: %w", err))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fail.Mark(fail.Unavailable, fmt.Errorf("health: the daemon does not answer at %s: %w", addr, err))
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return string(body), fail.Mark(fail.Unavailable, fmt.Errorf("health: %s answers %s: %s", path, resp.Status, strings.TrimSpace(string(body))))
-	}
-	return string(body), nil
 }

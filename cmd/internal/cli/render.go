@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/health"
 	"github.com/secrets-broker/secrets-broker/internal/atomicfile"
 )
 
@@ -290,7 +291,7 @@ is, 5 when it is not or does not answer.`,
 			if address == "" {
 				return usageErr("health needs the daemon's refresh.metrics_address (in the config given with -c, or --address); the probe queries it on loopback, no port needs to be exposed")
 			}
-			answer, err := broker.CheckHealth(cmd.Context(), address, live)
+			answer, err := health.Check(cmd.Context(), address, live)
 			if err != nil {
 				return err
 			}
