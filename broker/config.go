@@ -20,6 +20,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/broker/migrate"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/fileowner"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 	"github.com/secrets-broker/secrets-broker/providers"
 )
@@ -715,7 +716,7 @@ func (c *Config) DirPerms() (DirPerms, error) {
 		}
 		perms.Mode = fs.FileMode(m)
 	}
-	if c.DirGroup != "" && !ownershipSupported {
+	if c.DirGroup != "" && !fileowner.Supported {
 		return perms, errors.New("dir_group is not supported on this platform (Windows): remove it")
 	}
 	if c.DirGroup != "" {

@@ -26,6 +26,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/internal/backoff"
 	"github.com/secrets-broker/secrets-broker/internal/credenv"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/fileowner"
 	"github.com/secrets-broker/secrets-broker/internal/memtrim"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
@@ -1036,7 +1037,7 @@ func signalPIDFile(path string, sig syscall.Signal) error {
 	if err != nil || pid <= 1 {
 		return fmt.Errorf("pid_file %s does not hold a process id", path)
 	}
-	if fileUID, _, ok := fileOwner(info); ok {
+	if fileUID, _, ok := fileowner.Of(info); ok {
 		if procUID, known := processUID(pid); known && procUID != fileUID {
 			return fmt.Errorf("pid_file %s (owned by uid %d) names process %d of uid %d: not signalled; the broker signals only a process of the pid file's owner, so that whoever writes the file cannot direct its signals elsewhere", path, fileUID, pid, procUID)
 		}

@@ -4,7 +4,6 @@ package broker
 
 import (
 	"errors"
-	"io/fs"
 	"os"
 	"syscall"
 )
@@ -21,12 +20,6 @@ var forwardedSignals = []os.Signal{os.Interrupt}
 func signalProcess(int, syscall.Signal) error {
 	return errors.New("signalling a process is not supported on Windows; use notify command")
 }
-
-// fileOwner reports no owner: Windows files have none in POSIX terms.
-func fileOwner(fs.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
-
-// ownershipSupported: Windows files have no POSIX owner and group.
-const ownershipSupported = false
 
 // childForwardedSignals are passed on to the command run supervises.
 var childForwardedSignals = []os.Signal{os.Interrupt}

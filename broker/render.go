@@ -25,6 +25,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/backoff"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/fileowner"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 	"github.com/secrets-broker/secrets-broker/providers"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
@@ -593,7 +594,7 @@ func (b *Broker) Prepare() ([]Prepared, error) {
 }
 
 func resolveOwner(spec *FileSpec, o Output) error {
-	if (o.User != "" || o.Group != "") && !ownershipSupported {
+	if (o.User != "" || o.Group != "") && !fileowner.Supported {
 		return fail.Mark(fail.Usage, errors.New("user and group are not supported on this platform (Windows): remove them"))
 	}
 	if o.User != "" {

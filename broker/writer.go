@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/fileowner"
 )
 
 // OutputDir writes files beneath one directory and never outside it: every
@@ -225,7 +226,7 @@ func (d *OutputDir) Unchanged(spec FileSpec, data []byte) (bool, error) {
 	if info.Mode().Perm() != spec.Mode.Perm() || info.Size() != int64(len(data)) {
 		return false, nil
 	}
-	if uid, gid, ok := fileOwner(info); ok {
+	if uid, gid, ok := fileowner.Of(info); ok {
 		if (spec.UID >= 0 && uid != spec.UID) || (spec.GID >= 0 && gid != spec.GID) {
 			return false, nil
 		}

@@ -9,9 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/fileowner"
 )
 
 // private returns the directory the cache's entries live in: dir itself
@@ -79,8 +79,8 @@ func notLinkDir(dir string, info fs.FileInfo) error {
 }
 
 func owner(info fs.FileInfo) int {
-	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		return int(st.Uid)
+	if uid, _, ok := fileowner.Of(info); ok {
+		return uid
 	}
 	return -1
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/fileowner"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
 
@@ -168,7 +169,7 @@ func Load(path string) (*Key, error) {
 	if perm := info.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("local key file %s has mode %04o, which lets others read or change it; run 'chmod 600 %s'", path, perm, path))
 	}
-	if uid, ok := owner(info); ok && uid != os.Geteuid() {
+	if uid, _, ok := fileowner.Of(info); ok && uid != os.Geteuid() {
 		return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("local key file %s belongs to uid %d, not to the user the broker runs as (uid %d): whoever owns it can change it or its mode; run 'chown %d %s' if it is yours", path, uid, os.Geteuid(), os.Geteuid(), path))
 	}
 	data, err := readlimit.Bounded(f, 64<<10, "local key file "+path)
