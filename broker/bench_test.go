@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/outdir"
 	"github.com/secrets-broker/secrets-broker/templates"
 )
 
@@ -25,7 +26,7 @@ func BenchmarkRender1000(b *testing.B) {
 		}
 		prepared = append(prepared, broker.Prepared{
 			Output:   broker.Output{Path: name + ".conf", Format: broker.FormatTemplate},
-			Spec:     broker.FileSpec{Path: name + ".conf", Mode: 0o600, UID: -1, GID: -1},
+			Spec:     outdir.Spec{Path: name + ".conf", Mode: 0o600, UID: -1, GID: -1},
 			Template: tp, Secrets: tp.Secrets,
 		})
 	}
@@ -41,7 +42,7 @@ func BenchmarkRender1000(b *testing.B) {
 		}
 	})
 	b.Run("refresh-unchanged", func(b *testing.B) {
-		dir, err := broker.OpenOutputDir(filepath.Join(b.TempDir(), "out"), broker.DirPerms{})
+		dir, err := outdir.Open(filepath.Join(b.TempDir(), "out"), outdir.Perms{})
 		if err != nil {
 			b.Fatal(err)
 		}

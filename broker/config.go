@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/secrets-broker/secrets-broker/broker/migrate"
+	"github.com/secrets-broker/secrets-broker/broker/outdir"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/fileowner"
@@ -127,7 +128,7 @@ type Output struct {
 	AllowSymlink bool     `yaml:"allow_symlink"`
 	AllowEmpty   bool     `yaml:"allow_empty"`
 	// Bundle names a set of outputs in one directory that switch together
-	// (a certificate and its key): see OutputDir.WriteBundle.
+	// (a certificate and its key): see outdir.Dir.WriteBundle.
 	Bundle string `yaml:"bundle"`
 	// Notify tells the app when the daemon changed this file.
 	Notify *NotifyConfig `yaml:"notify"`
@@ -704,8 +705,8 @@ func (o Output) FileMode() (fs.FileMode, error) {
 }
 
 // DirPerms are the mode and group of the directories the broker creates.
-func (c *Config) DirPerms() (DirPerms, error) {
-	perms := DirPerms{Mode: DefaultDirMode}
+func (c *Config) DirPerms() (outdir.Perms, error) {
+	perms := outdir.Perms{Mode: outdir.DefaultMode}
 	if c.DirMode != "" {
 		m, err := strconv.ParseUint(c.DirMode, 8, 32)
 		if err != nil || m > 0o777 {

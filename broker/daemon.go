@@ -22,6 +22,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/secrets-broker/secrets-broker/broker/health"
+	"github.com/secrets-broker/secrets-broker/broker/outdir"
 	"github.com/secrets-broker/secrets-broker/broker/supervisor"
 	"github.com/secrets-broker/secrets-broker/internal/backoff"
 	"github.com/secrets-broker/secrets-broker/internal/credenv"
@@ -295,7 +296,7 @@ type generation struct {
 	names    []string
 	calls    []templates.VaultCall
 	requests *requestIndex
-	dir      *OutputDir
+	dir      *outdir.Dir
 
 	// fromCache is set when the generation started with Vault unreachable
 	// and rendered its Vault values from the restart cache: nothing of
@@ -362,14 +363,14 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		b.Close()
 		return nil, fail.Mark(fail.Usage, fmt.Errorf("config %s has no outputs and no command to run: nothing to keep fresh. Add outputs, or run a command with --exec -- COMMAND (or exec.command)", cfg.Source))
 	}
-	var dir *OutputDir
+	var dir *outdir.Dir
 	if len(prepared) > 0 {
 		perms, err := cfg.DirPerms()
 		if err != nil {
 			b.Close()
 			return nil, err
 		}
-		dir, err = OpenOutputDir(cfg.Resolve(cfg.OutputRoot), perms)
+		dir, err = outdir.Open(cfg.Resolve(cfg.OutputRoot), perms)
 		if err != nil {
 			b.Close()
 			return nil, err

@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/secrets-broker/secrets-broker/broker/outdir"
 	"github.com/secrets-broker/secrets-broker/broker/vaultcache"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/backoff"
@@ -531,7 +532,7 @@ func (b *Broker) fetchLocal(ctx context.Context, d SecretDecl) (string, error) {
 // Prepared is an output ready to render: its template parsed, its needs known.
 type Prepared struct {
 	Output   Output
-	Spec     FileSpec
+	Spec     outdir.Spec
 	Template *templates.Template
 	Secrets  []string
 }
@@ -545,7 +546,7 @@ func (b *Broker) Prepare() ([]Prepared, error) {
 	for _, o := range b.cfg.Outputs {
 		p := Prepared{Output: o}
 		mode, _ := o.FileMode()
-		p.Spec = FileSpec{Path: o.Path, Mode: mode, UID: -1, GID: -1, AllowSymlink: o.AllowSymlink, AllowEmpty: o.AllowEmpty}
+		p.Spec = outdir.Spec{Path: o.Path, Mode: mode, UID: -1, GID: -1, AllowSymlink: o.AllowSymlink, AllowEmpty: o.AllowEmpty}
 		if err := resolveOwner(&p.Spec, o); err != nil {
 			errs = append(errs, fmt.Errorf("output %s: %w", o.Path, err))
 			continue
@@ -593,7 +594,7 @@ func (b *Broker) Prepare() ([]Prepared, error) {
 	return out, nil
 }
 
-func resolveOwner(spec *FileSpec, o Output) error {
+func resolveOwner(spec *outdir.Spec, o Output) error {
 	if (o.User != "" || o.Group != "") && !fileowner.Supported {
 		return fail.Mark(fail.Usage, errors.New("user and group are not supported on this platform (Windows): remove them"))
 	}
@@ -763,7 +764,7 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 	if err != nil {
 		return Report{}, fail.Mark(fail.Usage, err)
 	}
-	dir, err := OpenOutputDir(b.cfg.Resolve(b.cfg.OutputRoot), perms)
+	dir, err := outdir.Open(b.cfg.Resolve(b.cfg.OutputRoot), perms)
 	if err != nil {
 		return Report{}, err
 	}
@@ -839,7 +840,7 @@ const writeConcurrency = 8
 // writeAll renders every prepared output from res and writes the ones
 // that rendered (all of a bundle or none of it). Outputs that need a secret
 // missing from res fail, naming it.
-func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) Report {
+func writeAll(dir *outdir.Dir, prepared []Prepared, res *Resolved, dryRun bool) Report {
 	var rep Report
 	bundles := map[string][]int{}
 	var order []string
@@ -909,7 +910,7 @@ func writeAll(dir *OutputDir, prepared []Prepared, res *Resolved, dryRun bool) R
 	for _, name := range order {
 		idx := bundles[name]
 		var bundleErr error
-		var specs []FileSpec
+		var specs []outdir.Spec
 		var data [][]byte
 		for _, i := range idx {
 			if errs[i] != nil && bundleErr == nil {

@@ -1,4 +1,8 @@
-package broker
+// Package outdir owns writing the broker's outputs beneath one directory:
+// each file atomically (temporary file, fsync, rename), never outside the
+// directory (os.Root), with its mode and owner, bundles that switch
+// together, unchanged content left alone, and the directories it creates.
+package outdir
 
 import (
 	"bytes"
@@ -18,14 +22,14 @@ import (
 	"github.com/secrets-broker/secrets-broker/internal/fileowner"
 )
 
-// OutputDir writes files beneath one directory and never outside it: every
+// Dir writes files beneath one directory and never outside it: every
 // path is resolved with os.Root (openat-style), on every write, so "..",
 // absolute names and symlinks pointing out, even ones re-pointed between two
 // renders, cannot escape it.
-type OutputDir struct {
+type Dir struct {
 	root  *os.Root
 	dir   string
-	perms DirPerms
+	perms Perms
 	// swept are the directories whose leftover temporary files were
 	// removed: once per directory, not on every write (reading a
 	// directory of N outputs after each of N writes cost O(N^2)).
@@ -42,7 +46,7 @@ type OutputDir struct {
 // writing N files in one directory syncs it once. Each file is still
 // written, synced and renamed into place one by one, so a crash leaves
 // every file old or new; until EndBatch a rename may not be durable yet.
-func (d *OutputDir) BeginBatch() {
+func (d *Dir) BeginBatch() {
 	d.owedMu.Lock()
 	d.owed = map[string]bool{}
 	d.owedMu.Unlock()
@@ -50,7 +54,7 @@ func (d *OutputDir) BeginBatch() {
 
 // EndBatch syncs every directory a Write renamed a file into since
 // BeginBatch.
-func (d *OutputDir) EndBatch() {
+func (d *Dir) EndBatch() {
 	d.owedMu.Lock()
 	owed := d.owed
 	d.owed = nil
@@ -61,7 +65,7 @@ func (d *OutputDir) EndBatch() {
 }
 
 // syncDirSoon syncs dir now, or at EndBatch during a batch.
-func (d *OutputDir) syncDirSoon(dir string) {
+func (d *Dir) syncDirSoon(dir string) {
 	d.owedMu.Lock()
 	if d.owed != nil {
 		d.owed[dir] = true
@@ -72,11 +76,11 @@ func (d *OutputDir) syncDirSoon(dir string) {
 	syncDir(d.root, dir)
 }
 
-// DirPerms are the mode and group of the directories the writer creates
+// Perms are the mode and group of the directories the writer creates
 // (output_root itself when missing, parents of outputs, bundle versions),
 // so an app running as another user reads the files through a shared group
 // (a Kubernetes pod's fsGroup).
-type DirPerms struct {
+type Perms struct {
 	Mode fs.FileMode // default 0750
 	// SetGroup gives new directories the group GID; otherwise they keep
 	// the group they inherit.
@@ -84,14 +88,14 @@ type DirPerms struct {
 	GID      int
 }
 
-// DefaultDirMode lets the owner write and the group read and traverse.
-const DefaultDirMode fs.FileMode = 0o750
+// DefaultMode lets the owner write and the group read and traverse.
+const DefaultMode fs.FileMode = 0o750
 
-// OpenOutputDir opens the output root, creating it (and its missing
+// Open opens the output root, creating it (and its missing
 // parents) with perms if it is missing.
-func OpenOutputDir(dir string, perms DirPerms) (*OutputDir, error) {
+func Open(dir string, perms Perms) (*Dir, error) {
 	if perms.Mode == 0 {
-		perms.Mode = DefaultDirMode
+		perms.Mode = DefaultMode
 	}
 	_, err := os.Stat(dir)
 	created := errors.Is(err, fs.ErrNotExist)
@@ -104,7 +108,7 @@ func OpenOutputDir(dir string, perms DirPerms) (*OutputDir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot open output_root %s: %w", dir, err)
 	}
-	d := &OutputDir{root: r, dir: dir, perms: perms}
+	d := &Dir{root: r, dir: dir, perms: perms}
 	if created {
 		if err := d.setDirPerms("."); err != nil {
 			r.Close()
@@ -116,7 +120,7 @@ func OpenOutputDir(dir string, perms DirPerms) (*OutputDir, error) {
 
 // setDirPerms gives a directory the writer created its mode (whatever the
 // umask) and group.
-func (d *OutputDir) setDirPerms(name string) error {
+func (d *Dir) setDirPerms(name string) error {
 	if err := d.root.Chmod(name, d.perms.Mode); err != nil {
 		return fmt.Errorf("cannot set the directory's mode: %w", err)
 	}
@@ -138,8 +142,8 @@ func ownerErr(what string, uid, gid int, err error) error {
 }
 
 // mkdirs creates the missing directories of dir beneath the root, each with
-// the writer's DirPerms; existing ones are left as they are.
-func (d *OutputDir) mkdirs(dir string) error {
+// the writer's Perms; existing ones are left as they are.
+func (d *Dir) mkdirs(dir string) error {
 	if dir == "." {
 		return nil
 	}
@@ -160,10 +164,10 @@ func (d *OutputDir) mkdirs(dir string) error {
 }
 
 // Close releases the directory.
-func (d *OutputDir) Close() error { return d.root.Close() }
+func (d *Dir) Close() error { return d.root.Close() }
 
-// FileSpec is how one file is written.
-type FileSpec struct {
+// Spec is how one file is written.
+type Spec struct {
 	Path         string // relative to the output root
 	Mode         fs.FileMode
 	UID, GID     int // -1 leaves the owner alone
@@ -171,11 +175,11 @@ type FileSpec struct {
 	AllowEmpty   bool
 }
 
-func (d *OutputDir) where(p string) string { return filepath.Join(d.dir, p) }
+func (d *Dir) where(p string) string { return filepath.Join(d.dir, p) }
 
 // target resolves the destination: the path itself, or with AllowSymlink
 // the target of a symlink there (one level, and still beneath the root).
-func (d *OutputDir) target(spec FileSpec) (string, fs.FileInfo, error) {
+func (d *Dir) target(spec Spec) (string, fs.FileInfo, error) {
 	name := filepath.ToSlash(spec.Path)
 	if !filepath.IsLocal(spec.Path) {
 		return "", nil, fail.Mark(fail.Usage, fmt.Errorf("output %s: path must stay beneath output_root %s", spec.Path, d.dir))
@@ -218,7 +222,7 @@ func (d *OutputDir) target(spec FileSpec) (string, fs.FileInfo, error) {
 
 // Unchanged reports whether the file already holds data with the mode and
 // owner asked for, so that writing it would change nothing.
-func (d *OutputDir) Unchanged(spec FileSpec, data []byte) (bool, error) {
+func (d *Dir) Unchanged(spec Spec, data []byte) (bool, error) {
 	name, info, err := d.target(spec)
 	if err != nil || info == nil {
 		return false, err
@@ -243,7 +247,7 @@ func (d *OutputDir) Unchanged(spec FileSpec, data []byte) (bool, error) {
 // directory (at EndBatch, during a batch). A crash at any moment leaves the old file or the new one, never
 // a mix. An unchanged file is not written (changed is false). Non-empty
 // content is never replaced by empty content unless AllowEmpty.
-func (d *OutputDir) Write(spec FileSpec, data []byte) (changed bool, err error) {
+func (d *Dir) Write(spec Spec, data []byte) (changed bool, err error) {
 	if spec.Mode == 0 {
 		spec.Mode = 0o600
 	}
@@ -281,7 +285,7 @@ func (d *OutputDir) Write(spec FileSpec, data []byte) (changed bool, err error) 
 // sweepOnce removes, the first time a file is written in dir, the
 // temporary files of writes that a crash interrupted (".NAME.tmp-RANDOM").
 // A write that fails in this process removes its own.
-func (d *OutputDir) sweepOnce(dir string) {
+func (d *Dir) sweepOnce(dir string) {
 	d.sweptMu.Lock()
 	if d.swept[dir] {
 		d.sweptMu.Unlock()
@@ -298,7 +302,7 @@ func (d *OutputDir) sweepOnce(dir string) {
 // removeStale removes leftovers of writes that a crash interrupted: the
 // entries of dir that stale picks and that are older than a minute, so a
 // concurrent writer's fresh temporary file is never touched.
-func (d *OutputDir) removeStale(dir string, stale func(name string) bool) {
+func (d *Dir) removeStale(dir string, stale func(name string) bool) {
 	f, err := d.root.Open(dir)
 	if err != nil {
 		return
@@ -324,7 +328,7 @@ func (d *OutputDir) removeStale(dir string, stale func(name string) bool) {
 // A reader that resolves the files through the link never sees a
 // certificate of one version with a key of another. Nothing is written when
 // no file changed.
-func (d *OutputDir) WriteBundle(name string, specs []FileSpec, data [][]byte) (changed bool, err error) {
+func (d *Dir) WriteBundle(name string, specs []Spec, data [][]byte) (changed bool, err error) {
 	if len(specs) == 0 {
 		return false, nil
 	}
@@ -397,7 +401,7 @@ func (d *OutputDir) WriteBundle(name string, specs []FileSpec, data [][]byte) (c
 // BundleUnchanged reports whether every file of the bundle is already its
 // link through DIR/..NAME.data to a file holding data with the mode and
 // owner asked for.
-func (d *OutputDir) BundleUnchanged(name string, specs []FileSpec, data [][]byte) (bool, error) {
+func (d *Dir) BundleUnchanged(name string, specs []Spec, data [][]byte) (bool, error) {
 	for i, s := range specs {
 		p := filepath.ToSlash(s.Path)
 		if link, err := d.root.Readlink(p); err != nil || link != path.Join(".."+name+".data", path.Base(p)) {
@@ -413,7 +417,7 @@ func (d *OutputDir) BundleUnchanged(name string, specs []FileSpec, data [][]byte
 
 // writeNew writes a new file (it must not exist) with mode and owner set
 // before any content, fsynced.
-func (d *OutputDir) writeNew(name string, spec FileSpec, data []byte) error {
+func (d *Dir) writeNew(name string, spec Spec, data []byte) error {
 	mode := spec.Mode
 	if mode == 0 {
 		mode = 0o600

@@ -1,4 +1,4 @@
-package broker_test
+package outdir_test
 
 import (
 	"bytes"
@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/outdir"
 )
 
-func openDir(t *testing.T) (*broker.OutputDir, string) {
+func openDir(t *testing.T) (*outdir.Dir, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "out")
-	d, err := broker.OpenOutputDir(dir, broker.DirPerms{})
+	d, err := outdir.Open(dir, outdir.Perms{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,8 +27,8 @@ func openDir(t *testing.T) (*broker.OutputDir, string) {
 	return d, dir
 }
 
-func spec(p string) broker.FileSpec {
-	return broker.FileSpec{Path: p, Mode: 0o600, UID: -1, GID: -1}
+func spec(p string) outdir.Spec {
+	return outdir.Spec{Path: p, Mode: 0o600, UID: -1, GID: -1}
 }
 
 func TestWriteModesAndUnchanged(t *testing.T) {
@@ -44,7 +44,7 @@ func TestWriteModesAndUnchanged(t *testing.T) {
 		t.Fatalf("mode %o under umask 000", info.Mode().Perm())
 	}
 	dinfo, _ := os.Stat(filepath.Join(dir, "sub"))
-	if dinfo.Mode().Perm() != broker.DefaultDirMode {
+	if dinfo.Mode().Perm() != outdir.DefaultMode {
 		t.Fatalf("parent dir mode %o", dinfo.Mode().Perm())
 	}
 	before := info.ModTime()
@@ -191,7 +191,7 @@ func TestCrashLeavesOldOrNew(t *testing.T) {
 // rewrites one file with ever-changing content until killed.
 func crashWriter(dir string) {
 	size, _ := strconv.Atoi(os.Getenv("SB_CRASH_SIZE"))
-	d, err := broker.OpenOutputDir(dir, broker.DirPerms{})
+	d, err := outdir.Open(dir, outdir.Perms{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
