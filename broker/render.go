@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/secrets-broker/secrets-broker/broker/keys"
 	"github.com/secrets-broker/secrets-broker/broker/outdir"
 	"github.com/secrets-broker/secrets-broker/broker/vaultcache"
 	"github.com/secrets-broker/secrets-broker/envelope"
@@ -155,12 +156,12 @@ func (b *Broker) envelopeKeys(ctx context.Context) ([]envelope.KeyWrapper, error
 
 // keyConfig is the config's key setup for specs: its key files, the
 // data-key cache, the broker's log and its Vault login for Transit keys.
-func (b *Broker) keyConfig(specs []string) Keys {
+func (b *Broker) keyConfig(specs []string) keys.Config {
 	files := make([]string, len(b.cfg.KeyFiles))
 	for i, f := range b.cfg.KeyFiles {
 		files[i] = b.cfg.Resolve(f)
 	}
-	return Keys{Specs: specs, KeyFiles: files, Cache: b.cache, Log: b.log, Vault: func(ctx context.Context) (*api.Client, error) {
+	return keys.Config{Specs: specs, KeyFiles: files, Cache: b.cache, Log: b.log, Vault: func(ctx context.Context) (*api.Client, error) {
 		c, err := b.VaultClient(ctx)
 		if err != nil {
 			return nil, err

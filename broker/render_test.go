@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/keys"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/providers/local"
 )
@@ -24,7 +25,7 @@ func defaultLocalKey(t *testing.T, dir string) *local.Key {
 		t.Fatal(err)
 	}
 	t.Setenv(local.EnvKeyFile, keyPath)
-	t.Setenv(broker.EnvKeys, "")
+	t.Setenv(keys.Env, "")
 	return k
 }
 

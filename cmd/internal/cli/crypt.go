@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/keys"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/providers/local"
 )
@@ -168,7 +169,7 @@ func newDecrypt(env Env) *cobra.Command {
 		Use:   "decrypt",
 		Short: "Open an envelope or a secrets file with the configured keys",
 		Long: `Open an envelope or a secrets file read from --in or standard input. Only the
-keys configured with --key, --key-file, $` + broker.EnvKeys + ` and the default local
+keys configured with --key, --key-file, $` + keys.Env + ` and the default local
 key are used: the file never chooses what to connect to. A secrets file's
 integrity manifest is checked first. Output files are written mode 0600.`,
 		Args: cobra.NoArgs,
@@ -314,18 +315,18 @@ func newRewrap(env Env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			keys, err := kf.keys().ForOpening(cmd.Context())
+			openKeys, err := kf.keys().ForOpening(cmd.Context())
 			if err != nil {
 				return err
 			}
 			var addKeys []envelope.KeyWrapper
 			if len(add) > 0 {
-				addKeys, err = broker.Keys{Specs: add, KeyFiles: kf.files}.ForSealing(cmd.Context())
+				addKeys, err = keys.Config{Specs: add, KeyFiles: kf.files}.ForSealing(cmd.Context())
 				if err != nil {
 					return err
 				}
 			}
-			out, err := s.Rewrap(cmd.Context(), keys, addKeys, rm)
+			out, err := s.Rewrap(cmd.Context(), openKeys, addKeys, rm)
 			if err != nil {
 				return err
 			}
@@ -350,7 +351,7 @@ func newRotate(env Env) *cobra.Command {
 		Short: "Reseal every secret under new data keys (same names and contexts)",
 		Long: `Open every secret and seal it again under a fresh data key. The new data keys
 are wrapped for the keys you configure: --seal-key, else --key/--key-file, else
-$` + broker.EnvKeys + `. Never for the key ids the file lists: those are not
+$` + keys.Env + `. Never for the key ids the file lists: those are not
 authenticated, and anyone who can write the file could add a stranger's key.
 With no key configured, rotate refuses and prints the file's key ids for you to
 check and pass explicitly.`,
@@ -364,7 +365,7 @@ check and pass explicitly.`,
 			if err != nil {
 				return err
 			}
-			sealKeys := broker.Keys{Specs: sealTo, KeyFiles: kf.files}
+			sealKeys := keys.Config{Specs: sealTo, KeyFiles: kf.files}
 			if len(sealTo) == 0 {
 				sealKeys = kf.keys()
 			}
@@ -373,7 +374,7 @@ check and pass explicitly.`,
 				for i, id := range ids {
 					ids[i] = "--seal-key " + strconv.Quote(id)
 				}
-				return usageErr("no sealing key configured: rotate seals only for keys you name (--seal-key, --key, --key-file or $%s), never for the key ids a file lists. %s lists: %s", broker.EnvKeys, rw.in, strings.Join(ids, " "))
+				return usageErr("no sealing key configured: rotate seals only for keys you name (--seal-key, --key, --key-file or $%s), never for the key ids a file lists. %s lists: %s", keys.Env, rw.in, strings.Join(ids, " "))
 			}
 			seal, err := sealKeys.ForSealing(cmd.Context())
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/keys"
 	"github.com/secrets-broker/secrets-broker/internal/atomicfile"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
@@ -98,7 +99,7 @@ func newRoot(env Env) *cobra.Command {
 wrapped by a local key, AWS KMS or Vault Transit) and opens them only where a
 configured key allows.
 
-` + broker.KeySpecHelp + `
+` + keys.SpecHelp + `
 
 ` + ExitCodesHelp,
 		SilenceUsage:  true,
@@ -177,12 +178,12 @@ type keyFlags struct {
 }
 
 func (k *keyFlags) register(cmd *cobra.Command, keyHelp string) {
-	cmd.Flags().StringArrayVar(&k.specs, "key", nil, keyHelp+" (repeatable; default $"+broker.EnvKeys+", else the default local key)")
+	cmd.Flags().StringArrayVar(&k.specs, "key", nil, keyHelp+" (repeatable; default $"+keys.Env+", else the default local key)")
 	cmd.Flags().StringArrayVar(&k.files, "key-file", nil, "local key file to load (repeatable)")
 }
 
-func (k *keyFlags) keys() broker.Keys {
-	return broker.Keys{Specs: k.specs, KeyFiles: k.files}
+func (k *keyFlags) keys() keys.Config {
+	return keys.Config{Specs: k.specs, KeyFiles: k.files}
 }
 
 func parseContext(pairs []string) (map[string]string, error) {

@@ -1,4 +1,8 @@
-package broker
+// Package keys owns turning the keys a user configured (key specs such as
+// local, awskms:ARN, transit:MOUNT/KEY, and local key files) into the key
+// wrappers envelopes are sealed and opened with: the only keys an envelope
+// may use, whatever it names.
+package keys
 
 import (
 	"context"
@@ -18,12 +22,12 @@ import (
 	"github.com/secrets-broker/secrets-broker/providers/transit"
 )
 
-// EnvKeys names the environment variable with comma-separated key specs,
+// Env names the environment variable with comma-separated key specs,
 // used when no --key is given.
-const EnvKeys = "SECRETS_BROKER_KEYS"
+const Env = "SECRETS_BROKER_KEYS"
 
-// KeySpecHelp documents the key specs users type.
-const KeySpecHelp = `Key specs:
+// SpecHelp documents the key specs users type.
+const SpecHelp = `Key specs:
   local                 the default local key file ($SECRETS_BROKER_LOCAL_KEY or
                         ~/.config/secrets-broker/local.key; make it with keygen)
   local:FINGERPRINT     a local key loaded with --key-file
@@ -31,10 +35,10 @@ const KeySpecHelp = `Key specs:
                         settings; AWS_ENDPOINT_URL_KMS overrides the endpoint)
   transit:MOUNT/KEY     a Vault Transit key (VAULT_ADDR, VAULT_TOKEN, ...)`
 
-// Keys is the user's key configuration: the only keys an envelope may be
+// Config is the user's key configuration: the only keys an envelope may be
 // opened or sealed with. An envelope never chooses what to connect to.
-type Keys struct {
-	// Specs are key specs (see KeySpecHelp), in order; the first seals.
+type Config struct {
+	// Specs are key specs (see SpecHelp), in order; the first seals.
 	Specs []string
 	// KeyFiles are local key files to load.
 	KeyFiles []string
@@ -47,11 +51,11 @@ type Keys struct {
 	Log *slog.Logger
 }
 
-func (k Keys) specs() []string {
+func (k Config) specs() []string {
 	if len(k.Specs) > 0 {
 		return k.Specs
 	}
-	if env := os.Getenv(EnvKeys); env != "" {
+	if env := os.Getenv(Env); env != "" {
 		var out []string
 		for _, s := range strings.Split(env, ",") {
 			if s = strings.TrimSpace(s); s != "" {
@@ -65,13 +69,13 @@ func (k Keys) specs() []string {
 
 // Explicit reports whether the user named keys: specs (flags, config or
 // $SECRETS_BROKER_KEYS) or key files. Then only those keys are used.
-func (k Keys) Explicit() bool {
+func (k Config) Explicit() bool {
 	return len(k.specs()) > 0 || len(k.KeyFiles) > 0
 }
 
 // ForSealing returns the wrappers to seal with: the specs given (or in
 // $SECRETS_BROKER_KEYS), every --key-file, or else the default local key.
-func (k Keys) ForSealing(ctx context.Context) ([]envelope.KeyWrapper, error) {
+func (k Config) ForSealing(ctx context.Context) ([]envelope.KeyWrapper, error) {
 	files, err := k.loadFiles()
 	if err != nil {
 		return nil, err
@@ -93,7 +97,7 @@ func (k Keys) ForSealing(ctx context.Context) ([]envelope.KeyWrapper, error) {
 // ForOpening returns the keys allowed to open: exactly the specs and key
 // files the user named, or, when none are named, the default local key if
 // its file exists.
-func (k Keys) ForOpening(ctx context.Context) ([]envelope.KeyWrapper, error) {
+func (k Config) ForOpening(ctx context.Context) ([]envelope.KeyWrapper, error) {
 	files, err := k.loadFiles()
 	if err != nil {
 		return nil, err
@@ -130,7 +134,7 @@ func appendUnique(ws []envelope.KeyWrapper, w envelope.KeyWrapper) []envelope.Ke
 	return append(ws, w)
 }
 
-func (k Keys) loadFiles() ([]*local.Key, error) {
+func (k Config) loadFiles() ([]*local.Key, error) {
 	var out []*local.Key
 	for _, p := range k.KeyFiles {
 		key, err := local.Load(p)
@@ -142,7 +146,7 @@ func (k Keys) loadFiles() ([]*local.Key, error) {
 	return out, nil
 }
 
-func (k Keys) resolve(ctx context.Context, specs []string, files []*local.Key) ([]envelope.KeyWrapper, error) {
+func (k Config) resolve(ctx context.Context, specs []string, files []*local.Key) ([]envelope.KeyWrapper, error) {
 	var out []envelope.KeyWrapper
 	var vault *api.Client
 	for _, spec := range specs {
@@ -194,7 +198,7 @@ func (k Keys) resolve(ctx context.Context, specs []string, files []*local.Key) (
 			}
 			w = key
 		default:
-			return nil, fail.Mark(fail.Usage, fmt.Errorf("key %q is not a key spec.\n%s", spec, KeySpecHelp))
+			return nil, fail.Mark(fail.Usage, fmt.Errorf("key %q is not a key spec.\n%s", spec, SpecHelp))
 		}
 		if k.Cache != nil && !strings.HasPrefix(w.KeyID(), local.KeyIDPrefix) {
 			w = k.Cache.Wrap(w)
@@ -204,7 +208,7 @@ func (k Keys) resolve(ctx context.Context, specs []string, files []*local.Key) (
 	return out, nil
 }
 
-func (k Keys) vaultClient(ctx context.Context) (*api.Client, error) {
+func (k Config) vaultClient(ctx context.Context) (*api.Client, error) {
 	if k.Vault != nil {
 		return k.Vault(ctx)
 	}
