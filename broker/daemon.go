@@ -1023,10 +1023,19 @@ const maxPIDFileLen = 64
 // signalPIDFile sends sig to the process whose id the pid file holds, only
 // when that process belongs to the file's owner: whoever can write the pid
 // file (the app) can then make the broker signal no process it could not
-// signal itself, even when the broker runs as root.
+// signal itself, even when the broker runs as root. The file is opened
+// without following a symbolic link, and refused with more than one link,
+// so that the app cannot lend itself another user's pid file; where the
+// process's owner cannot be read (no /proc), only a pid file the broker's
+// own user wrote is used.
 func signalPIDFile(path string, sig syscall.Signal) error {
-	f, info, err := readlimit.Open(path, "pid_file "+path)
+	f, err := openPIDFile(path)
 	if err != nil {
+		return err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
 		return fmt.Errorf("cannot read pid_file: %w", err)
 	}
 	data, err := readlimit.Opened(f, maxPIDFileLen, "pid_file "+path)
@@ -1039,7 +1048,11 @@ func signalPIDFile(path string, sig syscall.Signal) error {
 		return fmt.Errorf("pid_file %s does not hold a process id", path)
 	}
 	if fileUID, _, ok := fileowner.Of(info); ok {
-		if procUID, known := processUID(pid); known && procUID != fileUID {
+		procUID, known := processUID(pid)
+		switch {
+		case !known && fileUID != os.Geteuid():
+			return fmt.Errorf("pid_file %s (owned by uid %d) names process %d, whose owner cannot be read here: not signalled; without /proc the broker signals only through a pid file its own user wrote", path, fileUID, pid)
+		case known && procUID != fileUID:
 			return fmt.Errorf("pid_file %s (owned by uid %d) names process %d of uid %d: not signalled; the broker signals only a process of the pid file's owner, so that whoever writes the file cannot direct its signals elsewhere", path, fileUID, pid, procUID)
 		}
 	}

@@ -351,6 +351,33 @@ outputs:
 		t.Fatal("a root process was signalled through a pid file nobody owns")
 	}
 
+	// The app makes its pid file a link to a root-owned pid file (say
+	// /run/sshd.pid) that names the root process: not followed. Failed
+	// before the review's fix: the link's target was read and its owner
+	// (root) matched the process's.
+	rootPID := filepath.Join(dir, "sshd.pid")
+	os.WriteFile(rootPID, []byte(strconv.Itoa(victim.Process.Pid)+"\n"), 0o644)
+	os.Remove(pidFile)
+	os.Symlink(rootPID, pidFile)
+	os.Lchown(pidFile, 65534, 65534)
+	os.WriteFile(filepath.Join(dir, "token"), []byte("two-b"), 0o600)
+	d.eventuallyLogged(t, 10*time.Second, "the link refused", func() bool {
+		return strings.Contains(d.logs.String(), "is a symbolic link: not followed")
+	})
+	// A hard link to it (where the file system allows one): refused too.
+	os.Remove(pidFile)
+	if os.Link(rootPID, pidFile) == nil {
+		os.WriteFile(filepath.Join(dir, "token"), []byte("two-c"), 0o600)
+		d.eventuallyLogged(t, 10*time.Second, "the hard link refused", func() bool {
+			return strings.Contains(d.logs.String(), "hard links: not used")
+		})
+		os.Remove(pidFile)
+	}
+	if b, _ := os.ReadFile(got); strings.Contains(string(b), "usr1") {
+		t.Fatal("a root process was signalled through a linked pid file")
+	}
+
+	os.WriteFile(pidFile, []byte(strconv.Itoa(victim.Process.Pid)+"\n"), 0o644)
 	os.Chown(pidFile, 0, 0) // the process's own user wrote it
 	os.WriteFile(filepath.Join(dir, "token"), []byte("three"), 0o600)
 	d.eventuallyLogged(t, 10*time.Second, "the owner's process signalled", func() bool {

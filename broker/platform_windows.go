@@ -26,3 +26,6 @@ var childForwardedSignals = []os.Signal{os.Interrupt}
 
 // processUID: Windows has no POSIX uids; nothing is signalled there anyway.
 func processUID(int) (int, bool) { return 0, false }
+
+// openPIDFile opens a pid file (nothing is signalled on Windows anyway).
+func openPIDFile(path string) (*os.File, error) { return os.Open(path) }
