@@ -103,6 +103,7 @@ func run() error {
 	nested := func(n int) []byte { return []byte("a = " + strings.Repeat("[", n) + strings.Repeat("]", n) + "\n") }
 	write("nested-64k.hcl", nested(32<<10))
 	write("nested-1m.hcl", nested((1<<20-64)/2))
+	write("nested-1m.json", []byte(`{"template": `+strings.Repeat(`{"a":`, (1<<20-64)/6)+"1"+strings.Repeat("}", (1<<20-64)/6)+"}"))
 	write("flat-1m.hcl", []byte("template { contents = ["+strings.Repeat("1,", (1<<20-64)/2)+"1] }\n"))
 	// The most an HCL config may hold: just under MaxTokens tokens, with a
 	// template text that fills the rest of the 1 MiB bound.
@@ -141,6 +142,7 @@ func run() error {
 	row("inspect freeform-bomb.yaml (1 MiB)", size("freeform-bomb.yaml"), nil, "inspect", "--in", "freeform-bomb.yaml")
 	row("validate nested-64k.hcl (32K levels)", size("nested-64k.hcl"), nil, "validate", "-c", "nested-64k.hcl")
 	row("migrate nested-1m.hcl (512K levels)", size("nested-1m.hcl"), nil, "migrate", "vault-agent", "nested-1m.hcl")
+	row("migrate nested-1m.json (174K levels)", size("nested-1m.json"), nil, "migrate", "vault-agent", "nested-1m.json")
 	row("migrate flat-1m.hcl (512K tokens)", size("flat-1m.hcl"), nil, "migrate", "consul-template", "flat-1m.hcl")
 	row("migrate largest-accepted.hcl", size("largest-accepted.hcl"), nil, "migrate", "consul-template", "largest-accepted.hcl")
 	row("run --once, envelope: file of 1 GiB (sparse)", 1<<30, nil, "run", "--once", "-c", "broker.yaml")

@@ -6,7 +6,10 @@ package migrate
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -46,11 +49,26 @@ const (
 	MaxTokens = 4096
 )
 
+// errNotHCL marks input that is not HCL (a character hcl's scanner has no
+// token for) nor JSON: it is never handed to the parser.
+var errNotHCL = errors.New("not HCL")
+
 // checkShape refuses HCL nested deeper than MaxDepth or holding more than
-// MaxTokens tokens, without building anything.
+// MaxTokens tokens, without building anything. hcl.Unmarshal reads input
+// that starts with "{" as JSON, which hcl's scanner cannot count: that is
+// counted with encoding/json's tokenizer, under the same bounds.
 func checkShape(data []byte, source string) error {
 	if len(data) > MaxInput {
 		return fmt.Errorf("%s is larger than %d bytes, the limit for a config", source, MaxInput)
+	}
+	tooDeep := func(line int) error {
+		return fmt.Errorf("%s nests lists and blocks deeper than %d levels (line %d); a Vault Agent or consul-template config needs far fewer", source, MaxDepth, line)
+	}
+	tooMany := func(line int) error {
+		return fmt.Errorf("%s holds more than %d HCL tokens (at line %d), the limit for a config; split it", source, MaxTokens, line)
+	}
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '{' {
+		return checkJSONShape(data, tooDeep, tooMany)
 	}
 	s := scanner.New(data)
 	s.Error = func(token.Pos, string) {} // a syntax error is the parser's to report
@@ -58,17 +76,48 @@ func checkShape(data []byte, source string) error {
 	for {
 		t := s.Scan()
 		switch t.Type {
-		case token.EOF, token.ILLEGAL:
+		case token.EOF:
 			return nil
+		case token.ILLEGAL:
+			return fmt.Errorf("%w: %q at line %d, column %d", errNotHCL, t.Text, t.Pos.Line, t.Pos.Column)
 		case token.LBRACK, token.LBRACE:
 			if depth++; depth > MaxDepth {
-				return fmt.Errorf("%s nests lists and blocks deeper than %d levels (line %d); a Vault Agent or consul-template config needs far fewer", source, MaxDepth, t.Pos.Line)
+				return tooDeep(t.Pos.Line)
 			}
 		case token.RBRACK, token.RBRACE:
 			depth--
 		}
 		if tokens++; tokens > MaxTokens {
-			return fmt.Errorf("%s holds more than %d HCL tokens (at line %d), the limit for a config; split it", source, MaxTokens, t.Pos.Line)
+			return tooMany(t.Pos.Line)
+		}
+	}
+}
+
+// checkJSONShape counts a JSON document's nesting and tokens (keys and
+// values, as hcl's JSON parser makes nodes of them) with encoding/json's
+// tokenizer, which keeps nothing.
+func checkJSONShape(data []byte, tooDeep, tooMany func(line int) error) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	line := func() int { return 1 + bytes.Count(data[:dec.InputOffset()], []byte("\n")) }
+	depth, tokens := 0, 0
+	for {
+		t, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w (read as JSON, as hcl does for a file starting with {): %w", errNotHCL, err)
+		}
+		switch t {
+		case json.Delim('{'), json.Delim('['):
+			if depth++; depth > MaxDepth {
+				return tooDeep(line())
+			}
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if tokens++; tokens > MaxTokens {
+			return tooMany(line())
 		}
 	}
 }
@@ -78,7 +127,9 @@ func checkShape(data []byte, source string) error {
 // bounds (checkShape) is not parsed: Convert says why.
 func Detect(data []byte) From {
 	var m map[string]any
-	if checkShape(data, "") != nil {
+	if err := checkShape(data, ""); errors.Is(err, errNotHCL) {
+		return ""
+	} else if err != nil {
 		if looksLikeHCL(data) {
 			return Oversized
 		}
@@ -103,7 +154,9 @@ func Detect(data []byte) From {
 // Convert translates an HCL config written for from into broker YAML.
 // source names the input in messages and in the header comment.
 func Convert(data []byte, from From, source string) ([]byte, error) {
-	if err := checkShape(data, source); err != nil {
+	if err := checkShape(data, source); errors.Is(err, errNotHCL) {
+		return nil, fmt.Errorf("%s is not valid HCL: %w", source, err)
+	} else if err != nil {
 		return nil, err
 	}
 	var m map[string]any

@@ -42,6 +42,13 @@ func TestHostileInputsStayBounded(t *testing.T) {
 	nested := func(n int) []byte { return []byte("a = " + strings.Repeat("[", n) + strings.Repeat("]", n) + "\n") }
 	os.WriteFile(filepath.Join(dir, "nested-64k.hcl"), nested(32<<10), 0o600)
 	os.WriteFile(filepath.Join(dir, "nested-1m.hcl"), nested((1<<20-64)/2), 0o600)
+	// JSON, which hcl reads for a file starting with "{": 64 KiB nested
+	// took 673 MB before the review's fix (hcl's scanner stopped at ":").
+	jsonNested := func(n int) []byte {
+		return []byte(`{"template": ` + strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) + "}")
+	}
+	os.WriteFile(filepath.Join(dir, "nested-64k.json"), jsonNested(64<<10/6), 0o600)
+	os.WriteFile(filepath.Join(dir, "nested-1m.json"), jsonNested((1<<20-64)/6), 0o600)
 	os.WriteFile(filepath.Join(dir, "flat-1m.hcl"), []byte("template { contents = ["+strings.Repeat("1,", (1<<20-64)/2)+"1] }\n"), 0o600)
 	const limit = 4 * 16 << 20
 	for _, c := range []struct {
@@ -57,6 +64,8 @@ func TestHostileInputsStayBounded(t *testing.T) {
 		{"64 KiB nested HCL, validate", nil, []string{"validate", "-c", "nested-64k.hcl"}, "deeper than 32 levels"},
 		{"1 MiB nested HCL, run", nil, []string{"run", "--once", "-c", "nested-1m.hcl"}, "deeper than 32 levels"},
 		{"1 MiB nested HCL, migrate", nil, []string{"migrate", "vault-agent", "nested-1m.hcl"}, "deeper than 32 levels"},
+		{"64 KiB nested JSON, migrate", nil, []string{"migrate", "consul-template", "nested-64k.json"}, "deeper than 32 levels"},
+		{"1 MiB nested JSON, migrate", nil, []string{"migrate", "vault-agent", "nested-1m.json"}, "deeper than 32 levels"},
 		{"1 MiB flat HCL, migrate", nil, []string{"migrate", "consul-template", "flat-1m.hcl"}, "more than 4096 HCL tokens"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
