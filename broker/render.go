@@ -97,6 +97,9 @@ func (b *Broker) Close() {
 	if b.vault != nil && !b.sharedVault {
 		b.vault.Close()
 	}
+	if b.restart != nil {
+		b.restart.Close()
+	}
 	b.cache.Purge()
 }
 

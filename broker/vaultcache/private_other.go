@@ -11,20 +11,21 @@ import (
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 )
 
-// private makes or opens dir. Without POSIX owners and modes the broker
-// relies on the directory's ACL (see docs/security.md); it still refuses a
-// symbolic link.
-func private(dir string) (string, error) {
+// private makes or opens dir as the root entries go through. Without POSIX
+// owners and modes the broker relies on the directory's ACL (see
+// docs/security.md); it still refuses a symbolic link.
+func private(dir string) (*os.Root, error) {
 	if info, err := os.Lstat(dir); err == nil && info.Mode()&fs.ModeSymlink != 0 {
-		return "", fail.Mark(fail.Usage, fmt.Errorf("cache: %s is a symbolic link; give cache.path the real directory", dir))
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("cache: %s is a symbolic link; give cache.path the real directory", dir))
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", fail.Mark(fail.FileSystem, fmt.Errorf("cache: %w", err))
+		return nil, fail.Mark(fail.FileSystem, fmt.Errorf("cache: %w", err))
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fail.Mark(fail.FileSystem, fmt.Errorf("cache: cannot create directory %s: %w", dir, err))
+		return nil, fail.Mark(fail.FileSystem, fmt.Errorf("cache: cannot create directory %s: %w", dir, err))
 	}
-	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
-		return "", fail.Mark(fail.Usage, fmt.Errorf("cache: %s is not a directory", dir))
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fail.Mark(fail.FileSystem, fmt.Errorf("cache: %w", err))
 	}
-	return dir, nil
+	return root, nil
 }

@@ -83,7 +83,10 @@ func (r Request) shown() string {
 
 // Store is a cache directory and the key its entries are sealed with.
 type Store struct {
-	dir  string
+	// root is the cache directory, held open: every entry is read and
+	// written through it, so the directory checked at Open is the one
+	// used, whatever is later renamed or linked in its place.
+	root *os.Root
 	keys []envelope.KeyWrapper
 	// vault names the Vault every entry is bound to (address and
 	// namespace): entries from another Vault are refused.
@@ -107,15 +110,18 @@ func Open(dir string, keys []envelope.KeyWrapper, vault, login string) (*Store, 
 	if len(keys) == 0 {
 		return nil, fail.Mark(fail.Usage, errors.New("cache: no key to seal entries with; set cache.key"))
 	}
-	dir, err := private(dir)
+	root, err := private(dir)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{dir: dir, keys: keys, vault: vault, login: login}, nil
+	return &Store{root: root, keys: keys, vault: vault, login: login}, nil
 }
 
-// Dir is the cache directory.
-func (s *Store) Dir() string { return s.dir }
+// Close releases the cache directory.
+func (s *Store) Close() error { return s.root.Close() }
+
+// Dir is the cache directory (its path when it was opened).
+func (s *Store) Dir() string { return s.root.Name() }
 
 // binding names what an entry answers. Long request keys are hashed so the
 // context stays within the envelope's bounds; a computed one is not there
@@ -131,11 +137,12 @@ func (s *Store) binding(r Request) envelope.Binding {
 	return envelope.Binding{Name: entryName, Context: map[string]string{"vault": s.vault, "request": key}}
 }
 
-// file is where r's entry lives: a hash, so that no request text (which
-// may be long, hold parameters or be computed) becomes a file name.
+// file is the name of r's entry in the cache directory: a hash, so that no
+// request text (which may be long, hold parameters or be computed) becomes
+// a file name.
 func (s *Store) file(r Request) string {
 	sum := sha256.Sum256([]byte(s.vault + "\x00" + r.Key))
-	return filepath.Join(s.dir, hex.EncodeToString(sum[:16])+".sbe")
+	return hex.EncodeToString(sum[:16]) + ".sbe"
 }
 
 // Put seals e for key under a fresh data key and replaces its file
@@ -158,7 +165,7 @@ func (s *Store) Put(ctx context.Context, r Request, e Entry) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(s.file(r), text, 0o600); err != nil {
+	if err := atomicfile.WriteIn(s.root, s.file(r), text, 0o600); err != nil {
 		return fail.Mark(fail.FileSystem, fmt.Errorf("cache: %w", err))
 	}
 	return nil
@@ -172,14 +179,20 @@ var ErrRefused = errors.New("cache entry refused")
 // cannot be trusted is an error wrapping ErrRefused that says why (never its
 // content); the caller should Delete it and fetch afresh.
 func (s *Store) Get(ctx context.Context, r Request) (e Entry, ok bool, err error) {
-	path := s.file(r)
-	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
-		return Entry{}, false, nil
-	}
-	data, err := readlimit.File(path, MaxEntryLen, "cache entry")
+	name := s.file(r)
+	path := filepath.Join(s.Dir(), name)
 	refused := func(why error) (Entry, bool, error) {
 		return Entry{}, false, fmt.Errorf("%w: %s (for %s): %w", ErrRefused, path, r.shown(), why)
 	}
+	f, err := s.root.OpenFile(name, os.O_RDONLY|nonBlocking, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		return refused(err)
+	}
+	data, err := readlimit.Opened(f, MaxEntryLen, "cache entry")
+	f.Close()
 	if err != nil {
 		return refused(err)
 	}
@@ -208,7 +221,7 @@ func (s *Store) Get(ctx context.Context, r Request) (e Entry, ok bool, err error
 
 // Delete removes r's entry, if any.
 func (s *Store) Delete(r Request) error {
-	err := os.Remove(s.file(r))
+	err := s.root.Remove(s.file(r))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fail.Mark(fail.FileSystem, fmt.Errorf("cache: %w", err))
 	}

@@ -250,6 +250,33 @@ func TestCacheDirectoryIsPrivate(t *testing.T) {
 	if filepath.Dir(file) != s.Dir() {
 		t.Fatalf("entry written to %s, outside %s", file, s.Dir())
 	}
+	// The other uid swaps the subdirectory, which it can rename in its own
+	// 0777 directory, for a link to a directory of its own: the store
+	// keeps writing into the directory it checked, never through the link.
+	// Failed before the review's fix (the next Put landed in the link's
+	// target).
+	attacker := filepath.Join(root, "attacker")
+	os.Mkdir(attacker, 0o777)
+	moved := filepath.Join(mount, "moved-away")
+	if err := os.Rename(s.Dir(), moved); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink(attacker, s.Dir())
+	if err := s.Put(t.Context(), appKV, entry()); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := filepath.Glob(filepath.Join(attacker, "*")); len(names) > 0 {
+		t.Fatalf("an entry was written through the swapped-in link: %v", names)
+	}
+	if names, _ := filepath.Glob(filepath.Join(moved, "*.sbe")); len(names) != 2 {
+		t.Fatalf("the checked directory holds %v; want both entries", names)
+	}
+	if _, err := vaultcache.Open(mount, key, here, "l"); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("reopening through the planted link: %v; want it refused", err)
+	}
+	os.Remove(s.Dir())
+	os.Rename(moved, s.Dir())
+
 	// The subdirectory replaced by one someone else owns: refused.
 	os.RemoveAll(s.Dir())
 	os.Mkdir(s.Dir(), 0o700)

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package vaultcache
+
+const nonBlocking = 0
