@@ -240,9 +240,22 @@ type daemon struct {
 	nameKey [32]byte
 }
 
-func vaultConfigKey(c *Config) string {
+// vaultConfigKey names what a Vault login depends on: while it stays the
+// same across a reload, the daemon keeps its client (and login). It
+// includes whom the credential files name, so that credentials changed in
+// place (another role_id in the same file) log in afresh at the reload.
+func vaultConfigKey(b *Broker) string {
+	c := b.cfg
+	principal := ""
+	if a := b.vaultAuth(); a != nil {
+		p, err := a.Principal()
+		if err != nil {
+			p = "unreadable: " + err.Error()
+		}
+		principal = p
+	}
 	if c.Vault == nil {
-		return "(env)"
+		return "(env)|" + principal
 	}
 	v := *c.Vault
 	auth := AuthConfig{}
@@ -250,12 +263,12 @@ func vaultConfigKey(c *Config) string {
 		auth = *v.Auth
 	}
 	v.Auth = nil
-	return fmt.Sprintf("%s|%+v|%+v", c.Dir, v, auth)
+	return fmt.Sprintf("%s|%+v|%+v|%s", c.Dir, v, auth, principal)
 }
 
 // shareVault lets b use the daemon's client when the vault config matches.
 func (d *daemon) shareVault(b *Broker) {
-	key := vaultConfigKey(b.cfg)
+	key := vaultConfigKey(b)
 	if d.vault != nil && d.vaultKey == key {
 		b.vault, b.sharedVault = d.vault, true
 	}
@@ -270,7 +283,7 @@ func (d *daemon) adoptVault(b *Broker) {
 	if d.vault != nil {
 		d.retiredVault = d.vault
 	}
-	d.vault, d.vaultKey, b.sharedVault = b.vault, vaultConfigKey(b.cfg), true
+	d.vault, d.vaultKey, b.sharedVault = b.vault, vaultConfigKey(b), true
 }
 
 func (d *daemon) closeRetiredVault() {

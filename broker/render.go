@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -47,6 +48,9 @@ type Broker struct {
 	files       map[string]*envelope.File
 	// restart is the restart cache (cfg.Cache), opened on first use.
 	restart *vaultcache.Store
+	// notRemembering is set once the Vault login names someone other
+	// than the cache was opened for: nothing more is written to it.
+	notRemembering atomic.Bool
 	// kept is what was last written to the restart cache, by request.
 	keptMu sync.Mutex
 	kept   map[string]keptEntry
@@ -97,7 +101,9 @@ func (b *Broker) Close() {
 	if b.vault != nil && !b.sharedVault {
 		b.vault.Close()
 	}
-	if b.restart != nil {
+	// A Vault client the daemon shares across reloads keeps this broker's
+	// restart cache for its token: the cache stays open with it.
+	if b.restart != nil && !b.sharedVault {
 		b.restart.Close()
 	}
 	b.cache.Purge()

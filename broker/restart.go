@@ -38,7 +38,10 @@ func (b *Broker) restartCache(ctx context.Context) (*vaultcache.Store, error) {
 	}
 	principal, err := auth.Principal()
 	if err != nil {
-		return nil, fmt.Errorf("restart cache: cannot tell whom the Vault login (%s) names, so nothing kept can be matched to it: %w", auth.Describe(), err)
+		// The login will say what is wrong with its credentials; without
+		// knowing whom they name, nothing kept can be matched to them.
+		b.stopRemembering(fmt.Sprintf("cannot tell whom the Vault login (%s) names (%v), so the restart cache is not used", auth.Describe(), err))
+		return nil, nil
 	}
 	store, err := vaultcache.Open(b.cfg.Resolve(b.cfg.Cache.Path), keys, b.vaultIdentity()+" login:"+b.authIdentity(), principal)
 	if err != nil {
@@ -99,7 +102,7 @@ func (b *Broker) authIdentity() string {
 
 func (t cachedTokens) LoadToken(ctx context.Context) (string, error) {
 	store, err := t.b.restartCache(ctx)
-	if err != nil {
+	if err != nil || store == nil {
 		return "", err
 	}
 	e, ok, err := store.Get(ctx, t.key)
@@ -113,10 +116,19 @@ func (t cachedTokens) LoadToken(ctx context.Context) (string, error) {
 	return e.Response.Auth.ClientToken, nil
 }
 
-func (t cachedTokens) SaveToken(ctx context.Context, login *api.Secret) error {
+// SaveToken keeps the token of a login made as principal. The cache was
+// opened for the principal the credentials named at the start; a login
+// made as someone else (the files changed while the broker runs) is not
+// kept, and from then on nothing is: everything the broker fetches now is
+// fetched as someone the cache's entries do not name.
+func (t cachedTokens) SaveToken(ctx context.Context, login *api.Secret, principal string) error {
 	store, err := t.b.restartCache(ctx)
-	if err != nil {
+	if err != nil || store == nil {
 		return err
+	}
+	if principal != store.Principal() {
+		t.b.stopRemembering("the Vault credentials now name someone other than when the broker started")
+		return nil
 	}
 	now := time.Now()
 	e := vaultcache.Entry{Response: &api.Secret{Auth: login.Auth}, Fetched: now}
@@ -215,6 +227,9 @@ func (b *Broker) certRenewal() float64 {
 // remember keeps responses in the restart cache, a few at a time. A failure
 // is logged: the cache saves work, it is never needed to render.
 func (b *Broker) remember(ctx context.Context, secrets map[string]*vault.Secret) {
+	if b.notRemembering.Load() {
+		return
+	}
 	store, err := b.restartCache(ctx)
 	if err != nil || store == nil {
 		if err != nil {
@@ -242,6 +257,14 @@ func (b *Broker) remember(ctx context.Context, secrets map[string]*vault.Secret)
 		})
 	}
 	_ = g.Wait()
+}
+
+// stopRemembering turns the restart cache's writes off for the rest of
+// this broker's life, with a warning the first time.
+func (b *Broker) stopRemembering(why string) {
+	if !b.notRemembering.Swap(true) {
+		b.log.Warn("restart cache: "+why+"; nothing more is kept until the broker restarts", "cache", b.cfg.Cache.Path)
+	}
 }
 
 // keptEntry is what the restart cache last got for a request.
@@ -296,7 +319,7 @@ func (b *Broker) staleFromCache(ctx context.Context, names []string, idx *reques
 		return nil, false
 	}
 	store, err := b.restartCache(ctx)
-	if err != nil {
+	if err != nil || store == nil {
 		return nil, false
 	}
 	res := newResolved()

@@ -117,6 +117,10 @@ func Open(dir string, keys []envelope.KeyWrapper, vault, login string) (*Store, 
 	return &Store{root: root, keys: keys, vault: vault, login: login}, nil
 }
 
+// Principal is the login principal this store seals into its entries and
+// requires of them (Open's login).
+func (s *Store) Principal() string { return s.login }
+
 // Close releases the cache directory.
 func (s *Store) Close() error { return s.root.Close() }
 

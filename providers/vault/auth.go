@@ -72,8 +72,8 @@ func principalOf(method string, parts ...string) string {
 }
 
 // jwtPrincipal is a JWT's issuer and subject, read from its payload
-// without checking the signature (Vault checks it at login). A token that
-// is not a JWT with both claims is an error: nothing would say whom it names.
+// without checking the signature (Vault checks it at login); with neither
+// claim, the token itself. A token that is not a JWT is an error.
 func jwtPrincipal(method, what, path string) (string, error) {
 	tok, err := readCredFile(what, path)
 	if err != nil {
@@ -91,8 +91,13 @@ func jwtPrincipal(method, what, path string) (string, error) {
 		Iss string `json:"iss"`
 		Sub string `json:"sub"`
 	}
-	if err := json.Unmarshal(payload, &claims); err != nil || claims.Iss == "" || claims.Sub == "" {
-		return "", fail.Mark(fail.Usage, fmt.Errorf("%s file %s: the JWT's payload has no iss and sub claims", what, path))
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return "", fail.Mark(fail.Usage, fmt.Errorf("%s file %s: the JWT's payload is not a JSON object", what, path))
+	}
+	if claims.Iss == "" && claims.Sub == "" {
+		// Nothing stable names whom it is for: the token itself does, so
+		// what is kept serves this token only.
+		return principalOf(method, "token", tok), nil
 	}
 	return principalOf(method, claims.Iss, claims.Sub), nil
 }
@@ -367,6 +372,14 @@ func (j JWTAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, er
 func (c *Client) login(ctx context.Context) (*api.Secret, error) {
 	c.loginMu.Lock()
 	defer c.loginMu.Unlock()
+	// Whom the credentials name, read on both sides of the login: a token
+	// is kept only under the principal it was got as (the files may change
+	// while the broker runs, and every login reads them again).
+	var before string
+	var beforeErr error
+	if c.tokens != nil {
+		before, beforeErr = c.auth.Principal()
+	}
 	s, err := c.auth.Login(ctx, c.api)
 	if err != nil {
 		return nil, err
@@ -376,8 +389,14 @@ func (c *Client) login(ctx context.Context) (*api.Secret, error) {
 	}
 	c.api.SetToken(s.Auth.ClientToken)
 	if c.tokens != nil {
-		if err := c.tokens.SaveToken(ctx, s); err != nil {
-			c.log.Warn("vault: cannot keep the new token in the restart cache; a restart will log in again", "error", err)
+		after, afterErr := c.auth.Principal()
+		switch {
+		case beforeErr != nil || afterErr != nil || before != after:
+			c.log.Warn("vault: the login's credential files changed while it logged in; the new token is not kept in the restart cache", "method", c.auth.Describe())
+		default:
+			if err := c.tokens.SaveToken(ctx, s, after); err != nil {
+				c.log.Warn("vault: cannot keep the new token in the restart cache; a restart will log in again", "error", err)
+			}
 		}
 	}
 	return s, nil

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/api"
+
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
@@ -189,5 +191,57 @@ func TestTokenRenewedThenReacquired(t *testing.T) {
 	}
 	if !seenNew {
 		t.Fatal("token was never re-acquired after its max TTL")
+	}
+}
+
+// recordingTokens is a TokenStore that remembers whom each kept token was
+// got as.
+type recordingTokens struct{ principals []string }
+
+func (r *recordingTokens) LoadToken(context.Context) (string, error) { return "", nil }
+func (r *recordingTokens) SaveToken(_ context.Context, _ *api.Secret, principal string) error {
+	r.principals = append(r.principals, principal)
+	return nil
+}
+
+// Every login hands the token store the principal of the credentials it
+// logged in with, read when it logged in: after the JWT file names another
+// subject under a running broker, a re-login's token is reported as the
+// new subject's, never kept under the principal the broker started with
+// (which a restart with the old file would then reuse). Found by review:
+// the restart cache computed the principal once and sealed later logins'
+// tokens under it.
+func TestEachLoginNamesItsOwnPrincipal(t *testing.T) {
+	ctx := context.Background()
+	v := vaulttest.Start(t)
+	v.Run(t, "kv", "put", "secret/app", "password=pw")
+	writePolicy(t, v, "reader", readPolicy)
+	jwtSigner := setupJWT(t, v, "jwt")
+	dir := t.TempDir()
+	file := writeFile(t, dir, "jwt", jwtSigner.jwt(t, claims("ci-job-a")))
+	auth := vault.JWTAuth{Role: "web", JWTFile: file}
+	pA, err := auth.Principal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := &recordingTokens{}
+	t.Setenv("VAULT_TOKEN", "")
+	c, err := vault.Connect(ctx, vault.Config{Address: v.Addr, Auth: auth, Tokens: tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Read(ctx, ref(t, "secret/data/app#password")); err != nil {
+		t.Fatal(err)
+	}
+	// The file now names another subject; a denied read makes the client
+	// log in again, with it.
+	writeFile(t, dir, "jwt", jwtSigner.jwt(t, claims("ci-job-b")))
+	pB, _ := auth.Principal()
+	if _, err := c.Read(ctx, ref(t, "secret/metadata/app#x")); err == nil {
+		t.Log("the read after the re-login succeeded")
+	}
+	if len(tokens.principals) < 2 || tokens.principals[0] != pA || tokens.principals[len(tokens.principals)-1] != pB || pA == pB {
+		t.Fatalf("kept tokens' principals %q; want the first subject's, then the second's", tokens.principals)
 	}
 }

@@ -57,8 +57,9 @@ type Config struct {
 type TokenStore interface {
 	// LoadToken returns the kept token, or "" when there is none.
 	LoadToken(ctx context.Context) (string, error)
-	// SaveToken keeps the token of a login.
-	SaveToken(ctx context.Context, login *api.Secret) error
+	// SaveToken keeps the token of a login made as principal (the login's
+	// Principal, read before and after it logged in and found the same).
+	SaveToken(ctx context.Context, login *api.Secret, principal string) error
 }
 
 // Client reads secrets from one Vault.
