@@ -65,6 +65,11 @@ func (r Ref) hide(err error) error {
 	// and Vault quotes some back ("common name X not allowed").
 	for _, v := range r.Params {
 		tails = append(tails, v)
+		// Vault quotes one element of a list back (alt_names, ip_sans:
+		// "subject alternate name X not allowed").
+		for _, el := range strings.Split(v, ",") {
+			tails = append(tails, el, strings.TrimSpace(el))
+		}
 	}
 	scrub := func(msg string) string { return redact.String(msg, tails) }
 	var ve *Error

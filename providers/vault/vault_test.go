@@ -420,6 +420,22 @@ func TestComputedPathsStayOutOfErrors(t *testing.T) {
 	if !strings.Contains(err.Error(), "a computed path") {
 		t.Fatalf("want the error to say a computed path: %v", err)
 	}
+	// One element of a list parameter, which Vault quotes alone (found by
+	// review): alt_names and ip_sans.
+	for param, value := range map[string]string{
+		"alt_names": "ok.example.com, " + cn,
+		"ip_sans":   "not-an-ip-" + strings.ToLower(frag),
+	} {
+		_, err = c.Read(ctx, vault.Ref{Path: "pki/issue/web", Params: map[string]string{"common_name": "ok.example.com", param: value}, Computed: true})
+		if err == nil {
+			t.Fatalf("Vault issued a certificate with %s=%s", param, value)
+		}
+		for _, f := range redact.Forms(strings.ToLower(frag)) {
+			if strings.Contains(err.Error(), f) {
+				t.Fatalf("an element of the computed parameter %s reached the error (%q): %v", param, f, err)
+			}
+		}
+	}
 
 	// A literal reference still names its path.
 	_, err = c.Read(ctx, ref(t, "secret/data/"+frag))
