@@ -158,8 +158,9 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		gen.stop()
 		gen = next
 		// The new generation read every source afresh: what was stale in
-		// the old one is either fresh now or a failing output.
-		d.health.ClearStale()
+		// the old one is either fresh now or a failing output; what the
+		// new one found stale since it started stays.
+		d.health.KeepStaleOf(gen.id)
 		d.closeRetiredVault()
 	}
 }
@@ -219,6 +220,8 @@ type daemon struct {
 	// health is what /readyz and /livez answer: the main loop's heartbeat,
 	// failing outputs, secrets kept at their last good value.
 	health *health.State
+	// generations counts the generations started (each one's id).
+	generations uint64
 
 	// child is the supervised command, when there is one.
 	child *childState
@@ -302,6 +305,8 @@ func (d *daemon) closeVault() {
 
 // generation is one loaded config and everything running for it.
 type generation struct {
+	// id tells this generation's stale marks on /readyz from an older one's.
+	id       uint64
 	d        *daemon
 	cfg      *Config
 	b        *Broker
@@ -406,7 +411,8 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		}
 	}
 	ctx, cancel := context.WithCancel(parent)
-	g := &generation{d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, requests: b.indexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel,
+	d.generations++
+	g := &generation{id: d.generations, d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, requests: b.indexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel,
 		dirty: map[int]bool{}, allDirty: true, usersOf: outputUsers(prepared), failed: map[string]bool{}, byPath: map[string]int{}}
 	for i, p := range prepared {
 		g.byPath[p.Output.Path] = i
@@ -428,7 +434,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	g.fromCache = b.vault == nil && len(g.requests.refs) > 0
 	if g.fromCache {
 		for _, r := range g.requests.refs {
-			d.health.SetStale("vault:"+b.shownRequest(r), fail.Mark(fail.Unavailable, errors.New("rendered from the restart cache")))
+			d.health.SetStale(g.id, "vault:"+b.shownRequest(r), fail.Mark(fail.Unavailable, errors.New("rendered from the restart cache")))
 		}
 	}
 	// Templates with computed Vault paths: find and fetch what they read;
@@ -644,7 +650,7 @@ func (g *generation) onVault(ctx context.Context, r vault.Ref, ev vault.Event) {
 		g.mu.Lock()
 		outputs := g.outputsUsing(key)
 		g.mu.Unlock()
-		g.d.health.SetStale("vault:"+shown, ev.Err, outputs...)
+		g.d.health.SetStale(g.id, "vault:"+shown, ev.Err, outputs...)
 		m.FetchErrors.With("vault").Inc()
 		if ev.RetryIn > 0 {
 			g.d.log.Warn("fetching a Vault secret failed; retrying", "path", shown, "retry_in", ev.RetryIn.Round(time.Millisecond).String(), "error", ev.Err)
@@ -652,14 +658,14 @@ func (g *generation) onVault(ctx context.Context, r vault.Ref, ev vault.Event) {
 			g.d.log.Warn("fetching a Vault secret failed; giving up on it", "path", shown, "error", ev.Err)
 		}
 	case ev.Renewed:
-		g.d.health.SetStale("vault:"+shown, nil)
+		g.d.health.SetStale(g.id, "vault:"+shown, nil)
 		m.Renewals.Inc()
 		m.SetExpiry(shown, ev.Secret)
 		g.mu.Lock()
 		g.res.Requests[key] = ev.Secret
 		g.mu.Unlock()
 	default:
-		g.d.health.SetStale("vault:"+shown, nil)
+		g.d.health.SetStale(g.id, "vault:"+shown, nil)
 		m.Fetches.With("vault").Inc()
 		m.SetExpiry(shown, ev.Secret)
 		g.mu.Lock()
@@ -825,10 +831,10 @@ func (g *generation) refetchLocal(ctx context.Context, path string, names []stri
 			// keeps the last good value, and /healthz says so.
 			g.d.m.FetchErrors.With(d.Ref.Scheme).Inc()
 			g.d.log.Warn("re-reading a secret failed; every output keeps its last good value", "secret", n, "error", err)
-			g.d.health.SetStale(n, err)
+			g.d.health.SetStale(g.id, n, err)
 			continue
 		}
-		g.d.health.SetStale(n, nil)
+		g.d.health.SetStale(g.id, n, nil)
 		g.d.m.Fetches.With(d.Ref.Scheme).Inc()
 		g.mu.Lock()
 		if g.res.Values[n] != v {

@@ -36,7 +36,14 @@ type State struct {
 	rendered bool
 	// stale are secrets (or Vault requests) whose source could not be
 	// re-read: every output keeps their last good value.
-	stale map[string]string
+	stale map[string]staleMark
+}
+
+// staleMark is why a secret is stale, and which owner (a daemon
+// generation) said so.
+type staleMark struct {
+	why   string
+	owner uint64
 }
 
 // NewState returns the state of a daemon whose main loop, once it went
@@ -62,11 +69,12 @@ func (s *State) Rendered(failing []string) {
 	s.mu.Unlock()
 }
 
-// SetStale records (err != nil) or clears that a secret name or Vault
-// request is served from its last good value, with the outputs that use it
-// when they are known. /readyz shows the name, the kind of failure and the
-// outputs, never a value or the source's own text.
-func (s *State) SetStale(name string, err error, outputs ...string) {
+// SetStale records (err != nil) or clears, for owner (the daemon
+// generation that read the source), that a secret name or Vault request is
+// served from its last good value, with the outputs that use it when they
+// are known. /readyz shows the name, the kind of failure and the outputs,
+// never a value or the source's own text.
+func (s *State) SetStale(owner uint64, name string, err error, outputs ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err == nil {
@@ -74,21 +82,26 @@ func (s *State) SetStale(name string, err error, outputs ...string) {
 		return
 	}
 	if s.stale == nil {
-		s.stale = map[string]string{}
+		s.stale = map[string]staleMark{}
 	}
 	why := fail.KindOf(err).String()
 	if len(outputs) > 0 {
 		why += "; outputs " + strings.Join(outputs, ", ")
 	}
-	s.stale[name] = why
+	s.stale[name] = staleMark{why: why, owner: owner}
 }
 
-// ClearStale forgets every stale secret (a new generation read every
-// source afresh).
-func (s *State) ClearStale() {
+// KeepStaleOf forgets what every owner but owner said was stale: a new
+// generation read every source afresh, and what it found stale since it
+// started stays.
+func (s *State) KeepStaleOf(owner uint64) {
 	s.mu.Lock()
-	clear(s.stale)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	for name, m := range s.stale {
+		if m.owner != owner {
+			delete(s.stale, name)
+		}
+	}
 }
 
 // Ready says whether every output is rendered and no secret is served
@@ -97,8 +110,8 @@ func (s *State) Ready() (bool, string) {
 	s.mu.Lock()
 	failing, rendered := s.failing, s.rendered
 	var stale []string
-	for n, why := range s.stale {
-		stale = append(stale, n+" ("+why+")")
+	for n, m := range s.stale {
+		stale = append(stale, n+" ("+m.why+")")
 	}
 	s.mu.Unlock()
 	slices.Sort(stale)

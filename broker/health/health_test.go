@@ -49,8 +49,8 @@ func TestReadinessAndCheck(t *testing.T) {
 		t.Fatalf("after a clean pass: %q %v", answer, err)
 	}
 	st.Rendered([]string{"b.env", "a.env"})
-	st.SetStale("vault:secret/data/app", fail.Mark(fail.NotFound, errors.New("gone")), "a.env", "b.env")
-	st.SetStale("db_password", fail.Mark(fail.Integrity, errors.New("tampered")))
+	st.SetStale(1, "vault:secret/data/app", fail.Mark(fail.NotFound, errors.New("gone")), "a.env", "b.env")
+	st.SetStale(1, "db_password", fail.Mark(fail.Integrity, errors.New("tampered")))
 	ok, msg := st.Ready()
 	want := "failing outputs: b.env, a.env\nsecrets kept at their last good value: db_password (integrity), vault:secret/data/app (not-found; outputs a.env, b.env)\n"
 	if ok || msg != want {
@@ -60,8 +60,14 @@ func TestReadinessAndCheck(t *testing.T) {
 		t.Fatalf("/readyz with failures: %v", err)
 	}
 	st.Rendered(nil)
-	st.SetStale("db_password", nil)
-	st.ClearStale()
+	st.SetStale(1, "db_password", nil)
+	// A new owner (generation) keeps what it found, forgets the rest.
+	st.SetStale(2, "token", fail.Mark(fail.NotFound, errors.New("gone")))
+	st.KeepStaleOf(2)
+	if ok, msg := st.Ready(); ok || msg != "secrets kept at their last good value: token (not-found)\n" {
+		t.Fatalf("after KeepStaleOf(2): %v %q", ok, msg)
+	}
+	st.SetStale(2, "token", nil)
 	if ok, msg := st.Ready(); !ok {
 		t.Fatalf("after clearing: %q", msg)
 	}
