@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base32"
 	"encoding/base64"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 )
@@ -123,5 +125,24 @@ func TestShiftedEncodingsAreRedacted(t *testing.T) {
 	// short runs of unrelated base64 survive.
 	if got := String(base64.StdEncoding.EncodeToString([]byte("u:abcd")), []string{"abcd"}); strings.Contains(got, Placeholder) {
 		t.Errorf("a 4-byte value's 4-character shifted form was redacted: %s", got)
+	}
+}
+
+// BenchmarkWriterManyMatches: a child that prints its secret again and
+// again, through the stream filter with 20 values (each with its encoded
+// forms). Before the filter kept each pattern's next match, every match
+// searched the whole pending text for every pattern: 64 KiB in one write
+// took 5 s.
+func BenchmarkWriterManyMatches(b *testing.B) {
+	var values []string
+	for i := range 20 {
+		values = append(values, fmt.Sprintf("secret-value-%02d-xyz", i))
+	}
+	data := bytes.Repeat([]byte(values[0]+" "), (64<<10)/(len(values[0])+1))
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		w := NewWriter(io.Discard, values)
+		w.Write(data)
+		w.Flush()
 	}
 }

@@ -50,13 +50,28 @@ func (r *Writer) Flush() error {
 
 // drain writes pending with every complete match replaced, keeping back
 // (unless all) the longest tail that is a proper prefix of some pattern.
+// Each pattern's next match is searched for once and again only once the
+// text before it is consumed, so a burst of matches costs about one pass
+// per pattern, not one per pattern per match.
 func (r *Writer) drain(all bool) error {
 	var out bytes.Buffer
+	next := make([]int, len(r.patterns)) // where each pattern next matches at or after pos; -1: nowhere
+	for i, pat := range r.patterns {
+		next[i] = bytes.Index(r.pending, pat)
+	}
+	pos := 0
 	for {
 		at, n := -1, 0
-		for _, pat := range r.patterns {
-			if i := bytes.Index(r.pending, pat); i >= 0 && (at < 0 || i < at || (i == at && len(pat) > n)) {
-				at, n = i, len(pat)
+		for i, pat := range r.patterns {
+			if next[i] >= 0 && next[i] < pos {
+				if j := bytes.Index(r.pending[pos:], pat); j >= 0 {
+					next[i] = pos + j
+				} else {
+					next[i] = -1
+				}
+			}
+			if k := next[i]; k >= 0 && (at < 0 || k < at || (k == at && len(pat) > n)) {
+				at, n = k, len(pat)
 			}
 		}
 		if at < 0 {
@@ -65,7 +80,7 @@ func (r *Writer) drain(all bool) error {
 		if !all && r.longerMayMatch(r.pending[at:], n) {
 			// A longer form may still match here once more arrives (a
 			// padded encoding beyond its unpadded core): wait for it.
-			out.Write(r.pending[:at])
+			out.Write(r.pending[pos:at])
 			r.pending = append([]byte(nil), r.pending[at:]...)
 			if out.Len() == 0 {
 				return nil
@@ -73,10 +88,11 @@ func (r *Writer) drain(all bool) error {
 			_, err := r.w.Write(out.Bytes())
 			return err
 		}
-		out.Write(r.pending[:at])
+		out.Write(r.pending[pos:at])
 		out.WriteString(Placeholder)
-		r.pending = r.pending[at+n:]
+		pos = at + n
 	}
+	r.pending = r.pending[pos:]
 	keep := 0
 	if !all {
 		keep = r.partialTail()
