@@ -26,6 +26,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
 
 // Config says how to reach Vault. Empty fields take the VAULT_* environment
@@ -52,6 +53,9 @@ type Config struct {
 	// so the leases it holds stay valid. Not used with TokenAuth.
 	Tokens TokenStore
 }
+
+// MaxTLSFileLen bounds a CA bundle, client certificate or key file.
+const MaxTLSFileLen = 1 << 20
 
 // TokenStore keeps the broker's own Vault token (the restart cache).
 type TokenStore interface {
@@ -103,6 +107,18 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	vc.MaxRetries = 0 // the broker decides about retries, with backoff
 	tls := &api.TLSConfig{CACert: cfg.CACert, CAPath: cfg.CAPath, ClientCert: cfg.ClientCert, ClientKey: cfg.ClientKey, TLSServerName: cfg.TLSServerName}
+	// The Vault library reads these files with no bound and would block on
+	// a FIFO: each is checked first, the same way as every other input.
+	for what, path := range map[string]string{"vault.ca_cert": cfg.CACert, "vault.client_cert": cfg.ClientCert, "vault.client_key": cfg.ClientKey} {
+		if path == "" {
+			continue
+		}
+		data, err := readlimit.File(path, MaxTLSFileLen, what+" "+path)
+		if err != nil {
+			return nil, fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: %w", err))
+		}
+		clear(data)
+	}
 	if cfg.CACert != "" || cfg.CAPath != "" || cfg.ClientCert != "" || cfg.ClientKey != "" || cfg.TLSServerName != "" {
 		if err := vc.ConfigureTLS(tls); err != nil {
 			return nil, fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: %w", err))

@@ -141,3 +141,29 @@ func TestPrincipalFollowsTheCredentialNotItsFile(t *testing.T) {
 	t.Setenv("VAULT_TOKEN", "hvs.env")
 	same("token: VAULT_TOKEN", vault.TokenAuth{}, vault.TokenAuth{File: write("tok3", "hvs.env")})
 }
+
+// The TLS files Vault's client library reads itself (ca_cert, client_cert,
+// client_key) are checked first, bounded: a FIFO there is refused at once
+// instead of blocking Connect (found by review).
+func TestTLSFilesAreReadBounded(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []vault.Config{
+		{Address: "https://127.0.0.1:1", CACert: fifo},
+		{Address: "https://127.0.0.1:1", ClientCert: fifo, ClientKey: fifo},
+	} {
+		done := make(chan error, 1)
+		go func() { _, err := vault.Connect(context.Background(), cfg); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("%+v: %v; want the FIFO refused", cfg, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%+v: Connect blocked on a FIFO", cfg)
+		}
+	}
+}
