@@ -293,17 +293,7 @@ outputs:
 func TestDaemonStartsFromTheCacheWhileVaultIsDown(t *testing.T) {
 	v := vaulttest.Start(t)
 	v.Run(t, "kv", "put", "secret/app", "password=one")
-	target, _ := url.Parse(v.Addr)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	var down atomic.Bool
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() {
-			http.Error(w, `{"errors":["Vault is sealed"]}`, http.StatusServiceUnavailable)
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	defer front.Close()
+	front, down := vaultFront(t, v)
 	dir := t.TempDir()
 	t.Setenv("SECRETS_BROKER_LOCAL_KEY", filepath.Join(dir, "local.key"))
 	if _, err := local.New(filepath.Join(dir, "local.key")); err != nil {
@@ -320,8 +310,7 @@ outputs:
   - path: pw.txt
     secret: pw
 `)
-	raw, _ := os.ReadFile(cfgPath)
-	os.WriteFile(cfgPath, []byte(strings.Replace(string(raw), v.Addr, front.URL, 1)), 0o600)
+	throughFront(t, cfgPath, v, front)
 	cfg, err := broker.ConfigSource{Path: cfgPath}.Load()
 	if err != nil {
 		t.Fatal(err)
@@ -380,17 +369,7 @@ func TestReadyzShowsEveryFailedVaultReread(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	target, _ := url.Parse(v.Addr)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	var down atomic.Bool
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() {
-			http.Error(w, `{"errors":["Vault is sealed"]}`, http.StatusServiceUnavailable)
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	defer front.Close()
+	front, down := vaultFront(t, v)
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	cfgPath := tokenConfig(t, v, dir, `refresh:
@@ -405,8 +384,7 @@ outputs:
     format: dotenv
     secrets: [pw]
 `)
-	raw, _ := os.ReadFile(cfgPath)
-	os.WriteFile(cfgPath, []byte(strings.Replace(string(raw), v.Addr, front.URL, 1)), 0o600)
+	throughFront(t, cfgPath, v, front)
 	os.WriteFile(filepath.Join(dir, "token"), []byte(tok.Auth.ClientToken), 0o600)
 	d := startDaemon(t, cfgPath)
 	out := filepath.Join(dir, "out", "pw.txt")
@@ -460,4 +438,32 @@ outputs:
 	unready("Vault unreachable", "unavailable")
 	down.Store(false)
 	ready("ready once Vault answers")
+}
+
+// vaultFront is a proxy in front of v that answers 503 ("Vault is sealed")
+// while down is set: Vault unreachable on demand.
+func vaultFront(t *testing.T, v *vaulttest.Server) (*httptest.Server, *atomic.Bool) {
+	t.Helper()
+	target, _ := url.Parse(v.Addr)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	down := &atomic.Bool{}
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, `{"errors":["Vault is sealed"]}`, http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	return front, down
+}
+
+// throughFront points the config at cfgPath at front instead of v.
+func throughFront(t *testing.T, cfgPath string, v *vaulttest.Server, front *httptest.Server) {
+	t.Helper()
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(cfgPath, []byte(strings.Replace(string(raw), v.Addr, front.URL, 1)), 0o600)
 }
