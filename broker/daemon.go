@@ -306,7 +306,9 @@ func (d *daemon) closeVault() {
 // generation is one loaded config and everything running for it.
 type generation struct {
 	// id tells this generation's stale marks on /readyz from an older one's.
-	id       uint64
+	id uint64
+	// started is when it began reading its config and sources.
+	started  time.Time
 	d        *daemon
 	cfg      *Config
 	b        *Broker
@@ -364,6 +366,9 @@ func (g *generation) pause() {
 // the files that change run their notify (the first render at start does
 // not: the app starts after it).
 func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.Secret, reload bool) (*generation, error) {
+	// Whatever changes after this is seen: by the watchers once they run,
+	// and before that by comparing modification times (watchFiles).
+	started := time.Now()
 	cfg, err := d.opts.Config.Load()
 	if err != nil {
 		return nil, err
@@ -412,7 +417,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	}
 	ctx, cancel := context.WithCancel(parent)
 	d.generations++
-	g := &generation{id: d.generations, d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, requests: b.indexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel,
+	g := &generation{id: d.generations, started: started, d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, requests: b.indexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel,
 		dirty: map[int]bool{}, allDirty: true, usersOf: outputUsers(prepared), failed: map[string]bool{}, byPath: map[string]int{}}
 	for i, p := range prepared {
 		g.byPath[p.Output.Path] = i
@@ -755,15 +760,39 @@ func (g *generation) watchFiles(ctx context.Context) error {
 		}
 	}
 	watchOutputs()
+	// A source, template or config changed after the generation began
+	// reading them but before the watches above existed: no event will
+	// come for it, so its modification time tells.
+	pending := map[string]bool{}
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
+	now := time.Now()
+	changedSinceStart := func(p string) bool {
+		// A modification time in the future (a file unpacked with one,
+		// clock skew) is no sign of a change: it would reload forever.
+		info, err := os.Stat(p)
+		return err == nil && info.ModTime().After(g.started) && !info.ModTime().After(now)
+	}
+	for p := range reloadOn {
+		if changedSinceStart(p) {
+			select {
+			case g.d.reloadCh <- "changed while starting: " + p:
+			default:
+			}
+		}
+	}
+	for p := range sources {
+		if changedSinceStart(p) {
+			pending[p] = true
+			settle.Reset(fileSettle)
+		}
+	}
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
 		defer w.Close()
 		// Changed sources are re-read once they have been quiet for
 		// fileSettle, so a file written in several steps is read whole.
-		pending := map[string]bool{}
-		settle := time.NewTimer(time.Hour)
-		settle.Stop()
 		defer settle.Stop()
 		for {
 			select {

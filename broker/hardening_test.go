@@ -3,10 +3,12 @@ package broker_test
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -261,4 +263,38 @@ outputs:
 		b, _ := os.ReadFile(notified)
 		return fileIs(out, "v2 tok-1")() && string(b) == "x\n"
 	})
+}
+
+// A template changed after the daemon read it but before its file watches
+// existed (between the first render and the watcher's start) is still
+// seen: the daemon compares modification times once the watches are in
+// place. The test changes the template from inside the first render's
+// report, which runs in exactly that window. Found under load, where
+// TestReloadThatChangesAFileNotifies missed its reload now and then.
+func TestChangeBeforeTheWatchesExistIsSeen(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "tok"), []byte("tok-1"), 0o600)
+	tmpl := filepath.Join(dir, "app.tmpl")
+	os.WriteFile(tmpl, []byte("v1 {{ secret \"tok\" }}"), 0o600)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte("output_root: out\nsecrets:\n  tok: file:tok\noutputs:\n  - path: app.conf\n    template: app.tmpl\n"), 0o600)
+	var once sync.Once
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- broker.RunDaemon(ctx, broker.DaemonOptions{
+			Config: broker.ConfigSource{Path: cfg}, Timeout: 5 * time.Second,
+			Logger: slog.New(slog.DiscardHandler),
+			Rendered: func(broker.Report) {
+				once.Do(func() { os.WriteFile(tmpl, []byte("v2 {{ secret \"tok\" }}"), 0o600) })
+			},
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	}()
+	eventually(t, 20*time.Second, "the change made before the watches existed", fileIs(filepath.Join(dir, "out", "app.conf"), "v2 tok-1"))
 }
