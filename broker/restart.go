@@ -237,6 +237,13 @@ func (b *Broker) remember(ctx context.Context, secrets map[string]*vault.Secret)
 		}
 		return
 	}
+	// What the client's token fetched is kept only under the principal it
+	// was got as: the client may be shared by a newer generation of the
+	// daemon, whose cache was opened for whom the files named then.
+	if b.vault == nil || b.vault.Principal() != store.Principal() {
+		b.stopRemembering("the Vault login now names someone other than the restart cache was opened for")
+		return
+	}
 	var g errgroup.Group
 	g.SetLimit(localConcurrency)
 	for key, s := range secrets {

@@ -375,11 +375,7 @@ func (c *Client) login(ctx context.Context) (*api.Secret, error) {
 	// Whom the credentials name, read on both sides of the login: a token
 	// is kept only under the principal it was got as (the files may change
 	// while the broker runs, and every login reads them again).
-	var before string
-	var beforeErr error
-	if c.tokens != nil {
-		before, beforeErr = c.auth.Principal()
-	}
+	before, beforeErr := c.auth.Principal()
 	s, err := c.auth.Login(ctx, c.api)
 	if err != nil {
 		return nil, err
@@ -388,15 +384,17 @@ func (c *Client) login(ctx context.Context) (*api.Secret, error) {
 		return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s: no token in the response", c.auth.Describe()))
 	}
 	c.api.SetToken(s.Auth.ClientToken)
+	after, afterErr := c.auth.Principal()
+	known := beforeErr == nil && afterErr == nil && before == after
+	if !known {
+		after = ""
+	}
+	c.principal.Store(&after)
 	if c.tokens != nil {
-		after, afterErr := c.auth.Principal()
-		switch {
-		case beforeErr != nil || afterErr != nil || before != after:
+		if !known {
 			c.log.Warn("vault: the login's credential files changed while it logged in; the new token is not kept in the restart cache", "method", c.auth.Describe())
-		default:
-			if err := c.tokens.SaveToken(ctx, s, after); err != nil {
-				c.log.Warn("vault: cannot keep the new token in the restart cache; a restart will log in again", "error", err)
-			}
+		} else if err := c.tokens.SaveToken(ctx, s, after); err != nil {
+			c.log.Warn("vault: cannot keep the new token in the restart cache; a restart will log in again", "error", err)
 		}
 	}
 	return s, nil
@@ -433,6 +431,11 @@ func (c *Client) resume(ctx context.Context) (*api.Secret, error) {
 	if err != nil || (ttl > 0 && ttl < time.Minute) {
 		c.api.ClearToken()
 		return nil, nil
+	}
+	// The store gave the token only because it was kept under the
+	// principal the credential files name now.
+	if p, err := c.auth.Principal(); err == nil {
+		c.principal.Store(&p)
 	}
 	c.log.Info("vault: reusing the token kept in the restart cache", "method", c.auth.Describe(), "ttl", ttl.String())
 	return &api.Secret{Auth: &api.SecretAuth{ClientToken: token, Renewable: renewable, LeaseDuration: int(ttl.Seconds())}}, nil

@@ -244,4 +244,10 @@ func TestEachLoginNamesItsOwnPrincipal(t *testing.T) {
 	if len(tokens.principals) < 2 || tokens.principals[0] != pA || tokens.principals[len(tokens.principals)-1] != pB || pA == pB {
 		t.Fatalf("kept tokens' principals %q; want the first subject's, then the second's", tokens.principals)
 	}
+	// The client says whom its current token was got as: the restart
+	// cache writes under nothing else (a daemon's newer generation shares
+	// this client; found by the second review).
+	if c.Principal() != pB {
+		t.Fatalf("Principal after the re-login = %q, want the second subject's", c.Principal())
+	}
 }

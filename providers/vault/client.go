@@ -77,6 +77,21 @@ type Client struct {
 	loginMu sync.Mutex
 	stop    context.CancelFunc
 	done    chan struct{}
+
+	// principal is whom the current token was got as (Auth.Principal at
+	// its login, or at the start for a kept token); "" when unknown.
+	principal atomic.Pointer[string]
+}
+
+// Principal names whom the client's current token was got as (see
+// Auth.Principal), or "" when that is not known (the credential files
+// changed while it logged in). The restart cache keeps what a token fetched
+// only under this principal.
+func (c *Client) Principal() string {
+	if p := c.principal.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 type countingTransport struct {
