@@ -157,10 +157,10 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 		d.m.Reloads.With("ok").Inc()
 		gen.stop()
 		gen = next
-		// The new generation read every source afresh: what was stale in
-		// the old one is either fresh now or a failing output; what the
-		// new one found stale since it started stays.
-		d.health.KeepStaleOf(gen.id)
+		// The new generation read every source afresh but the Vault
+		// requests it holds over: their marks are its own now; what was
+		// stale otherwise is either fresh or a failing output.
+		d.health.HandOver(gen.id, gen.holdsOver)
 		d.closeRetiredVault()
 	}
 }
@@ -308,7 +308,10 @@ type generation struct {
 	// id tells this generation's stale marks on /readyz from an older one's.
 	id uint64
 	// started is when it began reading its config and sources.
-	started  time.Time
+	started time.Time
+	// heldOver are the Vault responses the previous generation handed
+	// over, by request key: not read afresh at the start.
+	heldOver map[string]*vault.Secret
 	d        *daemon
 	cfg      *Config
 	b        *Broker
@@ -417,7 +420,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	}
 	ctx, cancel := context.WithCancel(parent)
 	d.generations++
-	g := &generation{id: d.generations, started: started, d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, requests: b.indexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel,
+	g := &generation{id: d.generations, started: started, heldOver: have, d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, requests: b.indexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel,
 		dirty: map[int]bool{}, allDirty: true, usersOf: outputUsers(prepared), failed: map[string]bool{}, byPath: map[string]int{}}
 	for i, p := range prepared {
 		g.byPath[p.Output.Path] = i
@@ -1005,6 +1008,21 @@ func outputUsers(ps []Prepared) map[string][]int {
 	return users
 }
 
+// holdsOver reports whether the stale mark name (vault:REQUEST) is of a
+// Vault request this generation took over from the previous one without
+// reading it afresh.
+func (g *generation) holdsOver(name string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, r := range g.requests.refs {
+		if "vault:"+g.b.shownRequest(r) == name {
+			_, held := g.heldOver[r.RequestKey()]
+			return held
+		}
+	}
+	return false
+}
+
 // outputsUsing names the outputs that use the Vault request key, sorted
 // (g.mu held).
 func (g *generation) outputsUsing(key string) []string {
@@ -1099,7 +1117,7 @@ func signalPIDFile(path string, sig syscall.Signal) error {
 		procUID, known := processUID(pid)
 		switch {
 		case !known && fileUID != os.Geteuid():
-			return fmt.Errorf("pid_file %s (owned by uid %d) names process %d, whose owner cannot be read here: not signalled; without /proc the broker signals only through a pid file its own user wrote", path, fileUID, pid)
+			return fmt.Errorf("pid_file %s (owned by uid %d) names process %d, whose owner cannot be read here (no /proc, or it is a thread of another process): not signalled; then the broker signals only through a pid file its own user wrote", path, fileUID, pid)
 		case known && procUID != fileUID:
 			return fmt.Errorf("pid_file %s (owned by uid %d) names process %d of uid %d: not signalled; the broker signals only a process of the pid file's owner, so that whoever writes the file cannot direct its signals elsewhere", path, fileUID, pid, procUID)
 		}

@@ -29,22 +29,32 @@ func signalProcess(pid int, sig syscall.Signal) error { return syscall.Kill(pid,
 var childForwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
 
 // processUID is the real uid of process pid, from /proc (Linux); known is
-// false where there is no /proc or the process is gone.
+// false where there is no /proc, the process is gone, or pid is a thread
+// of another process (a thread may run with credentials of its own, and a
+// signal to it reaches its whole process).
 func processUID(pid int) (uid int, known bool) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0, false
 	}
+	tgid, uid := -1, -1
 	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				if n, err := strconv.Atoi(f[0]); err == nil {
-					return n, true
-				}
-			}
+		name, rest, _ := strings.Cut(line, ":")
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		switch name {
+		case "Tgid":
+			tgid, _ = strconv.Atoi(f[0])
+		case "Uid":
+			uid, _ = strconv.Atoi(f[0])
 		}
 	}
-	return 0, false
+	if tgid != pid || uid < 0 {
+		return 0, false
+	}
+	return uid, true
 }
 
 // openPIDFile opens a notify pid file without following a symbolic link

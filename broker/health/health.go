@@ -72,13 +72,16 @@ func (s *State) Rendered(failing []string) {
 // SetStale records (err != nil) or clears, for owner (the daemon
 // generation that read the source), that a secret name or Vault request is
 // served from its last good value, with the outputs that use it when they
-// are known. /readyz shows the name, the kind of failure and the outputs,
-// never a value or the source's own text.
+// are known. Only the owner of a mark clears it. /readyz shows the name,
+// the kind of failure and the outputs, never a value or the source's own
+// text.
 func (s *State) SetStale(owner uint64, name string, err error, outputs ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err == nil {
-		delete(s.stale, name)
+		if m, ok := s.stale[name]; ok && m.owner == owner {
+			delete(s.stale, name)
+		}
 		return
 	}
 	if s.stale == nil {
@@ -91,14 +94,20 @@ func (s *State) SetStale(owner uint64, name string, err error, outputs ...string
 	s.stale[name] = staleMark{why: why, owner: owner}
 }
 
-// KeepStaleOf forgets what every owner but owner said was stale: a new
-// generation read every source afresh, and what it found stale since it
-// started stays.
-func (s *State) KeepStaleOf(owner uint64) {
+// HandOver gives owner (a new daemon generation) the marks of the names it
+// holds over, which it did not read afresh (a held lease stays stale until
+// its own renewal succeeds), and forgets the others' marks: it read every
+// other source afresh.
+func (s *State) HandOver(owner uint64, holds func(name string) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, m := range s.stale {
-		if m.owner != owner {
+		switch {
+		case m.owner == owner:
+		case holds(name):
+			m.owner = owner
+			s.stale[name] = m
+		default:
 			delete(s.stale, name)
 		}
 	}

@@ -51,13 +51,20 @@ func TestReadinessAndCheck(t *testing.T) {
 	}
 	st.Rendered(nil)
 	st.SetStale(1, "db_password", nil)
-	// A new owner (generation) keeps what it found, forgets the rest.
+	// A new owner (generation) keeps what it found and what it holds over
+	// (a lease it did not read afresh); the old owner can clear neither.
 	st.SetStale(2, "token", fail.Mark(fail.NotFound, errors.New("gone")))
-	st.KeepStaleOf(2)
-	if ok, msg := st.Ready(); ok || msg != "secrets kept at their last good value: token (not-found)\n" {
-		t.Fatalf("after KeepStaleOf(2): %v %q", ok, msg)
+	st.HandOver(2, func(name string) bool { return name == "vault:secret/data/app" })
+	want = "secrets kept at their last good value: token (not-found), vault:secret/data/app (not-found; outputs a.env, b.env)\n"
+	if ok, msg := st.Ready(); ok || msg != want {
+		t.Fatalf("after HandOver(2): %v %q, want %q", ok, msg, want)
+	}
+	st.SetStale(1, "vault:secret/data/app", nil)
+	if ok, _ := st.Ready(); ok {
+		t.Fatal("the old owner cleared a mark the new one holds")
 	}
 	st.SetStale(2, "token", nil)
+	st.SetStale(2, "vault:secret/data/app", nil)
 	if ok, msg := st.Ready(); !ok {
 		t.Fatalf("after clearing: %q", msg)
 	}

@@ -72,7 +72,11 @@ func checkShape(data []byte, source string) error {
 	}
 	s := scanner.New(data)
 	s.Error = func(token.Pos, string) {} // a syntax error is the parser's to report
-	depth, tokens := 0, 0
+	// hcl nests one object per label of a block (`a b c { }` is three
+	// levels), so a brace counts for the keys before it: opened holds what
+	// each open bracket added.
+	depth, tokens, keys := 0, 0, 0
+	var opened []int
 	for {
 		t := s.Scan()
 		switch t.Type {
@@ -81,11 +85,24 @@ func checkShape(data []byte, source string) error {
 		case token.ILLEGAL:
 			return fmt.Errorf("%w: %q at line %d, column %d", errNotHCL, t.Text, t.Pos.Line, t.Pos.Column)
 		case token.LBRACK, token.LBRACE:
-			if depth++; depth > MaxDepth {
+			add := 1
+			if t.Type == token.LBRACE && keys > 1 {
+				add = keys
+			}
+			opened = append(opened, add)
+			if depth += add; depth > MaxDepth {
 				return tooDeep(t.Pos.Line)
 			}
 		case token.RBRACK, token.RBRACE:
-			depth--
+			if n := len(opened); n > 0 {
+				depth -= opened[n-1]
+				opened = opened[:n-1]
+			}
+		}
+		if t.Type == token.IDENT || t.Type == token.STRING {
+			keys++
+		} else {
+			keys = 0
 		}
 		if tokens++; tokens > MaxTokens {
 			return tooMany(t.Pos.Line)

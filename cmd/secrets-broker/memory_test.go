@@ -49,6 +49,9 @@ func TestHostileInputsStayBounded(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "nested-64k.json"), jsonNested(64<<10/6), 0o600)
 	os.WriteFile(filepath.Join(dir, "nested-1m.json"), jsonNested((1<<20-64)/6), 0o600)
+	// Block labels nest too: `a a a ... {}` is one brace and 4,000 levels
+	// (found by the second review: 23 KB cost 182 MB).
+	os.WriteFile(filepath.Join(dir, "labels.hcl"), []byte(strings.Repeat("a ", 4000)+"{}\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "flat-1m.hcl"), []byte("template { contents = ["+strings.Repeat("1,", (1<<20-64)/2)+"1] }\n"), 0o600)
 	const limit = 4 * 16 << 20
 	for _, c := range []struct {
@@ -66,6 +69,7 @@ func TestHostileInputsStayBounded(t *testing.T) {
 		{"1 MiB nested HCL, migrate", nil, []string{"migrate", "vault-agent", "nested-1m.hcl"}, "deeper than 32 levels"},
 		{"64 KiB nested JSON, migrate", nil, []string{"migrate", "consul-template", "nested-64k.json"}, "deeper than 32 levels"},
 		{"1 MiB nested JSON, migrate", nil, []string{"migrate", "vault-agent", "nested-1m.json"}, "deeper than 32 levels"},
+		{"4,000 block labels, migrate", nil, []string{"migrate", "consul-template", "labels.hcl"}, "deeper than 32 levels"},
 		{"1 MiB flat HCL, migrate", nil, []string{"migrate", "consul-template", "flat-1m.hcl"}, "more than 4096 HCL tokens"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

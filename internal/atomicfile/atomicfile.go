@@ -18,6 +18,9 @@ import (
 // are created 0700. The mode is set on the temporary file before the rename,
 // so it is right whatever the umask.
 func Write(path string, data []byte, mode os.FileMode) error {
+	if path == "" || os.IsPathSeparator(path[len(path)-1]) {
+		return fmt.Errorf("cannot write %q: it names a directory, not a file", path)
+	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("cannot create directory for %s: %w", path, err)

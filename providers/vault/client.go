@@ -18,6 +18,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,6 +135,11 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: %w", err))
 		}
 		clear(data)
+	}
+	if cfg.CAPath != "" {
+		if err := checkCAPath(cfg.CAPath); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.CACert != "" || cfg.CAPath != "" || cfg.ClientCert != "" || cfg.ClientKey != "" || cfg.TLSServerName != "" {
 		if err := vc.ConfigureTLS(tls); err != nil {
@@ -270,4 +277,25 @@ func classify(op, path, ref string, err error) *Error {
 	e.Kind = fail.Unavailable
 	e.Message = "cannot reach Vault: " + err.Error()
 	return e
+}
+
+// checkCAPath checks every file the Vault library will read from ca_path
+// (it reads them all, with no bound) the way readlimit reads any input.
+func checkCAPath(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: vault.ca_path: %w", err))
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		data, err := readlimit.File(p, MaxTLSFileLen, "vault.ca_path file "+p)
+		if err != nil {
+			return fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: %w", err))
+		}
+		clear(data)
+	}
+	return nil
 }

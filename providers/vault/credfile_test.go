@@ -154,6 +154,7 @@ func TestTLSFilesAreReadBounded(t *testing.T) {
 	for _, cfg := range []vault.Config{
 		{Address: "https://127.0.0.1:1", CACert: fifo},
 		{Address: "https://127.0.0.1:1", ClientCert: fifo, ClientKey: fifo},
+		{Address: "https://127.0.0.1:1", CAPath: dir}, // the FIFO is in it
 	} {
 		done := make(chan error, 1)
 		go func() { _, err := vault.Connect(context.Background(), cfg); done <- err }()

@@ -70,6 +70,9 @@ func (r Ref) hide(err error) error {
 		for _, el := range strings.Split(v, ",") {
 			tails = append(tails, el, strings.TrimSpace(el))
 		}
+		// and one part of an element: other_sans is OID;UTF8:VALUE, and
+		// Vault quotes VALUE alone.
+		tails = append(tails, strings.FieldsFunc(v, func(r rune) bool { return strings.ContainsRune(",;: ", r) })...)
 	}
 	scrub := func(msg string) string { return redact.String(msg, tails) }
 	var ve *Error

@@ -406,7 +406,7 @@ func TestComputedPathsStayOutOfErrors(t *testing.T) {
 	// c5e921c: only the path was scrubbed.
 	v.Run(t, "secrets", "enable", "pki")
 	v.Run(t, "write", "pki/root/generate/internal", "common_name=test-root", "ttl=24h")
-	v.Run(t, "write", "pki/roles/web", "allowed_domains=example.com", "allow_subdomains=true", "max_ttl=1h")
+	v.Run(t, "write", "pki/roles/web", "allowed_domains=example.com", "allow_subdomains=true", "max_ttl=1h", "allowed_other_sans=1.3.6.1.4.1.311.20.2.3;UTF8:ok@example.com")
 	cn := strings.ToLower(frag) + ".not-allowed.test"
 	_, err = c.Read(ctx, vault.Ref{Path: "pki/issue/web", Params: map[string]string{"common_name": cn}, Computed: true})
 	if err == nil {
@@ -423,8 +423,9 @@ func TestComputedPathsStayOutOfErrors(t *testing.T) {
 	// One element of a list parameter, which Vault quotes alone (found by
 	// review): alt_names and ip_sans.
 	for param, value := range map[string]string{
-		"alt_names": "ok.example.com, " + cn,
-		"ip_sans":   "not-an-ip-" + strings.ToLower(frag),
+		"alt_names":  "ok.example.com, " + cn,
+		"ip_sans":    "not-an-ip-" + strings.ToLower(frag),
+		"other_sans": "1.3.6.1.4.1.311.20.2.3;UTF8:" + strings.ToLower(frag) + "@example.com",
 	} {
 		_, err = c.Read(ctx, vault.Ref{Path: "pki/issue/web", Params: map[string]string{"common_name": "ok.example.com", param: value}, Computed: true})
 		if err == nil {
