@@ -249,13 +249,9 @@ type daemon struct {
 // place (another role_id in the same file) log in afresh at the reload.
 func vaultConfigKey(b *Broker) string {
 	c := b.cfg
-	principal := ""
-	if a := b.vaultAuth(); a != nil {
-		p, err := a.Principal()
-		if err != nil {
-			p = "unreadable: " + err.Error()
-		}
-		principal = p
+	principal, err := b.vaultAuth().Principal()
+	if err != nil {
+		principal = "unreadable: " + err.Error()
 	}
 	if c.Vault == nil {
 		return "(env)|" + principal
@@ -678,13 +674,8 @@ func (g *generation) onVault(ctx context.Context, r vault.Ref, ev vault.Event) {
 		m.SetExpiry(shown, ev.Secret)
 		g.mu.Lock()
 		err := g.b.apply(g.res, g.requests, key, ev.Secret)
-		if u := g.requests.users[key]; u != nil {
-			for _, d := range u.decls {
-				g.markDirty(d.Name)
-			}
-			for _, c := range u.calls {
-				g.markDirty(c)
-			}
+		for i := range g.outputsOf(key) {
+			g.dirty[i] = true
 		}
 		g.mu.Unlock()
 		if err != nil {
@@ -1023,26 +1014,32 @@ func (g *generation) holdsOver(name string) bool {
 	return false
 }
 
-// outputsUsing names the outputs that use the Vault request key, sorted
-// (g.mu held).
-func (g *generation) outputsUsing(key string) []string {
+// outputsOf are the indexes of the outputs that use the Vault request
+// key, through a declared secret or a template call (g.mu held).
+func (g *generation) outputsOf(key string) map[int]bool {
+	out := map[int]bool{}
 	u := g.requests.users[key]
 	if u == nil {
-		return nil
+		return out
 	}
-	seen := map[int]bool{}
 	for _, d := range u.decls {
 		for _, i := range g.usersOf[d.Name] {
-			seen[i] = true
+			out[i] = true
 		}
 	}
 	for _, c := range u.calls {
 		for _, i := range g.usersOf[c] {
-			seen[i] = true
+			out[i] = true
 		}
 	}
+	return out
+}
+
+// outputsUsing names the outputs that use the Vault request key, sorted
+// (g.mu held).
+func (g *generation) outputsUsing(key string) []string {
 	var out []string
-	for i := range seen {
+	for i := range g.outputsOf(key) {
 		out = append(out, g.prepared[i].Output.Path)
 	}
 	slices.Sort(out)
@@ -1095,14 +1092,9 @@ const maxPIDFileLen = 64
 // process's owner cannot be read (no /proc), only a pid file the broker's
 // own user wrote is used.
 func signalPIDFile(path string, sig syscall.Signal) error {
-	f, err := openPIDFile(path)
+	f, info, err := openPIDFile(path)
 	if err != nil {
 		return err
-	}
-	info, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("cannot read pid_file: %w", err)
 	}
 	data, err := readlimit.Opened(f, maxPIDFileLen, "pid_file "+path)
 	f.Close()

@@ -57,26 +57,27 @@ func processUID(pid int) (uid int, known bool) {
 	return uid, true
 }
 
-// openPIDFile opens a notify pid file without following a symbolic link
-// (nor blocking on a FIFO) and refuses one with more than one hard link:
+// openPIDFile opens a notify pid file, with its information, without
+// following a symbolic link (nor blocking on a FIFO) and refuses one with
+// more than one hard link:
 // either would let whoever writes the pid file's directory present another
 // user's pid file as its own.
-func openPIDFile(path string) (*os.File, error) {
+func openPIDFile(path string) (*os.File, os.FileInfo, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
-			return nil, fmt.Errorf("pid_file %s is a symbolic link: not followed (it could name another user's pid file); write the pid file itself there", path)
+			return nil, nil, fmt.Errorf("pid_file %s is a symbolic link: not followed (it could name another user's pid file); write the pid file itself there", path)
 		}
-		return nil, fmt.Errorf("cannot read pid_file: %w", err)
+		return nil, nil, fmt.Errorf("cannot read pid_file: %w", err)
 	}
 	info, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("cannot read pid_file: %w", err)
+		return nil, nil, fmt.Errorf("cannot read pid_file: %w", err)
 	}
 	if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
 		f.Close()
-		return nil, fmt.Errorf("pid_file %s has %d hard links: not used (a link could lend it another user's pid file); write the pid file itself there", path, st.Nlink)
+		return nil, nil, fmt.Errorf("pid_file %s has %d hard links: not used (a link could lend it another user's pid file); write the pid file itself there", path, st.Nlink)
 	}
-	return f, nil
+	return f, info, nil
 }

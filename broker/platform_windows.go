@@ -28,4 +28,15 @@ var childForwardedSignals = []os.Signal{os.Interrupt}
 func processUID(int) (int, bool) { return 0, false }
 
 // openPIDFile opens a pid file (nothing is signalled on Windows anyway).
-func openPIDFile(path string) (*os.File, error) { return os.Open(path) }
+func openPIDFile(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, info, nil
+}

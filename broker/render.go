@@ -130,11 +130,11 @@ func (b *Broker) VaultClient(ctx context.Context) (*vault.Client, error) {
 	return c, nil
 }
 
-// vaultAuth is the configured Vault login (nil: vault.Connect's default, a
-// token from VAULT_TOKEN).
+// vaultAuth is the configured Vault login; without one, a token from
+// VAULT_TOKEN (vault.Connect's default too).
 func (b *Broker) vaultAuth() vault.Auth {
 	if b.cfg.Vault == nil || b.cfg.Vault.Auth == nil {
-		return nil
+		return vault.TokenAuth{}
 	}
 	a := b.cfg.Vault.Auth
 	switch a.Method {
@@ -148,7 +148,7 @@ func (b *Broker) vaultAuth() vault.Auth {
 	case "jwt":
 		return vault.JWTAuth{Mount: a.Mount, Role: a.Role, JWTFile: b.cfg.Resolve(a.JWTFile)}
 	}
-	return nil
+	return vault.TokenAuth{} // the method was checked when the config loaded
 }
 
 func (b *Broker) envelopeKeys(ctx context.Context) ([]envelope.KeyWrapper, error) {

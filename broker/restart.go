@@ -33,9 +33,6 @@ func (b *Broker) restartCache(ctx context.Context) (*vaultcache.Store, error) {
 		return nil, fmt.Errorf("cache.key: %w", err)
 	}
 	auth := b.vaultAuth()
-	if auth == nil {
-		auth = vault.TokenAuth{}
-	}
 	principal, err := auth.Principal()
 	if err != nil {
 		// The login will say what is wrong with its credentials; without
