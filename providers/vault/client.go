@@ -124,22 +124,8 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	vc.MaxRetries = 0 // the broker decides about retries, with backoff
 	tls := &api.TLSConfig{CACert: cfg.CACert, CAPath: cfg.CAPath, ClientCert: cfg.ClientCert, ClientKey: cfg.ClientKey, TLSServerName: cfg.TLSServerName}
-	// The Vault library reads these files with no bound and would block on
-	// a FIFO: each is checked first, the same way as every other input.
-	for what, path := range map[string]string{"vault.ca_cert": cfg.CACert, "vault.client_cert": cfg.ClientCert, "vault.client_key": cfg.ClientKey} {
-		if path == "" {
-			continue
-		}
-		data, err := readlimit.File(path, MaxTLSFileLen, what+" "+path)
-		if err != nil {
-			return nil, fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: %w", err))
-		}
-		clear(data)
-	}
-	if cfg.CAPath != "" {
-		if err := checkCAPath(cfg.CAPath); err != nil {
-			return nil, err
-		}
+	if err := checkTLSFiles(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.CACert != "" || cfg.CAPath != "" || cfg.ClientCert != "" || cfg.ClientKey != "" || cfg.TLSServerName != "" {
 		if err := vc.ConfigureTLS(tls); err != nil {
@@ -279,19 +265,29 @@ func classify(op, path, ref string, err error) *Error {
 	return e
 }
 
-// checkCAPath checks every file the Vault library will read from ca_path
-// (it reads them all, with no bound) the way readlimit reads any input.
-func checkCAPath(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: vault.ca_path: %w", err))
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			continue
+// checkTLSFiles checks every file the Vault library will read for TLS
+// (ca_cert, client_cert, client_key and each file in ca_path, all read
+// with no bound, and blocking on a FIFO) the way readlimit reads any input.
+func checkTLSFiles(cfg Config) error {
+	files := map[string]string{} // path -> setting
+	for setting, path := range map[string]string{"vault.ca_cert": cfg.CACert, "vault.client_cert": cfg.ClientCert, "vault.client_key": cfg.ClientKey} {
+		if path != "" {
+			files[path] = setting
 		}
-		p := filepath.Join(dir, e.Name())
-		data, err := readlimit.File(p, MaxTLSFileLen, "vault.ca_path file "+p)
+	}
+	if cfg.CAPath != "" {
+		entries, err := os.ReadDir(cfg.CAPath)
+		if err != nil {
+			return fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: vault.ca_path: %w", err))
+		}
+		for _, e := range entries {
+			if !e.IsDir() {
+				files[filepath.Join(cfg.CAPath, e.Name())] = "vault.ca_path file"
+			}
+		}
+	}
+	for path, setting := range files {
+		data, err := readlimit.File(path, MaxTLSFileLen, setting+" "+path)
 		if err != nil {
 			return fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: %w", err))
 		}

@@ -112,22 +112,20 @@ func (l *logFlags) register(cmd *cobra.Command) {
 }
 
 // logger logs to the command's stderr, as text or JSON lines, from the
-// chosen level up. It is also the logger Main reports the command's error
-// with, so that every line the command writes has one format.
+// chosen level up. A JSON logger is also the one Main reports the
+// command's error with, so that every line the command writes is JSON.
 func (l *logFlags) logger(env Env) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(l.level)); err != nil {
 		return nil, usageErr("--log-level %q is not debug, info, warn or error", l.level)
 	}
 	opts := &slog.HandlerOptions{Level: level}
-	var log *slog.Logger
-	if l.json {
-		log = slog.New(slog.NewJSONHandler(env.Stderr, opts))
-	} else {
-		log = slog.New(slog.NewTextHandler(env.Stderr, opts))
+	if !l.json {
+		return slog.New(slog.NewTextHandler(env.Stderr, opts)), nil
 	}
+	log := slog.New(slog.NewJSONHandler(env.Stderr, opts))
 	if env.session != nil {
-		env.session.log, env.session.json = log, l.json
+		env.session.jsonLog = log
 	}
 	return log, nil
 }

@@ -30,15 +30,12 @@ type Env struct {
 	Version, Commit string
 
 	// session is what one run of Main shares between its command and
-	// Main itself: the logger the command chose (--log-json, --log-level),
-	// which Main reports the command's error with.
+	// Main itself: the JSON logger the command chose with --log-json (and
+	// --log-level), which Main reports the command's error with.
 	session *session
 }
 
-type session struct {
-	log  *slog.Logger
-	json bool
-}
+type session struct{ jsonLog *slog.Logger }
 
 // ExitCodesHelp is the exit-code table, also in docs/exit-codes.md.
 const ExitCodesHelp = `Exit codes:
@@ -68,8 +65,8 @@ func Main(ctx context.Context, env Env) int {
 	// With --log-json the error is a JSON line through the command's
 	// logger, like every other line; otherwise a sentence for a person.
 	report := func(msg string, code int) {
-		if env.session.json {
-			env.session.log.Error(msg, "exit_code", code)
+		if log := env.session.jsonLog; log != nil {
+			log.Error(msg, "exit_code", code)
 			return
 		}
 		fmt.Fprintln(env.Stderr, "secrets-broker: "+msg)
