@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/broker/outdir"
 	"github.com/secrets-broker/secrets-broker/templates"
 )
@@ -25,7 +26,7 @@ func BenchmarkRender1000(b *testing.B) {
 			b.Fatal(err)
 		}
 		prepared = append(prepared, broker.Prepared{
-			Output:   broker.Output{Path: name + ".conf", Format: broker.FormatTemplate},
+			Output:   config.Output{Path: name + ".conf", Format: config.FormatTemplate},
 			Spec:     outdir.Spec{Path: name + ".conf", Mode: 0o600, UID: -1, GID: -1},
 			Template: tp, Secrets: tp.Secrets,
 		})

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 )
 
 func TestBundleConfig(t *testing.T) {
@@ -39,7 +40,7 @@ outputs:
 			t.Fatalf("dry run after render says %s would change", r.Path)
 		}
 	}
-	_, err = broker.ParseConfig([]byte("output_root: o\nsecrets:\n  a: file:/a\noutputs:\n  - path: x/a\n    secret: a\n    bundle: b\n  - path: y/a\n    secret: a\n    bundle: b\n"), "c.yaml", dir)
+	_, err = config.Parse([]byte("output_root: o\nsecrets:\n  a: file:/a\noutputs:\n  - path: x/a\n    secret: a\n    bundle: b\n  - path: y/a\n    secret: a\n    bundle: b\n"), "c.yaml", dir)
 	if err == nil || !strings.Contains(err.Error(), "one directory") {
 		t.Fatalf("bundle across directories: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/broker/supervisor"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 )
@@ -23,7 +24,7 @@ type childState struct {
 
 // execCommand is the command to supervise: --exec's, else the config's
 // exec.command; nil when there is none.
-func (d *daemon) execCommand(cfg *Config) []string {
+func (d *daemon) execCommand(cfg *config.Config) []string {
 	if len(d.opts.Exec.Command) > 0 {
 		return d.opts.Exec.Command
 	}
@@ -64,7 +65,7 @@ func (d *daemon) startChild(ctx context.Context, g *generation) (<-chan childRes
 	if err != nil {
 		return nil, err
 	}
-	ec := ExecConfig{}
+	ec := config.Exec{}
 	if g.cfg.Exec != nil {
 		ec = *g.cfg.Exec
 	}
@@ -74,10 +75,10 @@ func (d *daemon) startChild(ctx context.Context, g *generation) (<-chan childRes
 		Forward: childForwardedSignals, Log: d.log, Reaper: d.reaper,
 	}
 	if ec.ReloadSignal != "" {
-		cfg.ReloadSignal, _ = parseSignal(ec.ReloadSignal)
+		cfg.ReloadSignal, _ = config.ParseSignal(ec.ReloadSignal)
 	}
 	if ec.KillSignal != "" {
-		cfg.KillSignal, _ = parseSignal(ec.KillSignal)
+		cfg.KillSignal, _ = config.ParseSignal(ec.KillSignal)
 	}
 	d.child = &childState{changes: make(chan supervisor.Change, 1), envSum: sum, never: ec.RestartOnSecretChanges == "never"}
 	done := make(chan childResult, 1)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/internal/redact"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
 )
@@ -57,7 +58,7 @@ outputs:
 	}
 
 	// run --once.
-	cfg, err := broker.ConfigSource{Path: cfgPath}.Load()
+	cfg, err := config.Source{Path: cfgPath}.Load()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/broker/health"
 	"github.com/secrets-broker/secrets-broker/broker/outdir"
 	"github.com/secrets-broker/secrets-broker/broker/supervisor"
@@ -38,7 +39,7 @@ import (
 type DaemonOptions struct {
 	// Config is loaded at start and again on Reload or when its file
 	// changes.
-	Config ConfigSource
+	Config config.Source
 	// Timeout bounds retrying an unreachable source at start and reload.
 	Timeout time.Duration
 	Logger  *slog.Logger
@@ -257,7 +258,7 @@ func vaultConfigKey(b *Broker) string {
 		return "(env)|" + principal
 	}
 	v := *c.Vault
-	auth := AuthConfig{}
+	auth := config.Auth{}
 	if v.Auth != nil {
 		auth = *v.Auth
 	}
@@ -309,7 +310,7 @@ type generation struct {
 	// over, by request key: not read afresh at the start.
 	heldOver map[string]*vault.Secret
 	d        *daemon
-	cfg      *Config
+	cfg      *config.Config
 	b        *Broker
 	prepared []Prepared
 	names    []string
@@ -473,11 +474,11 @@ func (g *generation) metricsAddress() string {
 	return g.cfg.Refresh.MetricsAddress
 }
 
-func (g *generation) refresh() RefreshConfig {
+func (g *generation) refresh() config.Refresh {
 	if g.cfg.Refresh != nil {
 		return *g.cfg.Refresh
 	}
-	return RefreshConfig{}
+	return config.Refresh{}
 }
 
 // heldRequests are the Vault responses this generation holds, for the next.
@@ -1122,10 +1123,10 @@ func signalPIDFile(path string, sig syscall.Signal) error {
 
 // runNotify signals the process in the pid file and/or runs the command
 // (no shell; the broker's own credentials are not passed on).
-func runNotify(ctx context.Context, n *NotifyConfig, reaper *supervisor.Reaper) error {
+func runNotify(ctx context.Context, n *config.Notify, reaper *supervisor.Reaper) error {
 	var errs []error
 	if n.Signal != "" {
-		sig, _ := parseSignal(n.Signal) // checked when the config loaded
+		sig, _ := config.ParseSignal(n.Signal) // checked when the config loaded
 		if err := signalPIDFile(n.PIDFile, sig); err != nil {
 			errs = append(errs, err)
 		}

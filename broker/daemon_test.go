@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/providers/local"
 )
@@ -55,7 +56,7 @@ func startDaemon(t *testing.T, configPath string) *daemonRun {
 	d := &daemonRun{reload: make(chan struct{}, 1), done: make(chan error, 1), cancel: cancel, logs: &syncBuffer{}}
 	go func() {
 		d.done <- broker.RunDaemon(ctx, broker.DaemonOptions{
-			Config: broker.ConfigSource{Path: configPath}, Timeout: 5 * time.Second, Reload: d.reload,
+			Config: config.Source{Path: configPath}, Timeout: 5 * time.Second, Reload: d.reload,
 			Logger: slog.New(slog.NewTextHandler(d.logs, nil)),
 			Rendered: func(r broker.Report) {
 				d.mu.Lock()

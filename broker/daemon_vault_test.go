@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/internal/metricstest"
 	"github.com/secrets-broker/secrets-broker/internal/pgtest"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
@@ -311,7 +312,7 @@ outputs:
     secret: pw
 `)
 	throughFront(t, cfgPath, v, front)
-	cfg, err := broker.ConfigSource{Path: cfgPath}.Load()
+	cfg, err := config.Source{Path: cfgPath}.Load()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/broker/supervisor"
 	"github.com/secrets-broker/secrets-broker/internal/credenv"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
@@ -69,7 +70,7 @@ func (b *Broker) ExecEnv() (map[string]string, error) {
 		return out, nil
 	}
 	for _, d := range b.cfg.Secrets {
-		if !envNameRE.MatchString(d.Name) {
+		if !config.ValidEnvName(d.Name) {
 			return nil, fail.Mark(fail.Usage, fmt.Errorf("secret %q is not a valid environment variable name; map it with exec.env in the config", d.Name))
 		}
 		out[d.Name] = d.Name

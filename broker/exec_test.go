@@ -15,12 +15,14 @@ import (
 	"time"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
+	"github.com/secrets-broker/secrets-broker/broker/format"
 )
 
 func execBroker(t *testing.T, secrets ...string) (*broker.Broker, string) {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := &broker.Config{Dir: dir, Source: "(test)"}
+	cfg := &config.Config{Dir: dir, Source: "(test)"}
 	var flags []string
 	for i := 0; i+1 < len(secrets); i += 2 {
 		p := filepath.Join(dir, secrets[i])
@@ -193,7 +195,7 @@ func TestRedactOutputPassesPromptsAtOnce(t *testing.T) {
 func TestDotenvReadByShell(t *testing.T) {
 	for _, v := range []string{`a"b\c$d` + "`e", "multi\nline\n", "it's", "  spaced  "} {
 		f := filepath.Join(t.TempDir(), "x.env")
-		os.WriteFile(f, []byte("X="+broker.DotenvQuote(v)+"\n"), 0o600)
+		os.WriteFile(f, []byte("X="+format.DotenvQuote(v)+"\n"), 0o600)
 		out, err := exec.Command("/bin/sh", "-c", `. "$1"; printf %s "$X"`, "sh", f).Output()
 		if err != nil || string(out) != v {
 			t.Errorf("sourced %q, got %q (%v)", v, out, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/kmsfake"
@@ -105,7 +106,7 @@ outputs:
 	cfg := filepath.Join(dir, "broker.yaml")
 	os.WriteFile(cfg, []byte(cfgText), 0o600)
 	load := func() *broker.Broker {
-		c, err := broker.LoadConfig(cfg)
+		c, err := config.Load(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +284,7 @@ func TestChangeBeforeTheWatchesExistIsSeen(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- broker.RunDaemon(ctx, broker.DaemonOptions{
-			Config: broker.ConfigSource{Path: cfg}, Timeout: 5 * time.Second,
+			Config: config.Source{Path: cfg}, Timeout: 5 * time.Second,
 			Logger: slog.New(slog.DiscardHandler),
 			Rendered: func(broker.Report) {
 				once.Do(func() { os.WriteFile(tmpl, []byte("v2 {{ secret \"tok\" }}"), 0o600) })

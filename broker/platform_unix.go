@@ -11,14 +11,6 @@ import (
 	"syscall"
 )
 
-// notifySignals are the signals a notify action may send.
-var notifySignals = map[string]syscall.Signal{
-	"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT,
-	"TERM": syscall.SIGTERM, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2,
-}
-
-const notifySignalNames = "HUP, INT, QUIT, TERM, USR1, USR2"
-
 // forwardedSignals are passed on to exec's child.
 var forwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
 

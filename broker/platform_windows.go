@@ -8,12 +8,6 @@ import (
 	"syscall"
 )
 
-// notifySignals is empty: Windows has no signals to send another process;
-// notify with command works instead.
-var notifySignals = map[string]syscall.Signal{}
-
-const notifySignalNames = "(none: signals are not supported on Windows; use notify command)"
-
 // forwardedSignals are passed on to exec's child.
 var forwardedSignals = []os.Signal{os.Interrupt}
 

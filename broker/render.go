@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/hmac"
@@ -12,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os/user"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +20,8 @@ import (
 	"github.com/hashicorp/vault/api"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/secrets-broker/secrets-broker/broker/config"
+	"github.com/secrets-broker/secrets-broker/broker/format"
 	"github.com/secrets-broker/secrets-broker/broker/keys"
 	"github.com/secrets-broker/secrets-broker/broker/outdir"
 	"github.com/secrets-broker/secrets-broker/broker/vaultcache"
@@ -37,7 +37,7 @@ import (
 
 // Broker fetches the secrets a config declares and renders its outputs.
 type Broker struct {
-	cfg   *Config
+	cfg   *config.Config
 	cache *providers.DataKeyCache
 
 	vault *vault.Client
@@ -55,7 +55,7 @@ type Broker struct {
 	keptMu sync.Mutex
 	kept   map[string]keptEntry
 	// decls indexes cfg.Secrets by name.
-	decls map[string]SecretDecl
+	decls map[string]config.SecretDecl
 	log   *slog.Logger
 	// nameKey keys the names logs and metrics give computed Vault paths
 	// (shownRequest); random, and shared by a daemon's generations.
@@ -63,12 +63,12 @@ type Broker struct {
 }
 
 // New makes a broker for cfg. Nothing is contacted until needed.
-func New(cfg *Config) *Broker {
-	decls := make(map[string]SecretDecl, len(cfg.Secrets))
+func New(cfg *config.Config) *Broker {
+	decls := make(map[string]config.SecretDecl, len(cfg.Secrets))
 	for _, d := range cfg.Secrets {
 		decls[d.Name] = d
 	}
-	b := &Broker{cfg: cfg, cache: providers.NewDataKeyCache(10000, cfg.keyCacheTTL()), files: map[string]*envelope.File{}, decls: decls,
+	b := &Broker{cfg: cfg, cache: providers.NewDataKeyCache(10000, cfg.KeyCacheTTL()), files: map[string]*envelope.File{}, decls: decls,
 		log: slog.New(slog.DiscardHandler)}
 	rand.Read(b.nameKey[:])
 	return b
@@ -251,7 +251,7 @@ type requestIndex struct {
 type requestUse struct {
 	// ref is the request's place in refs.
 	ref   int
-	decls []SecretDecl
+	decls []config.SecretDecl
 	calls []string
 }
 
@@ -289,7 +289,7 @@ func (b *Broker) indexRequests(names []string, calls []templates.VaultCall) *req
 }
 
 // lookup finds a declared secret by name.
-func (b *Broker) lookup(name string) (SecretDecl, bool) {
+func (b *Broker) lookup(name string) (config.SecretDecl, bool) {
 	d, ok := b.decls[name]
 	return d, ok
 }
@@ -402,7 +402,7 @@ const localConcurrency = 16
 // entries and single envelopes are opened concurrently (each is its own
 // key-service call), at most localConcurrency at a time.
 func (b *Broker) fetchLocals(ctx context.Context, names []string, res *Resolved) []error {
-	var local []SecretDecl
+	var local []config.SecretDecl
 	envelopes := false
 	for _, n := range names {
 		if d, ok := b.lookup(n); ok && d.Ref.Scheme != "vault" {
@@ -438,7 +438,7 @@ func (b *Broker) fetchLocals(ctx context.Context, names []string, res *Resolved)
 		}
 		f, err := b.secretsFile(p)
 		if err == nil {
-			err = f.Verify(ctx, envelope.FileExpect{Context: b.cfg.secretsFileContext(p)}, keys)
+			err = f.Verify(ctx, envelope.FileExpect{Context: b.cfg.SecretsFileContext(p)}, keys)
 		}
 		if err != nil {
 			failedFile[p], errs[i] = err, err
@@ -492,7 +492,7 @@ var maxSingleEnvelopeFile = int64(envelope.MaxTextLen + 1024)
 // fetchLocal reads a file: or envelope: secret. An envelope is opened only
 // when it is sealed for the secret's name (or the name the reference pins)
 // and carries every context pair the config requires.
-func (b *Broker) fetchLocal(ctx context.Context, d SecretDecl) (string, error) {
+func (b *Broker) fetchLocal(ctx context.Context, d config.SecretDecl) (string, error) {
 	p := b.cfg.Resolve(d.Ref.Path)
 	switch d.Ref.Scheme {
 	case "file":
@@ -512,7 +512,7 @@ func (b *Broker) fetchLocal(ctx context.Context, d SecretDecl) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		file := envelope.FileExpect{Context: b.cfg.secretsFileContext(p)}
+		file := envelope.FileExpect{Context: b.cfg.SecretsFileContext(p)}
 		if d.Ref.Entry == "" {
 			data, err := readlimit.File(p, maxSingleEnvelopeFile, "envelope file "+p)
 			if err != nil {
@@ -541,7 +541,7 @@ func (b *Broker) fetchLocal(ctx context.Context, d SecretDecl) (string, error) {
 
 // Prepared is an output ready to render: its template parsed, its needs known.
 type Prepared struct {
-	Output   Output
+	Output   config.Output
 	Spec     outdir.Spec
 	Template *templates.Template
 	Secrets  []string
@@ -562,7 +562,7 @@ func (b *Broker) Prepare() ([]Prepared, error) {
 			continue
 		}
 		switch o.Format {
-		case FormatTemplate:
+		case config.FormatTemplate:
 			name, text := "inline template of "+o.Path, o.TemplateText
 			if o.Template != "" {
 				name = o.Template
@@ -579,7 +579,7 @@ func (b *Broker) Prepare() ([]Prepared, error) {
 				continue
 			}
 			p.Template, p.Secrets = t, t.Secrets
-		case FormatRaw:
+		case config.FormatRaw:
 			p.Secrets = []string{o.Secret}
 		default:
 			p.Secrets = o.Secrets
@@ -588,9 +588,9 @@ func (b *Broker) Prepare() ([]Prepared, error) {
 					p.Secrets = append(p.Secrets, d.Name)
 				}
 			}
-			if o.Format == FormatDotenv {
+			if o.Format == config.FormatDotenv {
 				for _, s := range p.Secrets {
-					if !envNameRE.MatchString(s) {
+					if !config.ValidEnvName(s) {
 						errs = append(errs, fail.Mark(fail.Usage, fmt.Errorf("output %s: secret %q is not a valid dotenv variable name (letters, digits, _)", o.Path, s)))
 					}
 				}
@@ -604,53 +604,25 @@ func (b *Broker) Prepare() ([]Prepared, error) {
 	return out, nil
 }
 
-func resolveOwner(spec *outdir.Spec, o Output) error {
+func resolveOwner(spec *outdir.Spec, o config.Output) error {
 	if (o.User != "" || o.Group != "") && !fileowner.Supported {
 		return fail.Mark(fail.Usage, errors.New("user and group are not supported on this platform (Windows): remove them"))
 	}
 	if o.User != "" {
-		id, err := lookupID(o.User, func(n string) (string, error) {
-			u, err := user.Lookup(n)
-			if err != nil {
-				return "", err
-			}
-			return u.Uid, nil
-		})
+		id, err := fileowner.LookupUser(o.User)
 		if err != nil {
 			return fmt.Errorf("user %q: %w", o.User, err)
 		}
 		spec.UID = id
 	}
 	if o.Group != "" {
-		id, err := lookupGroup(o.Group)
+		id, err := fileowner.LookupGroup(o.Group)
 		if err != nil {
 			return fmt.Errorf("group %q: %w", o.Group, err)
 		}
 		spec.GID = id
 	}
 	return nil
-}
-
-// lookupGroup reads a group id or name.
-func lookupGroup(s string) (int, error) {
-	return lookupID(s, func(n string) (string, error) {
-		g, err := user.LookupGroup(n)
-		if err != nil {
-			return "", err
-		}
-		return g.Gid, nil
-	})
-}
-
-func lookupID(s string, byName func(string) (string, error)) (int, error) {
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
-		return n, nil
-	}
-	id, err := byName(s)
-	if err != nil {
-		return 0, fmt.Errorf("%w: names are looked up in this machine's user database, by validate too; create it here (groupadd/useradd), validate on the machine the broker runs on, or give the numeric id", err)
-	}
-	return strconv.Atoi(id)
 }
 
 // Needs lists the declared secrets and Vault calls of prepared outputs,
@@ -682,34 +654,17 @@ func Needs(ps []Prepared) ([]string, []templates.VaultCall) {
 // Render produces one output's bytes from fetched secrets.
 func Render(p Prepared, r *Resolved) ([]byte, error) {
 	switch p.Output.Format {
-	case FormatTemplate:
+	case config.FormatTemplate:
 		return p.Template.Execute(templates.Data{Secrets: r.Values, Vault: r.Vault})
-	case FormatRaw:
+	case config.FormatRaw:
 		return []byte(r.Values[p.Output.Secret]), nil
-	case FormatDotenv:
-		var buf bytes.Buffer
-		for _, s := range p.Secrets {
-			buf.WriteString(s)
-			buf.WriteString("=")
-			buf.WriteString(DotenvQuote(r.Values[s]))
-			buf.WriteByte('\n')
-		}
-		return buf.Bytes(), nil
-	default:
+	default: // dotenv, json, yaml
 		values := make([]envelope.Plain, len(p.Secrets))
 		for i, s := range p.Secrets {
 			values[i] = envelope.Plain{Name: s, Value: []byte(r.Values[s])}
 		}
-		return MarshalPlain(values, OutputFormat(p.Output.Format))
+		return format.Marshal(values, p.Output.Format)
 	}
-}
-
-// DotenvQuote double-quotes a value for dotenv files: \ " $ and ` are
-// escaped, newlines kept as they are (multi-line values stay multi-line, as
-// docker compose, python-dotenv and a POSIX shell's "source" all read them).
-func DotenvQuote(v string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "$", `\$`, "`", "\\`")
-	return `"` + r.Replace(v) + `"`
 }
 
 // OutputResult is what happened to one output.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/broker/keys"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/providers/local"
@@ -67,11 +68,11 @@ outputs:
     secrets: [api_key, token]
 `
 
-func loadConfig(t *testing.T, dir, text string) *broker.Config {
+func loadConfig(t *testing.T, dir, text string) *config.Config {
 	t.Helper()
 	p := filepath.Join(dir, "broker.yaml")
 	os.WriteFile(p, []byte(text), 0o600)
-	c, err := broker.LoadConfig(p)
+	c, err := config.Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,20 +182,6 @@ func TestRenderOnceFailureKeepsPrevious(t *testing.T) {
 	for _, r := range rep.Results {
 		if r.Err != nil && strings.Contains(r.Err.Error(), `p"w$1`) {
 			t.Fatalf("secret in error: %v", r.Err)
-		}
-	}
-}
-
-func TestDotenvQuote(t *testing.T) {
-	cases := map[string]string{
-		"plain":          `"plain"`,
-		`a"b\c$d` + "`e": `"a\"b\\c\$d` + "\\`e\"",
-		"multi\nline":    "\"multi\nline\"",
-		"":               `""`,
-	}
-	for in, want := range cases {
-		if got := broker.DotenvQuote(in); got != want {
-			t.Errorf("DotenvQuote(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/broker/vaultcache"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
@@ -89,7 +90,7 @@ func (b *Broker) tokenStore() vault.TokenStore {
 // someone else never reuses what another login fetched, even with Vault
 // unreachable.
 func (b *Broker) authIdentity() string {
-	var auth AuthConfig
+	var auth config.Auth
 	if b.cfg.Vault != nil && b.cfg.Vault.Auth != nil {
 		auth = *b.cfg.Vault.Auth
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 )
 
 // An app container running as another user reads the outputs through a
@@ -41,7 +42,7 @@ outputs:
   - {path: tls/tls.crt, secret: crt, mode: "0640", group: "4242", bundle: tls}
   - {path: tls/tls.key, secret: key, mode: "0640", group: "4242", bundle: tls}
 `), 0o600)
-	cfg, err := broker.LoadConfig(cfgPath)
+	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/internal/k8stest"
 )
 
@@ -59,7 +60,7 @@ func TestKubernetesConfigMapValidates(t *testing.T) {
 	if err := yaml.Unmarshal(data, &cm); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := broker.ParseConfig([]byte(cm.Data["broker.yaml"]), "configmap.yaml#broker.yaml", "/etc/secrets-broker")
+	cfg, err := config.Parse([]byte(cm.Data["broker.yaml"]), "configmap.yaml#broker.yaml", "/etc/secrets-broker")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func tool(t *testing.T, name string) string {
 func validateConfig(t *testing.T, name string, text []byte) {
 	t.Helper()
 	text = []byte(strings.NewReplacer("dir_group: secrets", "dir_group: root", "group: secrets", "group: root").Replace(string(text)))
-	cfg, err := broker.ParseConfig(text, name, "/")
+	cfg, err := config.Parse(text, name, "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +206,7 @@ func TestCIExamplesLint(t *testing.T) {
 // namespace by default.
 func TestExamplesFailSayingWhatToCreate(t *testing.T) {
 	text, _ := os.ReadFile("systemd/broker.yaml")
-	cfg, err := broker.ParseConfig(text, "systemd/broker.yaml", "/")
+	cfg, err := config.Parse(text, "systemd/broker.yaml", "/")
 	if err == nil {
 		_, err = broker.New(cfg).Prepare()
 	}

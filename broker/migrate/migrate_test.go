@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/broker/migrate"
 )
 
@@ -63,7 +63,7 @@ func TestConvertCoversEveryStanza(t *testing.T) {
 			if string(out) != string(want) {
 				t.Errorf("output differs from %s (go test -update to rewrite it):\n%s", golden, out)
 			}
-			if _, err := broker.ParseConfig(out, golden, t.TempDir()); err != nil {
+			if _, err := config.Parse(out, golden, t.TempDir()); err != nil {
 				t.Fatalf("the broker does not load the migrated config: %v\n%s", err, out)
 			}
 			var yamlPart, comments strings.Builder

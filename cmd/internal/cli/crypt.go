@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/crypt"
 	"github.com/secrets-broker/secrets-broker/broker/keys"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/providers/local"
@@ -84,7 +84,7 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 			if err != nil {
 				return err
 			}
-			ofmt, err := broker.ParseOutputFormat(format)
+			ofmt, err := crypt.ParseFormat(format)
 			if err != nil {
 				return err
 			}
@@ -98,11 +98,11 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 				return err
 			}
 			if file != "" {
-				data, path, err := readInput(cmd.Context(), env, file, broker.MaxInputLen)
+				data, path, err := readInput(cmd.Context(), env, file, crypt.MaxInputLen)
 				if err != nil {
 					return err
 				}
-				values, err := broker.ParsePlainFile(data, path)
+				values, err := crypt.ParsePlainFile(data, path)
 				clear(data)
 				if err != nil {
 					return err
@@ -119,9 +119,9 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 					return err
 				}
 				if format == "" && strings.EqualFold(filepath.Ext(out), ".json") {
-					ofmt = broker.FormatJSON
+					ofmt = crypt.FormatJSON
 				}
-				sealed, err := broker.MarshalFile(f, ofmt)
+				sealed, err := crypt.MarshalFile(f, ofmt)
 				if err != nil {
 					return err
 				}
@@ -178,15 +178,15 @@ integrity manifest is checked first. Output files are written mode 0600.`,
 			if err != nil {
 				return err
 			}
-			ofmt, err := broker.ParseOutputFormat(format)
+			ofmt, err := crypt.ParseFormat(format)
 			if err != nil {
 				return err
 			}
-			data, path, err := readInput(cmd.Context(), env, in, broker.MaxInputLen)
+			data, path, err := readInput(cmd.Context(), env, in, crypt.MaxInputLen)
 			if err != nil {
 				return err
 			}
-			sealed, err := broker.ParseSealed(data, path)
+			sealed, err := crypt.ParseSealed(data, path)
 			if err != nil {
 				return err
 			}
@@ -226,7 +226,7 @@ integrity manifest is checked first. Output files are written mode 0600.`,
 					clear(v.Value)
 				}
 			}()
-			plain, err := broker.MarshalPlain(values, ofmt)
+			plain, err := crypt.MarshalPlain(values, ofmt)
 			if err != nil {
 				return err
 			}
@@ -258,21 +258,21 @@ func (r *rewriteFlags) register(cmd *cobra.Command) {
 	f.StringVar(&r.format, "format", "", "secrets file format: yaml or json (default: the input's file extension)")
 }
 
-func (r *rewriteFlags) read(ctx context.Context, env Env) (*broker.Sealed, error) {
+func (r *rewriteFlags) read(ctx context.Context, env Env) (*crypt.Sealed, error) {
 	if r.in == "" {
 		return nil, usageErr("--in is required")
 	}
 	if r.inPlace && r.out != "" {
 		return nil, usageErr("--in-place and --out do not go together")
 	}
-	data, path, err := readInput(ctx, env, r.in, broker.MaxInputLen)
+	data, path, err := readInput(ctx, env, r.in, crypt.MaxInputLen)
 	if err != nil {
 		return nil, err
 	}
-	return broker.ParseSealed(data, path)
+	return crypt.ParseSealed(data, path)
 }
 
-func (r *rewriteFlags) write(env Env, s *broker.Sealed) error {
+func (r *rewriteFlags) write(env Env, s *crypt.Sealed) error {
 	format := r.format
 	if format == "" {
 		format = "yaml"
@@ -280,7 +280,7 @@ func (r *rewriteFlags) write(env Env, s *broker.Sealed) error {
 			format = "json"
 		}
 	}
-	ofmt, err := broker.ParseOutputFormat(format)
+	ofmt, err := crypt.ParseFormat(format)
 	if err != nil {
 		return err
 	}
@@ -404,11 +404,11 @@ func newInspect(env Env) *cobra.Command {
 		Short: "Show names, key ids, contexts and created times (never values)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			data, path, err := readInput(cmd.Context(), env, in, broker.MaxInputLen)
+			data, path, err := readInput(cmd.Context(), env, in, crypt.MaxInputLen)
 			if err != nil {
 				return err
 			}
-			s, err := broker.ParseSealed(data, path)
+			s, err := crypt.ParseSealed(data, path)
 			if err != nil {
 				return err
 			}
@@ -427,7 +427,7 @@ func newInspect(env Env) *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(sum)
 			}
-			broker.FormatSummary(sum, env.Stdout)
+			crypt.FormatSummary(sum, env.Stdout)
 			return nil
 		},
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/broker/health"
 	"github.com/secrets-broker/secrets-broker/internal/atomicfile"
 )
@@ -43,15 +44,15 @@ func (c *configFlags) configPath() string {
 
 // source is where the config comes from; an error when there is nothing
 // at all to go on.
-func (c *configFlags) source() (broker.ConfigSource, error) {
-	src := broker.ConfigSource{Path: c.configPath(), Secrets: c.secrets, Templates: c.templates, VaultAddress: c.vaultAddr}
+func (c *configFlags) source() (config.Source, error) {
+	src := config.Source{Path: c.configPath(), Secrets: c.secrets, Templates: c.templates, VaultAddress: c.vaultAddr}
 	if src.Path == "" && len(src.Secrets) == 0 && len(src.Templates) == 0 {
 		return src, usageErr("no configuration: give a config file (-c FILE, or $%s), or --secret NAME=REF and --template SRC:DST", EnvConfig)
 	}
 	return src, nil
 }
 
-func (c *configFlags) load() (*broker.Config, error) {
+func (c *configFlags) load() (*config.Config, error) {
 	src, err := c.source()
 	if err != nil {
 		return nil, err

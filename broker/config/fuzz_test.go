@@ -1,9 +1,9 @@
-package broker_test
+package config_test
 
 import (
 	"testing"
 
-	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 )
 
@@ -17,7 +17,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("secrets_files:\n  s.enc.yaml: {context: {env: prod}}\nsecrets:\n  a: envelope:s.enc.yaml#a\n  b: {ref: \"envelope:b.sbe?name=prod/b\", context: {tier: x}}\nkey_cache: {ttl: 0s}\n"))
 	f.Add([]byte("output_root: o\nsecrets:\n  t: file:/t\noutputs:\n  - {path: t, secret: t, mode: \"0777\"}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, err := broker.ParseConfig(data, "fuzz.yaml", "/nonexistent")
+		_, err := config.Parse(data, "fuzz.yaml", "/nonexistent")
 		if k := fail.KindOf(err); err != nil && k != fail.Usage && k != fail.Format {
 			t.Fatalf("error class %s: %v", fail.KindOf(err), err)
 		}

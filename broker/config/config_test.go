@@ -1,11 +1,11 @@
-package broker_test
+package config_test
 
 import (
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 )
 
@@ -19,13 +19,13 @@ func TestSecretRefForms(t *testing.T) {
 		"file:/run/secrets/x":                   "file",
 	}
 	for s, scheme := range good {
-		r, err := broker.ParseSecretRef(s)
+		r, err := config.ParseSecretRef(s)
 		if err != nil || r.Scheme != scheme || r.String() != s {
 			t.Errorf("ParseSecretRef(%q) = %+v, %v", s, r, err)
 		}
 	}
 	for _, bad := range []string{"", "secret/data/app", "gcp:x", "vault:", "vault:a//b", "envelope:#x", "envelope:f#", "file:a#b"} {
-		_, err := broker.ParseSecretRef(bad)
+		_, err := config.ParseSecretRef(bad)
 		if err == nil || !strings.Contains(err.Error(), "A secret reference is one of") || fail.KindOf(err) != fail.Usage {
 			t.Errorf("ParseSecretRef(%q) = %v; want an error showing the expected form", bad, err)
 		}
@@ -53,17 +53,17 @@ func TestConfigStrictWithLines(t *testing.T) {
 		"{\"secrets\": {\"a\": \"file:/x\"}, \"bogus\": 1}":                                    `unknown key "bogus" at the top level`,
 	}
 	for text, want := range cases {
-		_, err := broker.ParseConfig([]byte(text), "broker.yaml", t.TempDir())
+		_, err := config.Parse([]byte(text), "broker.yaml", t.TempDir())
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "broker.yaml") {
-			t.Errorf("ParseConfig(%q) = %v; want %q", text, err, want)
+			t.Errorf("Parse(%q) = %v; want %q", text, err, want)
 		}
 	}
 	// The longest names are accepted.
-	if _, err := broker.ParseConfig([]byte("output_root: o\nsecrets:\n  a"+strings.Repeat("b", 127)+": file:/x\noutputs:\n  - path: x\n    bundle: "+strings.Repeat("b", 64)+"\n"), "broker.yaml", t.TempDir()); err != nil {
+	if _, err := config.Parse([]byte("output_root: o\nsecrets:\n  a"+strings.Repeat("b", 127)+": file:/x\noutputs:\n  - path: x\n    bundle: "+strings.Repeat("b", 64)+"\n"), "broker.yaml", t.TempDir()); err != nil {
 		t.Errorf("a 128-byte secret name and a 64-byte bundle: %v", err)
 	}
 	// JSON is accepted.
-	c, err := broker.ParseConfig([]byte(`{"output_root": "o", "secrets": {"a": "file:/x", "b": "vault:secret/data/b#k"}, "outputs": [{"path": "x.env"}]}`), "c.json", "/tmp")
+	c, err := config.Parse([]byte(`{"output_root": "o", "secrets": {"a": "file:/x", "b": "vault:secret/data/b#k"}, "outputs": [{"path": "x.env"}]}`), "c.json", "/tmp")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestConfigStrictWithLines(t *testing.T) {
 }
 
 func TestSecretFlags(t *testing.T) {
-	c := &broker.Config{}
+	c := &config.Config{}
 	if err := c.AddSecretFlags([]string{"DB=vault:secret/data/db#pw", "TOKEN=file:/t"}); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestSecretFlags(t *testing.T) {
 // Unknown keys name where they are and the closest known key, never a Go
 // type name.
 func TestUnknownKeysSuggestTheClosestKey(t *testing.T) {
-	_, err := broker.ParseConfig([]byte("vault:\n  adress: x\n  auth:\n    methd: token\noutput_rot: out\noutputs:\n  - path: a\n    secrt: x\nexec:\n  kill_timout: 5s\nzzzzzz: 1\n"), "b.yaml", t.TempDir())
+	_, err := config.Parse([]byte("vault:\n  adress: x\n  auth:\n    methd: token\noutput_rot: out\noutputs:\n  - path: a\n    secrt: x\nexec:\n  kill_timout: 5s\nzzzzzz: 1\n"), "b.yaml", t.TempDir())
 	if err == nil {
 		t.Fatal("unknown keys accepted")
 	}
@@ -104,7 +104,7 @@ func TestUnknownKeysSuggestTheClosestKey(t *testing.T) {
 			t.Errorf("message lacks %q:\n%s", want, msg)
 		}
 	}
-	for _, goName := range []string{"VaultConfig", "AuthConfig", "broker.", "not found in"} {
+	for _, goName := range []string{"Vault", "Auth", "broker.", "config.", "not found in"} {
 		if strings.Contains(msg, goName) {
 			t.Errorf("message shows %q:\n%s", goName, msg)
 		}
@@ -114,7 +114,7 @@ func TestUnknownKeysSuggestTheClosestKey(t *testing.T) {
 // A bad reference in a config file shows the reference help as written, one
 // form per line, not flattened into one line.
 func TestBadReferenceHelpKeepsItsLines(t *testing.T) {
-	_, err := broker.ParseConfig([]byte("secrets:\n  a: vualt:secret/x\noutputs:\n  - path: a.env\n"), "broker.yaml", t.TempDir())
+	_, err := config.Parse([]byte("secrets:\n  a: vualt:secret/x\noutputs:\n  - path: a.env\n"), "broker.yaml", t.TempDir())
 	if err == nil {
 		t.Fatal("a bad scheme was accepted")
 	}
@@ -127,7 +127,7 @@ func TestBadReferenceHelpKeepsItsLines(t *testing.T) {
 // Vault Agent's and consul-template's names for the same settings are
 // accepted; one setting under both names is an error.
 func TestVaultAgentNamesAreAccepted(t *testing.T) {
-	cfg, err := broker.ParseConfig([]byte(`vault:
+	cfg, err := config.Parse([]byte(`vault:
   auth:
     method: approle
     mount_path: auth/approle-ci
@@ -151,7 +151,7 @@ outputs:
 		cfg.Outputs[0].TemplateText == "" || cfg.Outputs[0].Mode != "0640" || cfg.Outputs[1].Template != "b.tmpl" {
 		t.Fatalf("names not folded: auth %+v refresh %+v outputs %+v", a, cfg.Refresh, cfg.Outputs)
 	}
-	_, err = broker.ParseConfig([]byte("output_root: out\noutputs:\n  - path: a.conf\n    mode: \"0600\"\n    perms: \"0640\"\n    template_text: x\n"), "broker.yaml", t.TempDir())
+	_, err = config.Parse([]byte("output_root: out\noutputs:\n  - path: a.conf\n    mode: \"0600\"\n    perms: \"0640\"\n    template_text: x\n"), "broker.yaml", t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), `output "a.conf": mode and perms are the same setting; give one`) {
 		t.Fatalf("both names: %v", err)
 	}

@@ -1,9 +1,11 @@
-package broker
+// Package crypt owns the encryption CLI's work on whole secrets files:
+// plaintext input parsed, sealed files read, inspected, rotated, rewrapped
+// and written out. Sealing and opening one secret is envelope's job.
+package crypt
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -12,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/secrets-broker/secrets-broker/broker/format"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
@@ -88,27 +91,27 @@ func ParseSealed(data []byte, path string) (*Sealed, error) {
 	return &Sealed{File: f}, nil
 }
 
-// OutputFormat names how a secrets file is written.
-type OutputFormat string
+// Format names how a secrets file is written.
+type Format string
 
 // The formats.
 const (
-	FormatYAML OutputFormat = "yaml"
-	FormatJSON OutputFormat = "json"
+	FormatYAML Format = "yaml"
+	FormatJSON Format = "json"
 )
 
-// ParseOutputFormat checks a --format value.
-func ParseOutputFormat(s string) (OutputFormat, error) {
-	switch OutputFormat(s) {
+// ParseFormat checks a --format value.
+func ParseFormat(s string) (Format, error) {
+	switch Format(s) {
 	case FormatYAML, FormatJSON:
-		return OutputFormat(s), nil
+		return Format(s), nil
 	}
 	return "", fail.Mark(fail.Usage, fmt.Errorf("format %q is not yaml or json", s))
 }
 
 // MarshalFile writes a secrets file in the format. A file larger than
 // envelope.MaxFileLen is refused: no reader would accept it.
-func MarshalFile(f *envelope.File, format OutputFormat) ([]byte, error) {
+func MarshalFile(f *envelope.File, format Format) ([]byte, error) {
 	var out []byte
 	if format == FormatJSON {
 		out, _ = f.MarshalJSON()
@@ -122,41 +125,8 @@ func MarshalFile(f *envelope.File, format OutputFormat) ([]byte, error) {
 }
 
 // MarshalPlain writes decrypted values as a YAML or JSON mapping, in order.
-func MarshalPlain(values []envelope.Plain, format OutputFormat) ([]byte, error) {
-	if format == FormatJSON {
-		var buf bytes.Buffer
-		buf.WriteString("{")
-		for i, v := range values {
-			if i > 0 {
-				buf.WriteString(",")
-			}
-			k, _ := json.Marshal(v.Name)
-			val, _ := json.Marshal(string(v.Value))
-			fmt.Fprintf(&buf, "\n  %s: %s", k, val)
-		}
-		buf.WriteString("\n}\n")
-		return buf.Bytes(), nil
-	}
-	// One pair at a time: the emitter's buffers stay the size of one
-	// value, not of the whole file (a large file decrypts in about twice
-	// its size).
-	var buf bytes.Buffer
-	for _, v := range values {
-		val := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: string(v.Value)}
-		if strings.Contains(val.Value, "\n") {
-			val.Style = yaml.LiteralStyle
-		}
-		pair, err := yaml.Marshal(&yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!str", Value: v.Name}, val}})
-		if err != nil {
-			return nil, err
-		}
-		buf.Write(pair)
-		clear(pair)
-	}
-	if len(values) == 0 {
-		buf.WriteString("{}\n")
-	}
-	return buf.Bytes(), nil
+func MarshalPlain(values []envelope.Plain, f Format) ([]byte, error) {
+	return format.Marshal(values, string(f))
 }
 
 // EntrySummary describes one sealed secret without its value.
@@ -310,7 +280,7 @@ func (s *Sealed) Rewrap(ctx context.Context, open, add []envelope.KeyWrapper, re
 }
 
 // Marshal writes s back in its own form.
-func (s *Sealed) Marshal(format OutputFormat) ([]byte, error) {
+func (s *Sealed) Marshal(format Format) ([]byte, error) {
 	if s.Single != nil {
 		return []byte(s.Single.String() + "\n"), nil
 	}

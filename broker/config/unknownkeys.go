@@ -1,4 +1,4 @@
-package broker
+package config
 
 import (
 	"fmt"
@@ -18,16 +18,16 @@ func configSections() map[string]struct {
 		typ   reflect.Type
 	}
 	return map[string]section{
-		"Config":            {"at the top level", reflect.TypeFor[Config]()},
-		"VaultConfig":       {"under vault", reflect.TypeFor[VaultConfig]()},
-		"AuthConfig":        {"under vault.auth", reflect.TypeFor[AuthConfig]()},
-		"Output":            {"in an output", reflect.TypeFor[Output]()},
-		"NotifyConfig":      {"under notify", reflect.TypeFor[NotifyConfig]()},
-		"RefreshConfig":     {"under refresh", reflect.TypeFor[RefreshConfig]()},
-		"KeyCacheConfig":    {"under key_cache", reflect.TypeFor[KeyCacheConfig]()},
-		"ExecConfig":        {"under exec", reflect.TypeFor[ExecConfig]()},
-		"CacheConfig":       {"under cache", reflect.TypeFor[CacheConfig]()},
-		"SecretsFileConfig": {"in a secrets_files entry", reflect.TypeFor[SecretsFileConfig]()},
+		"Config":      {"at the top level", reflect.TypeFor[Config]()},
+		"Vault":       {"under vault", reflect.TypeFor[Vault]()},
+		"Auth":        {"under vault.auth", reflect.TypeFor[Auth]()},
+		"Output":      {"in an output", reflect.TypeFor[Output]()},
+		"Notify":      {"under notify", reflect.TypeFor[Notify]()},
+		"Refresh":     {"under refresh", reflect.TypeFor[Refresh]()},
+		"KeyCache":    {"under key_cache", reflect.TypeFor[KeyCache]()},
+		"Exec":        {"under exec", reflect.TypeFor[Exec]()},
+		"Cache":       {"under cache", reflect.TypeFor[Cache]()},
+		"SecretsFile": {"in a secrets_files entry", reflect.TypeFor[SecretsFile]()},
 	}
 }
 

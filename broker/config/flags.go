@@ -1,0 +1,83 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+)
+
+// AddTemplateFlags adds consul-template-style --template SRC:DST[:COMMAND]
+// outputs: the template file SRC rendered to DST, and COMMAND (split on
+// spaces, run without a shell) as its notify command. Without output_root
+// in the config, the first DST's directory becomes it; every DST must be
+// beneath it.
+func (c *Config) AddTemplateFlags(flags []string) error {
+	wd, _ := os.Getwd()
+	for _, f := range flags {
+		parts := strings.SplitN(f, ":", 3)
+		if len(parts) < 2 || parts[0] == "" || parts[1] == "" {
+			return fail.Mark(fail.Usage, fmt.Errorf("--template %q is not SRC:DST[:COMMAND], e.g. --template app.tmpl:/run/app/app.conf", f))
+		}
+		src, dst := parts[0], parts[1]
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(wd, src)
+		}
+		if !filepath.IsAbs(dst) {
+			dst = filepath.Join(wd, dst)
+		}
+		if c.OutputRoot == "" {
+			c.OutputRoot = filepath.Dir(dst)
+		}
+		root := c.Resolve(c.OutputRoot)
+		rel, err := filepath.Rel(root, dst)
+		if err != nil || !filepath.IsLocal(rel) {
+			return fail.Mark(fail.Usage, fmt.Errorf("--template %q: %s is not beneath the output root %s; every destination must be (set output_root in a config to choose it)", f, dst, root))
+		}
+		o := Output{Path: rel, Template: src, Format: FormatTemplate}
+		if len(parts) == 3 && strings.TrimSpace(parts[2]) != "" {
+			o.Notify = &Notify{Command: strings.Fields(parts[2])}
+		}
+		c.Outputs = append(c.Outputs, o)
+	}
+	if len(flags) > 0 {
+		return c.Check()
+	}
+	return nil
+}
+
+// SetVaultAddress sets vault.address (--vault-addr), which wins over the
+// config and VAULT_ADDR.
+func (c *Config) SetVaultAddress(addr string) {
+	if addr == "" {
+		return
+	}
+	if c.Vault == nil {
+		c.Vault = &Vault{}
+	}
+	c.Vault.Address = addr
+}
+
+// AddSecretFlags adds --secret NAME=REF declarations.
+func (c *Config) AddSecretFlags(flags []string) error {
+	for _, f := range flags {
+		name, ref, ok := strings.Cut(f, "=")
+		if !ok {
+			return fail.Mark(fail.Usage, fmt.Errorf("--secret %q is not NAME=REF.\n%s", f, SecretRefHelp))
+		}
+		if err := validSecretName(name); err != nil {
+			return fail.Mark(fail.Usage, fmt.Errorf("--secret %q: %w", f, err))
+		}
+		if _, dup := c.Secrets.Lookup(name); dup {
+			return fail.Mark(fail.Usage, fmt.Errorf("--secret %q: secret %q is already declared", f, name))
+		}
+		r, err := ParseSecretRef(ref)
+		if err != nil {
+			return err
+		}
+		c.Secrets = append(c.Secrets, SecretDecl{Name: name, Ref: r})
+	}
+	return nil
+}
