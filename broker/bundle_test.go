@@ -7,10 +7,11 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/config"
+	"github.com/secrets-broker/secrets-broker/internal/brokertest"
 )
 
 func TestBundleConfig(t *testing.T) {
-	dir := localSetup(t)
+	dir := brokertest.LocalDir(t)
 	cfg := loadConfig(t, dir, `output_root: out
 secrets:
   crt: envelope:secrets.enc.yaml#api_key

@@ -1,6 +1,5 @@
-// Package broker owns what secrets-broker does with keys and secrets once the
-// command line or configuration has been read: it resolves key specs into key
-// wrappers, seals and opens values and secrets files, and (in later parts)
-// fetches, renders and refreshes secrets. Commands in cmd/ only parse flags
-// and call it.
+// Package broker turns a loaded configuration into values: it fetches the
+// declared secrets and the template calls from Vault and envelope files,
+// renders every output once, and runs a command with secrets in its
+// environment (exec); broker/daemon keeps the result fresh.
 package broker

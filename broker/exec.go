@@ -95,11 +95,11 @@ func (b *Broker) Exec(ctx context.Context, opts ExecOptions) error {
 		names = append(names, s)
 	}
 	sort.Strings(names)
-	res, err := b.fetchUntil(ctx, names, nil, nil, opts.Timeout, true)
+	res, err := b.FetchUntil(ctx, names, nil, nil, opts.Timeout, true)
 	if err != nil {
 		return fmt.Errorf("not running the command: %w", err)
 	}
-	vars, values := envValues(envMap, res.Values)
+	vars, values := EnvValues(envMap, res.Values)
 	if opts.GitHubActions {
 		for _, v := range values {
 			for _, m := range GitHubMasks(v) {
@@ -137,12 +137,12 @@ func (b *Broker) Exec(ctx context.Context, opts ExecOptions) error {
 			}
 		}
 	}
-	env := b.childEnv(opts, vars, values)
+	env := b.ChildEnv(opts, vars, values)
 	return runChild(ctx, opts, env, values)
 }
 
-// envValues lists the variables of envMap in order and their values.
-func envValues(envMap map[string]string, values map[string]string) (vars, vals []string) {
+// EnvValues lists the variables of envMap in order and their values.
+func EnvValues(envMap map[string]string, values map[string]string) (vars, vals []string) {
 	vars = make([]string, 0, len(envMap))
 	for k := range envMap {
 		vars = append(vars, k)
@@ -158,14 +158,18 @@ func envValues(envMap map[string]string, values map[string]string) (vars, vals [
 // needsVault reports whether any of the named secrets comes from Vault.
 func needsVault(b *Broker, names []string) bool {
 	for _, n := range names {
-		if d, ok := b.lookup(n); ok && d.Ref.Scheme == "vault" {
+		if d, ok := b.Declared(n); ok && d.Ref.Scheme == "vault" {
 			return true
 		}
 	}
 	return false
 }
 
-func (b *Broker) childEnv(opts ExecOptions, vars, values []string) []string {
+// ChildEnv is the environment of a command the broker runs: opts.BaseEnv
+// less the broker's credentials (unless opts.PassBrokerCredentials) and
+// what the exec rules (flags and the config's exec section) leave out, with
+// vars set to values.
+func (b *Broker) ChildEnv(opts ExecOptions, vars, values []string) []string {
 	pristine, allow, deny := opts.Pristine, opts.Allow, opts.Deny
 	if c := b.cfg.Exec; c != nil {
 		pristine = pristine || c.Pristine
@@ -206,7 +210,7 @@ func (b *Broker) childEnv(opts ExecOptions, vars, values []string) []string {
 func runChild(ctx context.Context, opts ExecOptions, env []string, values []string) error {
 	reaper, stopReaper := supervisor.StartReaper(ctx)
 	defer stopReaper()
-	cfg := supervisor.Config{Command: opts.Command, Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, Forward: forwardedSignals, Reaper: reaper}
+	cfg := supervisor.Config{Command: opts.Command, Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, Forward: supervisor.Signals(true), Reaper: reaper}
 	var outR, errR *redact.Writer
 	if opts.RedactOutput {
 		outR, errR = redact.NewWriter(opts.Stdout, values), redact.NewWriter(opts.Stderr, values)

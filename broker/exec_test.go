@@ -17,6 +17,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/broker/format"
+	"github.com/secrets-broker/secrets-broker/internal/brokertest"
 )
 
 func execBroker(t *testing.T, secrets ...string) (*broker.Broker, string) {
@@ -168,7 +169,7 @@ func TestRedactOutput(t *testing.T) {
 func TestRedactOutputPassesPromptsAtOnce(t *testing.T) {
 	b, _ := execBroker(t, "PW", "hunter2-pa$$")
 	inR, inW := io.Pipe()
-	out := &syncBuffer{}
+	out := &brokertest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- b.Exec(context.Background(), broker.ExecOptions{Command: []string{"/bin/sh", "-c", `printf 'Password: '; read x; echo "got $x $PW"`},

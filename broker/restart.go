@@ -146,7 +146,7 @@ func (t cachedTokens) SaveToken(ctx context.Context, login *api.Secret, principa
 // entry and returns the error, so that the caller retries instead of
 // minting a new lease.
 func (b *Broker) reuse(ctx context.Context, vc *vault.Client, store *vaultcache.Store, ref vault.Ref) (*vault.Secret, error) {
-	key, shown := cacheRequest(ref), b.shownRequest(ref)
+	key, shown := cacheRequest(ref), b.ShownRequest(ref)
 	e, ok, err := store.Get(ctx, key)
 	drop := func(why string, args ...any) (*vault.Secret, error) {
 		b.log.Info("restart cache: "+why, append([]any{"request", shown}, args...)...)
@@ -222,9 +222,9 @@ func (b *Broker) certRenewal() float64 {
 	return 0
 }
 
-// remember keeps responses in the restart cache, a few at a time. A failure
+// Remember keeps responses in the restart cache, a few at a time. A failure
 // is logged: the cache saves work, it is never needed to render.
-func (b *Broker) remember(ctx context.Context, secrets map[string]*vault.Secret) {
+func (b *Broker) Remember(ctx context.Context, secrets map[string]*vault.Secret) {
 	if b.notRemembering.Load() {
 		return
 	}
@@ -256,7 +256,7 @@ func (b *Broker) remember(ctx context.Context, secrets map[string]*vault.Secret)
 				e.Response = &raw
 			}
 			if err := store.Put(ctx, vaultcache.Request{Key: key, Computed: s.Ref.Computed}, e); err != nil {
-				b.log.Warn("restart cache: cannot keep a response; a restart will fetch it afresh", "request", b.shownRequest(s.Ref), "error", err)
+				b.log.Warn("restart cache: cannot keep a response; a restart will fetch it afresh", "request", b.ShownRequest(s.Ref), "error", err)
 			}
 			return nil
 		})
@@ -318,7 +318,7 @@ func (b *Broker) worthKeeping(key string, s *vault.Secret) bool {
 // ago. A lease
 // is never rendered without Vault's word. ok is false unless everything
 // needed (Vault and local secrets) resolved.
-func (b *Broker) staleFromCache(ctx context.Context, names []string, idx *requestIndex) (*Resolved, bool) {
+func (b *Broker) staleFromCache(ctx context.Context, names []string, idx *Requests) (*Resolved, bool) {
 	c := b.cfg.Cache
 	if c == nil || c.MaxStale <= 0 || strings.HasPrefix(c.Key, "transit:") {
 		return nil, false
@@ -349,7 +349,7 @@ func (b *Broker) staleFromCache(ctx context.Context, names []string, idx *reques
 			return nil, false
 		}
 		oldest = max(oldest, age)
-		if err := b.apply(res, idx, key, s); err != nil {
+		if err := b.Apply(res, idx, key, s); err != nil {
 			return nil, false
 		}
 	}

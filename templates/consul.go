@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/Masterminds/sprig/v3"
 	"os"
 	"reflect"
 	"regexp"
@@ -18,6 +17,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/Masterminds/sprig/v3"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/secrets-broker/secrets-broker/internal/credenv"

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -28,4 +31,71 @@ func TestArchitectureNamesEveryPackage(t *testing.T) {
 			t.Errorf("docs/architecture.md has no line for package %s: say its one job there", rel)
 		}
 	}
+}
+
+// Limits that keep a package to one job (issue 19): no Go file above
+// maxFileLines lines, and no package of the binary above maxPackageShare of
+// the binary's own non-test code (its dependencies outside this module are
+// not counted).
+const (
+	maxFileLines    = 600
+	maxPackageShare = 0.15
+)
+
+// No Go file of the module, test or not, grows past maxFileLines, and no
+// package the binary is built from holds more than maxPackageShare of the
+// binary's own code: a package that outgrows its room is split, not fed.
+func TestNoPackageOrFileOutgrowsItsRoom(t *testing.T) {
+	const module = "github.com/secrets-broker/secrets-broker"
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}\t{{.Dir}}\t{{join .GoFiles \" \"}}", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	lines := map[string]int{}
+	total := 0
+	for _, row := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.SplitN(row, "\t", 3)
+		if len(f) != 3 || (f[0] != module && !strings.HasPrefix(f[0], module+"/")) {
+			continue
+		}
+		for _, name := range strings.Fields(f[2]) {
+			n := countLines(t, filepath.Join(f[1], name))
+			lines[f[0]] += n
+			total += n
+		}
+	}
+	if total == 0 {
+		t.Fatal("go list named no package of this module: the count would prove nothing")
+	}
+	for p, n := range lines {
+		if share := float64(n) / float64(total); share > maxPackageShare {
+			t.Errorf("package %s holds %d of the binary's %d lines (%.0f%%, the limit is %.0f%%): split it by job (docs/architecture.md)", strings.TrimPrefix(p, module+"/"), n, total, 100*share, 100*maxPackageShare)
+		}
+	}
+	err = filepath.WalkDir("../..", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && p != "../.." {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".go") {
+			if n := countLines(t, p); n > maxFileLines {
+				t.Errorf("%s has %d lines (the limit is %d): split it into files that each hold one part", strings.TrimPrefix(p, "../../"), n, maxFileLines)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func countLines(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Count(b, []byte("\n"))
 }

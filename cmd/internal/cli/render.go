@@ -13,6 +13,7 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/config"
+	"github.com/secrets-broker/secrets-broker/broker/daemon"
 	"github.com/secrets-broker/secrets-broker/broker/health"
 	"github.com/secrets-broker/secrets-broker/internal/atomicfile"
 )
@@ -246,7 +247,7 @@ orphaned processes.`,
 				}
 				defer os.Remove(pidFile)
 			}
-			return broker.RunDaemon(cmd.Context(), broker.DaemonOptions{
+			return daemon.Run(cmd.Context(), daemon.Options{
 				Config: src, Timeout: rf.timeout,
 				Logger: log, Reload: reload,
 				Exec: broker.ExecOptions{Command: args, BaseEnv: os.Environ(), Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr},

@@ -9,44 +9,8 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/config"
-	"github.com/secrets-broker/secrets-broker/broker/keys"
-	"github.com/secrets-broker/secrets-broker/envelope"
-	"github.com/secrets-broker/secrets-broker/providers/local"
+	"github.com/secrets-broker/secrets-broker/internal/brokertest"
 )
-
-// localSetup makes a key, a sealed secrets file and a plain file, all
-// without Vault.
-// defaultLocalKey makes dir/local.key the default local key (and the only
-// key: $SECRETS_BROKER_KEYS is cleared).
-func defaultLocalKey(t *testing.T, dir string) *local.Key {
-	t.Helper()
-	keyPath := filepath.Join(dir, "local.key")
-	k, err := local.New(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(local.EnvKeyFile, keyPath)
-	t.Setenv(keys.Env, "")
-	return k
-}
-
-func localSetup(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	k := defaultLocalKey(t, dir)
-	f, err := envelope.SealFile(context.Background(), []envelope.Plain{
-		{Name: "db_password", Value: []byte(`p"w$1`)},
-		{Name: "api_key", Value: []byte("ak-123")},
-		{Name: "tls_key", Value: []byte("-----BEGIN KEY-----\nabc\n-----END KEY-----\n")},
-	}, nil, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "secrets.enc.yaml"), f.MarshalYAML(), 0o600)
-	os.WriteFile(filepath.Join(dir, "token"), []byte("file-token"), 0o600)
-	os.WriteFile(filepath.Join(dir, "app.tmpl"), []byte("db={{ secret \"db_password\" }}\ntoken={{ secret \"token\" }}\n"), 0o600)
-	return dir
-}
 
 const localConfig = `output_root: out
 secrets:
@@ -90,7 +54,7 @@ func read(t *testing.T, p string) string {
 
 func TestRenderOnceLocal(t *testing.T) {
 	ctx := context.Background()
-	dir := localSetup(t)
+	dir := brokertest.LocalDir(t)
 	cfg := loadConfig(t, dir, localConfig)
 	b := broker.New(cfg)
 	defer b.Close()
@@ -148,7 +112,7 @@ func TestRenderOnceLocal(t *testing.T) {
 // stop the others.
 func TestRenderOnceFailureKeepsPrevious(t *testing.T) {
 	ctx := context.Background()
-	dir := localSetup(t)
+	dir := brokertest.LocalDir(t)
 	b := broker.New(loadConfig(t, dir, localConfig))
 	if _, err := b.RenderOnce(ctx, broker.RenderOptions{}); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package broker_test
+package daemon_test
 
 import (
 	"context"
@@ -19,43 +19,28 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/config"
+	"github.com/secrets-broker/secrets-broker/broker/daemon"
 	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/brokertest"
 	"github.com/secrets-broker/secrets-broker/providers/local"
 )
 
-// daemonRun starts RunDaemon in the background and records its passes.
+// daemonRun starts daemon.Run in the background and records its passes.
 type daemonRun struct {
 	mu     sync.Mutex
 	passes []broker.Report
 	reload chan struct{}
 	done   chan error
 	cancel context.CancelFunc
-	logs   *syncBuffer
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs   *brokertest.Buffer
 }
 
 func startDaemon(t *testing.T, configPath string) *daemonRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &daemonRun{reload: make(chan struct{}, 1), done: make(chan error, 1), cancel: cancel, logs: &syncBuffer{}}
+	d := &daemonRun{reload: make(chan struct{}, 1), done: make(chan error, 1), cancel: cancel, logs: &brokertest.Buffer{}}
 	go func() {
-		d.done <- broker.RunDaemon(ctx, broker.DaemonOptions{
+		d.done <- daemon.Run(ctx, daemon.Options{
 			Config: config.Source{Path: configPath}, Timeout: 5 * time.Second, Reload: d.reload,
 			Logger: slog.New(slog.NewTextHandler(d.logs, nil)),
 			Rendered: func(r broker.Report) {
@@ -142,7 +127,7 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestDaemonWatchesFilesNotifiesAndReloads(t *testing.T) {
-	dir := localSetup(t)
+	dir := brokertest.LocalDir(t)
 	addr := freeAddr(t)
 	notifyLog := filepath.Join(dir, "notified")
 	cfgText := `output_root: out

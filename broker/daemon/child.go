@@ -1,4 +1,4 @@
-package broker
+package daemon
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/broker/supervisor"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
@@ -50,7 +51,7 @@ func childExit(r childResult) error {
 	if r.status.Code == 0 {
 		return nil
 	}
-	return &ExitError{Code: r.status.Code}
+	return &broker.ExitError{Code: r.status.Code}
 }
 
 // startChild starts the supervised command with the first generation's
@@ -72,7 +73,7 @@ func (d *daemon) startChild(ctx context.Context, g *generation) (<-chan childRes
 	cfg := supervisor.Config{
 		Command: command, Stdin: d.opts.Exec.Stdin, Stdout: d.opts.Exec.Stdout, Stderr: d.opts.Exec.Stderr,
 		KillTimeout: ec.KillTimeout, Splay: ec.Splay, RestartOnExit: ec.OnChildExit == "restart",
-		Forward: childForwardedSignals, Log: d.log, Reaper: d.reaper,
+		Forward: supervisor.Signals(false), Log: d.log, Reaper: d.reaper,
 	}
 	if ec.ReloadSignal != "" {
 		cfg.ReloadSignal, _ = config.ParseSignal(ec.ReloadSignal)
@@ -103,13 +104,13 @@ func (g *generation) childEnv() ([]string, [32]byte, error) {
 			missing = append(missing, n)
 		}
 	}
-	vars, values := envValues(envMap, g.res.Values)
+	vars, values := broker.EnvValues(envMap, g.res.Values)
 	g.mu.Unlock()
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		return nil, [32]byte{}, fmt.Errorf("not starting the command: secret(s) %s unavailable (see the warnings above; --timeout bounds the retries)", strings.Join(missing, ", "))
 	}
-	env := g.b.childEnv(g.d.opts.Exec, vars, values)
+	env := g.b.ChildEnv(g.d.opts.Exec, vars, values)
 	h := sha256.New()
 	for _, kv := range env {
 		h.Write([]byte(kv))
@@ -123,7 +124,7 @@ func (g *generation) childEnv() ([]string, [32]byte, error) {
 // tellChild passes a render pass's outcome to the command: a new
 // environment restarts it; a changed file (one without its own notify)
 // restarts or signals it; nothing else does.
-func (d *daemon) tellChild(g *generation, rep Report, restored map[string]bool) {
+func (d *daemon) tellChild(g *generation, rep broker.Report, restored map[string]bool) {
 	c := d.child
 	if c == nil || c.never {
 		return

@@ -1,4 +1,4 @@
-package broker_test
+package daemon_test
 
 import (
 	"context"
@@ -14,7 +14,9 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/config"
+	"github.com/secrets-broker/secrets-broker/broker/daemon"
 	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/brokertest"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/kmsfake"
 	"github.com/secrets-broker/secrets-broker/providers/awskms"
@@ -83,7 +85,7 @@ outputs:
 // exec and the daemon (which keeps the last good value).
 func TestSingleEnvelopeNameIsChecked(t *testing.T) {
 	dir := t.TempDir()
-	k := defaultLocalKey(t, dir)
+	k := brokertest.LocalKey(t, dir)
 	seal := func(name, value string) string {
 		e, err := envelope.Seal(context.Background(), []byte(value), envelope.Binding{Name: name}, k)
 		if err != nil {
@@ -129,7 +131,7 @@ outputs:
 	if !fileIs(filepath.Join(dir, "out", "db.txt"), "pw-1")() {
 		t.Fatal("the swapped secret was written")
 	}
-	_, _, err = runExec(t, load(), broker.ExecOptions{Command: []string{"/bin/true"}})
+	err = load().Exec(context.Background(), broker.ExecOptions{Command: []string{"/bin/true"}, Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard})
 	if fail.KindOf(err) != fail.Integrity || !strings.Contains(err.Error(), `sealed for secret "api_key"`) {
 		t.Fatalf("exec: %v", err)
 	}
@@ -283,7 +285,7 @@ func TestChangeBeforeTheWatchesExistIsSeen(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- broker.RunDaemon(ctx, broker.DaemonOptions{
+		done <- daemon.Run(ctx, daemon.Options{
 			Config: config.Source{Path: cfg}, Timeout: 5 * time.Second,
 			Logger: slog.New(slog.DiscardHandler),
 			Rendered: func(broker.Report) {

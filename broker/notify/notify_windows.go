@@ -1,6 +1,6 @@
 //go:build windows
 
-package broker
+package notify
 
 import (
 	"errors"
@@ -8,15 +8,9 @@ import (
 	"syscall"
 )
 
-// forwardedSignals are passed on to exec's child.
-var forwardedSignals = []os.Signal{os.Interrupt}
-
 func signalProcess(int, syscall.Signal) error {
 	return errors.New("signalling a process is not supported on Windows; use notify command")
 }
-
-// childForwardedSignals are passed on to the command run supervises.
-var childForwardedSignals = []os.Signal{os.Interrupt}
 
 // processUID: Windows has no POSIX uids; nothing is signalled there anyway.
 func processUID(int) (int, bool) { return 0, false }

@@ -1,4 +1,4 @@
-package broker_test
+package daemon_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/config"
+	"github.com/secrets-broker/secrets-broker/internal/brokertest"
 	"github.com/secrets-broker/secrets-broker/internal/redact"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
 )
@@ -30,7 +31,7 @@ func TestComputedPathsNeverShowTheSecretTheyAreBuiltFrom(t *testing.T) {
 	v.Run(t, "kv", "put", "secret/pointer/missing", "target="+missing)
 	v.Run(t, "kv", "put", "secret/"+found, "v=ok")
 	dir := t.TempDir()
-	defaultLocalKey(t, dir)
+	brokertest.LocalKey(t, dir)
 	for _, name := range []string{"found", "missing"} {
 		tmpl := `{{ with secret (printf "secret/data/%s" (secret "secret/data/pointer/` + name + `").Data.data.target) }}{{ .Data.data.v }}{{ end }}`
 		os.WriteFile(filepath.Join(dir, name+".tmpl"), []byte(tmpl), 0o600)
@@ -63,7 +64,7 @@ outputs:
 		t.Fatal(err)
 	}
 	b := broker.New(cfg)
-	var onceLog syncBuffer
+	var onceLog brokertest.Buffer
 	b.SetLogger(slog.New(slog.NewTextHandler(&onceLog, nil)))
 	rep, err := b.RenderOnce(context.Background(), broker.RenderOptions{})
 	b.Close()

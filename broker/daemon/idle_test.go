@@ -1,4 +1,4 @@
-package broker_test
+package daemon_test
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/config"
+	"github.com/secrets-broker/secrets-broker/broker/daemon"
 	"github.com/secrets-broker/secrets-broker/internal/memtrim"
 )
 
@@ -30,7 +30,7 @@ func TestIdleDaemonPagesOutItsExecutable(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- broker.RunDaemon(ctx, broker.DaemonOptions{Config: config.Source{Path: cfg}, Timeout: 5 * time.Second,
+		done <- daemon.Run(ctx, daemon.Options{Config: config.Source{Path: cfg}, Timeout: 5 * time.Second,
 			Logger: slog.New(slog.DiscardHandler), IdleTrim: 200 * time.Millisecond,
 			Trimmed: func(before, after memtrim.Stats) { trims <- trim{before, after} }})
 	}()

@@ -1,4 +1,4 @@
-package broker_test
+package daemon_test
 
 import (
 	"fmt"

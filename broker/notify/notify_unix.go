@@ -1,6 +1,6 @@
 //go:build unix
 
-package broker
+package notify
 
 import (
 	"errors"
@@ -11,14 +11,7 @@ import (
 	"syscall"
 )
 
-// forwardedSignals are passed on to exec's child.
-var forwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
-
 func signalProcess(pid int, sig syscall.Signal) error { return syscall.Kill(pid, sig) }
-
-// childForwardedSignals are passed on to the command run supervises
-// (SIGHUP is not: it reloads the broker's config).
-var childForwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
 
 // processUID is the real uid of process pid, from /proc (Linux); known is
 // false where there is no /proc, the process is gone, or pid is a thread
