@@ -16,9 +16,10 @@ fuzz:
 	go test ./envelope -run '^$$' -fuzz FuzzParseText -fuzztime 60s
 	go test ./envelope -run '^$$' -fuzz FuzzParseFile -fuzztime 60s
 	go test ./envelope -run '^$$' -fuzz FuzzCanonicalScanAgrees -fuzztime 60s
-	go test ./broker -run '^$$' -fuzz FuzzParseConfig -fuzztime 60s
+	go test ./broker/config -run '^$$' -fuzz FuzzParseConfig -fuzztime 60s
 	go test ./templates -run '^$$' -fuzz FuzzTemplate -fuzztime 60s
 	go test ./broker/vaultcache -run '^$$' -fuzz FuzzCacheEntry -fuzztime 60s
+	go test ./internal/redact -run '^$$' -fuzz FuzzWriter -fuzztime 60s
 
 bench:
 	./bench/envelope.sh
