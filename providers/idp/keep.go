@@ -1,0 +1,80 @@
+package idp
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/secrets-broker/secrets-broker/internal/backoff"
+)
+
+// Event is what Keep reports: a new token, or a failed refresh with the
+// wait before the next try; Expired is set once when the held token's
+// expiry passes with no new token.
+type Event struct {
+	Token   *Token
+	Err     error
+	RetryIn time.Duration
+	Expired bool
+}
+
+// RefreshAt is when t is replaced: a random point between 2/3 and 5/6 of
+// its lifetime (as Vault leases are renewed), so that brokers started
+// together do not ask the IdP together.
+func RefreshAt(t *Token) time.Time {
+	life := t.Lifetime()
+	return t.IssuedAt.Add(life*2/3 + time.Duration(rand.Int64N(int64(life/6)+1)))
+}
+
+// Keep keeps a token fresh until ctx ends: it waits until RefreshAt of the
+// token held (initial; with none it fetches at once), asks fetch for a new
+// one, and on failure tries again as backoff.Default says, never sooner
+// than the IdP's Retry-After. Failures never stop it (credentials fixed in
+// their source are picked up by fetch).
+func Keep(ctx context.Context, fetch func(context.Context) (*Token, error), initial *Token, on func(Event)) {
+	held := initial
+	for {
+		if held != nil && !backoff.Sleep(ctx, time.Until(RefreshAt(held))) {
+			return
+		}
+		expiredSaid := false
+		for attempt := 0; ; attempt++ {
+			t, err := fetch(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				held = t
+				on(Event{Token: t})
+				break
+			}
+			wait := max(backoff.Default().Delay(attempt), RetryAfterOf(err))
+			if held != nil && !expiredSaid {
+				if until := time.Until(held.Expiry); until <= 0 {
+					expiredSaid = true
+					on(Event{Err: err, RetryIn: wait, Expired: true})
+					if !backoff.Sleep(ctx, wait) {
+						return
+					}
+					continue
+				} else if until < wait {
+					// Say so when it expires, then go on waiting.
+					on(Event{Err: err, RetryIn: wait})
+					if !backoff.Sleep(ctx, until) {
+						return
+					}
+					expiredSaid = true
+					on(Event{Err: err, RetryIn: wait - until, Expired: true})
+					if !backoff.Sleep(ctx, wait-until) {
+						return
+					}
+					continue
+				}
+			}
+			on(Event{Err: err, RetryIn: wait})
+			if !backoff.Sleep(ctx, wait) {
+				return
+			}
+		}
+	}
+}
