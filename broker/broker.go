@@ -41,7 +41,13 @@ type Broker struct {
 	kept   map[string]keptEntry
 	// decls indexes cfg.Secrets by name.
 	decls map[string]config.SecretDecl
-	log   *slog.Logger
+	// credentials names, by token entry, the declared credentials its
+	// requests are made with.
+	credentials map[string][]string
+	// tokenClients are the token entries' clients, made on first use.
+	tokenMu      sync.Mutex
+	tokenClients map[string]tokenClient
+	log          *slog.Logger
 	// nameKey keys the names logs and metrics give computed Vault paths
 	// (ShownRequest); random, and shared by a daemon's generations.
 	nameKey [32]byte
@@ -53,8 +59,13 @@ func New(cfg *config.Config) *Broker {
 	for _, d := range cfg.Secrets {
 		decls[d.Name] = d
 	}
+	tokenDecls(cfg, decls)
+	credentials := map[string][]string{}
+	for _, c := range cfg.TokenCredentials() {
+		credentials[c.Token] = append(credentials[c.Token], c.Decl.Name)
+	}
 	b := &Broker{cfg: cfg, cache: providers.NewDataKeyCache(10000, cfg.KeyCacheTTL()), files: map[string]*envelope.File{}, decls: decls,
-		log: slog.New(slog.DiscardHandler)}
+		credentials: credentials, tokenClients: map[string]tokenClient{}, log: slog.New(slog.DiscardHandler)}
 	rand.Read(b.nameKey[:])
 	return b
 }
@@ -91,6 +102,7 @@ func (b *Broker) Close() {
 	if b.restart != nil && !b.sharedVault {
 		b.restart.Close()
 	}
+	b.closeTokens()
 	b.cache.Purge()
 }
 

@@ -32,6 +32,7 @@ type Prepared struct {
 // without contacting anything. validate runs only this.
 func (b *Broker) Prepare() ([]Prepared, error) {
 	declared := func(n string) bool { _, ok := b.Declared(n); return ok }
+	hasToken := func(n string) bool { _, ok := b.cfg.Tokens[n]; return ok }
 	var out []Prepared
 	var errs []error
 	for _, o := range b.cfg.Outputs {
@@ -54,12 +55,15 @@ func (b *Broker) Prepare() ([]Prepared, error) {
 				}
 				text = string(data)
 			}
-			t, err := templates.Parse(name, text, templates.Options{Declared: declared, FileSandbox: b.cfg.Resolve(b.cfg.FileSandbox)})
+			t, err := templates.Parse(name, text, templates.Options{Declared: declared, Token: hasToken, FileSandbox: b.cfg.Resolve(b.cfg.FileSandbox)})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("output %s: %w", o.Path, err))
 				continue
 			}
 			p.Template, p.Secrets = t, t.Secrets
+			for _, tok := range t.Tokens {
+				p.Secrets = append(p.Secrets, config.TokenName(tok))
+			}
 		case config.FormatRaw:
 			p.Secrets = []string{o.Secret}
 		default:
@@ -136,7 +140,7 @@ func Needs(ps []Prepared) ([]string, []templates.VaultCall) {
 func Render(p Prepared, r *Resolved) ([]byte, error) {
 	switch p.Output.Format {
 	case config.FormatTemplate:
-		return p.Template.Execute(templates.Data{Secrets: r.Values, Vault: r.Vault})
+		return p.Template.Execute(templates.Data{Secrets: r.Values, Vault: r.Vault, Tokens: r.Tokens})
 	case config.FormatRaw:
 		return []byte(r.Values[p.Output.Secret]), nil
 	default: // dotenv, json, yaml

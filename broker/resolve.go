@@ -17,6 +17,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/internal/backoff"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
+	"github.com/secrets-broker/secrets-broker/providers/idp"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
 	"github.com/secrets-broker/secrets-broker/templates"
 )
@@ -30,10 +31,12 @@ type Resolved struct {
 	// Requests maps each distinct Vault request (vault.Ref.RequestKey) to
 	// its latest response, with its lease.
 	Requests map[string]*vault.Secret
+	// Tokens maps tokens: entries to their latest token.
+	Tokens map[string]*idp.Token
 }
 
 func newResolved() *Resolved {
-	return &Resolved{Values: map[string]string{}, Vault: map[string]*api.Secret{}, Requests: map[string]*vault.Secret{}}
+	return &Resolved{Values: map[string]string{}, Vault: map[string]*api.Secret{}, Requests: map[string]*vault.Secret{}, Tokens: map[string]*idp.Token{}}
 }
 
 // Clone copies the maps (not the secrets), for rendering while watchers
@@ -48,6 +51,9 @@ func (r *Resolved) Clone() *Resolved {
 	}
 	for k, v := range r.Requests {
 		c.Requests[k] = v
+	}
+	for k, v := range r.Tokens {
+		c.Tokens[k] = v
 	}
 	return c
 }
@@ -187,6 +193,7 @@ func (b *Broker) Apply(res *Resolved, idx *Requests, key string, s *vault.Secret
 func (b *Broker) fetch(ctx context.Context, names []string, calls []templates.VaultCall, have map[string]*vault.Secret) (*Resolved, error) {
 	res := newResolved()
 	var errs []error
+	names = b.WithCredentials(names)
 	for _, n := range names {
 		if _, ok := b.Declared(n); !ok {
 			errs = append(errs, fail.Mark(fail.Usage, fmt.Errorf("secret %q is not declared", n)))
@@ -242,6 +249,7 @@ func (b *Broker) fetch(ctx context.Context, names []string, calls []templates.Va
 		}
 	}
 	errs = append(errs, b.fetchLocals(ctx, names, res)...)
+	errs = append(errs, b.fetchTokens(ctx, names, res)...)
 	if len(errs) > 0 {
 		return res, errors.Join(errs...)
 	}
@@ -260,7 +268,7 @@ func (b *Broker) fetchLocals(ctx context.Context, names []string, res *Resolved)
 	var local []config.SecretDecl
 	envelopes := false
 	for _, n := range names {
-		if d, ok := b.Declared(n); ok && d.Ref.Scheme != "vault" {
+		if d, ok := b.Declared(n); ok && (d.Ref.Scheme == "file" || d.Ref.Scheme == "envelope") {
 			local = append(local, d)
 			envelopes = envelopes || d.Ref.Scheme == "envelope"
 		}
@@ -468,7 +476,7 @@ func (b *Broker) ResolveDynamic(ctx context.Context, prepared []Prepared, res *R
 			if p.Template == nil || !p.Template.Dynamic {
 				continue
 			}
-			for _, c := range p.Template.Discover(templates.Data{Secrets: res.Values, Vault: res.Vault}) {
+			for _, c := range p.Template.Discover(templates.Data{Secrets: res.Values, Vault: res.Vault, Tokens: res.Tokens}) {
 				found[i] = append(found[i], c)
 				if !tried[c.Key()] {
 					tried[c.Key()] = true

@@ -19,6 +19,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/internal/credenv"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 	"github.com/secrets-broker/secrets-broker/internal/redact"
+	"github.com/secrets-broker/secrets-broker/providers/idp"
 )
 
 // text never quotes an argument (arguments may derive from secrets; the
@@ -120,6 +121,11 @@ func Values(d Data) []string {
 			add(x.String())
 		}
 	}
+	for _, t := range d.Tokens {
+		if t != nil {
+			add(t.AccessToken)
+		}
+	}
 	for _, s := range d.Vault {
 		if s != nil {
 			leaves(s.Data)
@@ -173,6 +179,12 @@ func (t *Template) funcs() template.FuncMap {
 			return nil, nil
 		}
 		return v, err
+	}
+	fm["token"] = func(name string) (*idp.Token, error) {
+		if tok := t.cur.Tokens[name]; tok != nil {
+			return tok, nil
+		}
+		return nil, funcErr("token %q has not been fetched", name)
 	}
 	fm["env"] = func(name string) (string, error) {
 		if credenv.IsCredential(name) {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/redact"
+	"github.com/secrets-broker/secrets-broker/providers/idp"
 )
 
 // MaxTemplateLen bounds a template's source.
@@ -41,6 +42,9 @@ type Options struct {
 	// Declared reports whether name is a declared secret, which
 	// `secret "name"` returns as a string.
 	Declared func(name string) bool
+	// Token reports whether name is an entry of tokens:, which
+	// `token "name"` returns.
+	Token func(name string) bool
 	// FileSandbox is the only directory the file function reads from;
 	// empty disables the function.
 	FileSandbox string
@@ -85,6 +89,8 @@ type Template struct {
 	// computed argument (printf, a variable, a range element): what it
 	// reads is found by rendering (Discover), not by reading the source.
 	Dynamic bool
+	// Tokens are the tokens: entries it uses, sorted.
+	Tokens []string
 
 	t       *template.Template
 	sandbox string
@@ -103,6 +109,8 @@ type Data struct {
 	Secrets map[string]string
 	// Vault maps VaultCall keys to Vault's responses.
 	Vault map[string]*api.Secret
+	// Tokens maps tokens: entries to their current token.
+	Tokens map[string]*idp.Token
 }
 
 // Parse parses a template and discovers what it needs. Errors name the
@@ -126,7 +134,12 @@ func Parse(name, text string, opts Options) (*Template, error) {
 	if declared == nil {
 		declared = func(string) bool { return false }
 	}
+	hasToken := opts.Token
+	if hasToken == nil {
+		hasToken = func(string) bool { return false }
+	}
 	secrets := map[string]bool{}
+	tokens := map[string]bool{}
 	vault := map[string]VaultCall{}
 	var walkErr error
 	for _, tt := range t.Templates() {
@@ -144,6 +157,19 @@ func Parse(name, text string, opts Options) (*Template, error) {
 					walkErr = fmt.Errorf("template %s: %s", line, why)
 					return
 				}
+			}
+			if ok && id.Ident == "token" {
+				line, _ := tt.Tree.ErrorContext(cmd)
+				name, literal := tokenArg(cmd)
+				switch {
+				case !literal:
+					walkErr = fmt.Errorf("template %s: token takes the name of a tokens: entry as a quoted string", line)
+				case !hasToken(name):
+					walkErr = fmt.Errorf("template %s: token %q names no entry of tokens: in the config", line, name)
+				default:
+					tokens[name] = true
+				}
+				return
 			}
 			if !ok || (id.Ident != "secret" && id.Ident != "secrets" && id.Ident != "pkiCert") {
 				return
@@ -184,6 +210,10 @@ func Parse(name, text string, opts Options) (*Template, error) {
 		tp.Secrets = append(tp.Secrets, s)
 	}
 	sort.Strings(tp.Secrets)
+	for n := range tokens {
+		tp.Tokens = append(tp.Tokens, n)
+	}
+	sort.Strings(tp.Tokens)
 	keys := make([]string, 0, len(vault))
 	for k := range vault {
 		keys = append(keys, k)
@@ -193,6 +223,19 @@ func Parse(name, text string, opts Options) (*Template, error) {
 		tp.Vault = append(tp.Vault, vault[k])
 	}
 	return tp, nil
+}
+
+// tokenArg returns the argument of a token call when it is one quoted
+// string.
+func tokenArg(cmd *parse.CommandNode) (string, bool) {
+	if len(cmd.Args) != 2 {
+		return "", false
+	}
+	s, ok := cmd.Args[1].(*parse.StringNode)
+	if !ok {
+		return "", false
+	}
+	return s.Text, true
 }
 
 func vaultCall(args []string) (VaultCall, error) {

@@ -32,6 +32,7 @@ func (c *Config) Check() error {
 		errs = append(errs, fmt.Errorf(format, args...))
 	}
 	c.acceptOtherNames(add)
+	c.checkTokens(add)
 	if c.Vault != nil && c.Vault.Auth != nil {
 		a := c.Vault.Auth
 		switch a.Method {

@@ -44,7 +44,10 @@ type Config struct {
 	// context every secret read from the file must be sealed with.
 	SecretsFiles map[string]SecretsFile `yaml:"secrets_files"`
 	Outputs      []Output               `yaml:"outputs"`
-	Exec         *Exec                  `yaml:"exec"`
+	// Tokens are access tokens the broker gets from OAuth 2.0 token
+	// endpoints and keeps fresh, by name (docs/tokens.md).
+	Tokens map[string]*Token `yaml:"tokens"`
+	Exec   *Exec             `yaml:"exec"`
 	// Refresh tunes the daemon (run without --once).
 	Refresh *Refresh `yaml:"refresh"`
 	// KeyCache tunes the in-memory cache of data keys unwrapped by AWS KMS

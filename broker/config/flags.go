@@ -77,6 +77,9 @@ func (c *Config) AddSecretFlags(flags []string) error {
 		if err != nil {
 			return err
 		}
+		if _, ok := c.Tokens[r.Token]; r.Scheme == "token" && !ok {
+			return fail.Mark(fail.Usage, fmt.Errorf("--secret %q: %s names no entry of tokens: in the config; give the config that declares it (-c FILE)", f, ref))
+		}
 		c.Secrets = append(c.Secrets, SecretDecl{Name: name, Ref: r})
 	}
 	return nil

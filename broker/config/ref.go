@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/secrets-broker/secrets-broker/envelope"
@@ -20,19 +21,23 @@ const SecretRefHelp = `A secret reference is one of:
   envelope:FILE[?name=NAME]             a file holding one envelope (sbe1:...), which must be
                                         sealed for NAME (default: the declared secret's name)
   file:PATH                             a plain file (for example a mounted Kubernetes secret)
+  token:NAME[#FIELD]                    an access token of the tokens: entry NAME; #FIELD is
+                                        access_token (default), token_type, expiry or scope
 Examples: vault:secret/data/app#password  vault:database/creds/app
           envelope:secrets.enc.yaml#db_password  file:/run/secrets/token`
 
 // SecretRef says where one secret comes from.
 type SecretRef struct {
-	Scheme string // "vault", "envelope" or "file"
+	Scheme string // "vault", "envelope", "file" or "token"
 	Vault  vault.Ref
 	Path   string // envelope or plain file
 	Entry  string // secrets-file entry; empty for a single-envelope file
 	// Name pins the name a single envelope must be sealed for (?name=);
 	// empty means the declared secret's name.
 	Name string
-	text string
+	// Token names a tokens: entry; TokenField what of it (TokenFields).
+	Token, TokenField string
+	text              string
 }
 
 // String is the reference as written.
@@ -46,7 +51,7 @@ func ParseSecretRef(s string) (SecretRef, error) {
 	}
 	scheme, rest, ok := strings.Cut(s, ":")
 	if !ok || rest == "" {
-		return bad("has no scheme (vault:, envelope: or file:)")
+		return bad("has no scheme (vault:, envelope:, file: or token:)")
 	}
 	r := SecretRef{Scheme: scheme, text: s}
 	switch scheme {
@@ -84,6 +89,18 @@ func ParseSecretRef(s string) (SecretRef, error) {
 			return bad("has a #; file: references take no field")
 		}
 		r.Path = rest
+	case "token":
+		name, field, hasField := strings.Cut(rest, "#")
+		if name == "" || validSecretName(name) != nil {
+			return bad("does not name a tokens: entry")
+		}
+		if !hasField {
+			field = TokenFields[0]
+		}
+		if !slices.Contains(TokenFields, field) {
+			return bad("picks #" + field + "; a token has #" + strings.Join(TokenFields, ", #"))
+		}
+		r.Token, r.TokenField = name, field
 	default:
 		return bad("has an unknown scheme " + scheme)
 	}

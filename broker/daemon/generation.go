@@ -133,6 +133,9 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 			}
 		}
 	}
+	// The credentials tokens are requested with are kept fresh like any
+	// secret, so that a rotated client secret is used at the next refresh.
+	names = b.WithCredentials(names)
 	ctx, cancel := context.WithCancel(parent)
 	d.generations++
 	g := &generation{id: d.generations, started: started, heldOver: have, d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, requests: b.IndexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel,
@@ -251,6 +254,7 @@ func (g *generation) startWatchers(ctx context.Context) error {
 			g.keep(ctx, vc, r, initial[r.RequestKey()])
 		}
 	}
+	g.keepTokens(ctx)
 	return g.watchFiles(ctx)
 }
 

@@ -1,6 +1,8 @@
 package health
 
 import (
+	"time"
+
 	"github.com/secrets-broker/secrets-broker/internal/promtext"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
 )
@@ -39,8 +41,14 @@ func NewMetrics() *Metrics {
 		NotifyErrors:  reg.Counter("secrets_broker_notify_errors_total", "Notify actions that failed."),
 		Reloads:       reg.CounterVec("secrets_broker_config_reloads_total", "Configuration reloads, by result.", "result"),
 		LastSuccess:   reg.Gauge("secrets_broker_last_success_timestamp_seconds", "When every output last rendered."),
-		expiry:        reg.GaugeVec("secrets_broker_secret_expiry_timestamp_seconds", "When the lease of a Vault secret expires (0: no lease).", "path"),
+		expiry:        reg.GaugeVec("secrets_broker_secret_expiry_timestamp_seconds", "When the lease of a Vault secret, or an access token (path=\"token:NAME\"), expires (0: no lease).", "path"),
 	}
+}
+
+// SetTokenExpiry records when the access token of tokens: entry name
+// expires, as the series path="token:NAME".
+func (m *Metrics) SetTokenExpiry(name string, at time.Time) {
+	m.expiry.With("token:" + name).Set(float64(at.Unix()))
 }
 
 // SetExpiry records when the lease of the Vault request shown as path

@@ -1,0 +1,154 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/oidctest"
+	"github.com/secrets-broker/secrets-broker/internal/redact"
+)
+
+const clientSecret = "cs-9Kq2-client-secret-value"
+
+// tokenDir writes a config whose tokens: entry api asks op for a token
+// with a client secret read from a file, and the outputs given.
+func tokenDir(t *testing.T, op *oidctest.Provider, extra string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ca.pem"), op.CAPEM, 0o600)
+	os.WriteFile(filepath.Join(dir, "client_secret"), []byte(clientSecret), 0o600)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`output_root: out
+tokens:
+  api:
+    issuer: %s
+    ca_cert: ca.pem
+    client_id: svc
+    client_secret: file:client_secret
+    scopes: [read]
+secrets:
+  api_token: token:api
+  api_token_expiry: token:api#expiry
+`, op.Issuer)+extra), 0o600)
+	return dir, cfg
+}
+
+func renderOnce(t *testing.T, cfgPath string) error {
+	t.Helper()
+	cfg, err := config.Source{Path: cfgPath}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := broker.New(cfg)
+	defer b.Close()
+	_, err = b.RenderOnce(context.Background(), broker.RenderOptions{})
+	return err
+}
+
+// A token is a secret like any other: a raw token file, dotenv and JSON
+// with its expiry, and a template's `token` call all carry the one token
+// the OP issued, which the OP's JWKS verifies.
+func TestTokenRendersIntoEveryKindOfOutput(t *testing.T) {
+	op := oidctest.Start(t, oidctest.Client{ID: "svc", Secret: clientSecret, Scopes: []string{"read"}})
+	dir, cfg := tokenDir(t, op, `outputs:
+  - path: token
+    secret: api_token
+  - path: token.env
+    secrets: [api_token, api_token_expiry]
+  - path: token.json
+    format: json
+    secrets: [api_token, api_token_expiry]
+  - path: header
+    template_text: '{{ with token "api" }}Authorization: {{ .TokenType }} {{ .AccessToken }} until {{ .Expiry.Unix }}{{ end }}'
+`)
+	if err := renderOnce(t, cfg); err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, "out", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	token := read("token")
+	claims, err := op.Verify(context.Background(), token)
+	if err != nil {
+		t.Fatalf("the rendered token is not accepted by the OP: %v", err)
+	}
+	if claims.Subject != "svc" {
+		t.Errorf("token subject %q", claims.Subject)
+	}
+	if op.Issued() != 1 {
+		t.Errorf("the OP issued %d tokens for one render; want 1 (one request per entry)", op.Issued())
+	}
+	var js map[string]string
+	if err := json.Unmarshal([]byte(read("token.json")), &js); err != nil || js["api_token"] != token {
+		t.Fatalf("token.json: %v %v", js, err)
+	}
+	expiry, err := time.Parse(time.RFC3339, js["api_token_expiry"])
+	if err != nil || time.Until(expiry) < 50*time.Minute || expiry.After(claims.Expiration.AsTime().Add(time.Second)) {
+		t.Errorf("expiry %q (%v) does not match the token's hour (exp %v)", js["api_token_expiry"], err, claims.Expiration.AsTime())
+	}
+	if env := read("token.env"); !strings.Contains(env, "api_token="+token) && !strings.Contains(env, `api_token="`+token+`"`) {
+		t.Errorf("token.env lacks the token:\n%s", env)
+	}
+	if h := read("header"); h != fmt.Sprintf("Authorization: Bearer %s until %d", token, expiry.Unix()) {
+		t.Errorf("header = %q", h)
+	}
+}
+
+// A revoked client or a wrong secret: a clear error naming the entry and
+// the IdP's code, the denied exit class, nothing rendered, and neither
+// the secret nor any token in the error.
+func TestRefusedTokenRendersNothing(t *testing.T) {
+	op := oidctest.Start(t)
+	dir, cfg := tokenDir(t, op, "outputs:\n  - path: token\n    secret: api_token\n")
+	err := renderOnce(t, cfg)
+	if err == nil {
+		t.Fatal("rendered with a client the OP does not know")
+	}
+	if fail.KindOf(err) != fail.Denied || !strings.Contains(err.Error(), "tokens.api") || !strings.Contains(err.Error(), "invalid_client") {
+		t.Errorf("error %q (class %s): want denied, naming tokens.api and invalid_client", err, fail.KindOf(err))
+	}
+	for _, f := range redact.Forms(clientSecret) {
+		if strings.Contains(err.Error(), f) {
+			t.Fatalf("the error carries the client secret: %v", err)
+		}
+	}
+	if _, statErr := os.Stat(filepath.Join(dir, "out", "token")); !os.IsNotExist(statErr) {
+		t.Errorf("a token file was written after a refusal: %v", statErr)
+	}
+}
+
+// The config refuses what would send credentials in the clear or put a
+// secret in the config itself, naming the entry.
+func TestTokenConfigIsChecked(t *testing.T) {
+	for body, want := range map[string]string{
+		"tokens:\n  api:\n    token_url: http://idp.example/token\n    client_id: c\n    client_secret: file:s\n":           "use https://",
+		"tokens:\n  api:\n    token_url: https://idp.example/token\n    client_id: c\n    client_secret: hunter2-literal\n": "must be a secret reference",
+		"tokens:\n  api:\n    token_url: https://idp.example/token\n    client_id: c\n":                                     "needs client_secret",
+		"tokens:\n  api:\n    client_id: c\n    client_secret: file:s\n":                                                    "give issuer",
+		"tokens:\n  api:\n    token_url: https://i/t\n    client_id: c\n    client_secret: file:s\n    auth: magic\n":       "auth \"magic\"",
+		"secrets:\n  t: token:nope\n": "names no entry of tokens:",
+		"secrets:\n  t: token:api#refresh_token\n" + "tokens:\n  api:\n    token_url: https://i/t\n    client_id: c\n    client_secret: file:s\n": "picks #refresh_token",
+		"tokens:\n  api:\n    token_url: https://i/t\n    client_id: c\n    client_secret: file:s\n    params: {grant_type: password}\n":          "grant_type is set by the broker",
+	} {
+		_, err := config.Parse([]byte("output_root: o\n"+body), "c.yaml", t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", body, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the error quotes a secret written into the config: %v", err)
+		}
+	}
+}
