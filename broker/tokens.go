@@ -89,7 +89,11 @@ func (b *Broker) FetchToken(ctx context.Context, name string, values map[string]
 	if err != nil {
 		return nil, err
 	}
-	return c.Fetch(ctx)
+	tok, err := c.Fetch(ctx)
+	if err == nil && b.cfg.Cache != nil {
+		b.rememberToken(ctx, name, values, tok)
+	}
+	return tok, err
 }
 
 func (b *Broker) tokenClient(name string, values map[string]string) (*idp.Client, error) {
@@ -199,6 +203,10 @@ func tokenField(t *idp.Token, field string) string {
 func (b *Broker) fetchTokens(ctx context.Context, names []string, res *Resolved) []error {
 	var errs []error
 	for _, name := range b.tokensOf(names) {
+		if tok := b.cachedToken(ctx, name, res.Values); tok != nil {
+			b.ApplyToken(res, name, tok)
+			continue
+		}
 		tok, err := b.FetchToken(ctx, name, res.Values)
 		if err != nil {
 			errs = append(errs, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/config"
+	"github.com/secrets-broker/secrets-broker/internal/brokertest"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/oidctest"
 	"github.com/secrets-broker/secrets-broker/internal/redact"
@@ -150,5 +151,45 @@ func TestTokenConfigIsChecked(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("the error quotes a secret written into the config: %v", err)
 		}
+	}
+}
+
+// With a restart cache, a restart within the token's lifetime renders the
+// token it already had without asking the IdP; a changed request (other
+// scopes) asks afresh. The cache holds the token sealed, never in the
+// clear.
+func TestRestartWithinTheLifetimeAsksNoNewToken(t *testing.T) {
+	op := oidctest.Start(t, oidctest.Client{ID: "svc", Secret: clientSecret})
+	dir, cfg := tokenDir(t, op, "cache: {path: cache, key: local}\noutputs:\n  - path: token\n    secret: api_token\n")
+	brokertest.LocalKey(t, dir)
+	if err := renderOnce(t, cfg); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := os.ReadFile(filepath.Join(dir, "out", "token"))
+	os.RemoveAll(filepath.Join(dir, "out"))
+	if err := renderOnce(t, cfg); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := os.ReadFile(filepath.Join(dir, "out", "token"))
+	if op.Issued() != 1 || string(again) != string(first) {
+		t.Fatalf("a restart asked the IdP again (%d tokens issued) or rendered another token", op.Issued())
+	}
+	entries, _ := filepath.Glob(filepath.Join(dir, "cache", "*"))
+	if len(entries) == 0 {
+		t.Fatal("nothing in the restart cache")
+	}
+	for _, e := range entries {
+		raw, _ := os.ReadFile(e)
+		if strings.Contains(string(raw), string(first)) || strings.Contains(string(raw), "svc") {
+			t.Fatalf("cache entry %s holds the token or the client id in the clear", e)
+		}
+	}
+	raw, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(raw), "scopes: [read]", "scopes: [read, write]", 1)), 0o600)
+	if err := renderOnce(t, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if op.Issued() != 2 {
+		t.Errorf("a token asked for with other scopes came from the cache (%d issued)", op.Issued())
 	}
 }
