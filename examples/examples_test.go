@@ -31,7 +31,8 @@ func TestKubernetesManifestsPassServerDryRun(t *testing.T) {
 		t.Fatalf("kubectl apply --dry-run=server -k: %v\n%s", err, out)
 	}
 	for _, want := range []string{"serviceaccount/payments created (server dry run)", "configmap/secrets-broker created (server dry run)",
-		"deployment.apps/payments-init created (server dry run)", "deployment.apps/payments-sidecar created (server dry run)"} {
+		"deployment.apps/payments-init created (server dry run)", "deployment.apps/payments-sidecar created (server dry run)",
+		"configmap/secrets-broker-token created (server dry run)", "deployment.apps/payments-token created (server dry run)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry-run output lacks %q:\n%s", want, out)
 		}
@@ -48,24 +49,26 @@ func TestKubernetesManifestsPassServerDryRun(t *testing.T) {
 	}
 }
 
-// The config in the ConfigMap is a valid broker config.
+// The configs in the ConfigMaps are valid broker configs.
 func TestKubernetesConfigMapValidates(t *testing.T) {
-	data, err := os.ReadFile("kubernetes/configmap.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cm struct {
-		Data map[string]string `yaml:"data"`
-	}
-	if err := yaml.Unmarshal(data, &cm); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse([]byte(cm.Data["broker.yaml"]), "configmap.yaml#broker.yaml", "/etc/secrets-broker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := broker.New(cfg).Prepare(); err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"configmap.yaml", "configmap-token.yaml"} {
+		data, err := os.ReadFile("kubernetes/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cm struct {
+			Data map[string]string `yaml:"data"`
+		}
+		if err := yaml.Unmarshal(data, &cm); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Parse([]byte(cm.Data["broker.yaml"]), name+"#broker.yaml", "/etc/secrets-broker")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := broker.New(cfg).Prepare(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
 	}
 }
 
@@ -180,6 +183,11 @@ func TestCIExamplesLint(t *testing.T) {
 		t.Fatalf("actionlint: %v\n%s", err, out)
 	}
 	validateConfig(t, "ci/github-actions.yml#broker.yaml", heredocConfig(t, string(gha)))
+	if out, err := exec.Command(tool(t, "actionlint"), "ci/github-actions-token.yml").CombinedOutput(); err != nil {
+		t.Fatalf("actionlint: %v\n%s", err, out)
+	}
+	ghaToken, _ := os.ReadFile("ci/github-actions-token.yml")
+	validateConfig(t, "ci/github-actions-token.yml#broker.yaml", heredocConfig(t, string(ghaToken)))
 	gl, _ := os.ReadFile("ci/gitlab-ci.yml")
 	var pipeline map[string]any
 	if err := yaml.Unmarshal(gl, &pipeline); err != nil {
