@@ -19,4 +19,9 @@ if [[ -n ${BASELINE_REF:-} ]]; then
 	args+=(-baseline "$work/baseline")
 fi
 ulimit -n 65536 2>/dev/null || true
+# Each daemon holds one inotify instance (128 per user by default); the
+# program refuses to run a fleet the limit would cut short.
+if [[ $(cat /proc/sys/fs/inotify/max_user_instances) -lt $((${N:-200} + 16)) ]]; then
+	sysctl -qw fs.inotify.max_user_instances=$((${N:-200} + 128)) 2>/dev/null || true
+fi
 go run ./bench/fleet "${args[@]}"

@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -103,6 +104,13 @@ func simulate(bin string, n int, ttl time.Duration, cycles int) (stats, error) {
 	}
 	os.WriteFile(filepath.Join(work, "token"), []byte(v.Token), 0o600)
 
+	// Each daemon watches its files with one inotify instance: a limit
+	// below the fleet would make some daemons exit at start.
+	if b, err := os.ReadFile("/proc/sys/fs/inotify/max_user_instances"); err == nil {
+		if limit, _ := strconv.Atoi(strings.TrimSpace(string(b))); limit > 0 && limit < n+16 {
+			return stats{}, fmt.Errorf("fs.inotify.max_user_instances is %d, fewer than %d daemons need: raise it (sysctl -w fs.inotify.max_user_instances=%d) or lower -n", limit, n, n+128)
+		}
+	}
 	cmds := make([]*exec.Cmd, n)
 	outs := make([]string, n)
 	for i := range n {

@@ -29,7 +29,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -82,8 +81,16 @@ type failure struct {
 	retryAfter string
 }
 
+// TB is what Start needs of a test (testing.TB has it; bench/tokenfleet
+// gives its own).
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
 // Start starts a provider with the clients given; it stops with the test.
-func Start(t testing.TB, clients ...Client) *Provider {
+func Start(t TB, clients ...Client) *Provider {
 	t.Helper()
 	p := &Provider{store: &store{
 		Storage: storage.NewStorageWithClients(storage.NewUserStore("https://unused"), map[string]*storage.Client{}),

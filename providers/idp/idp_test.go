@@ -192,10 +192,22 @@ func TestLifetimeRule(t *testing.T) {
 		t.Errorf("a negative expires_in: %v", err)
 	}
 	tok := &idp.Token{IssuedAt: time.Unix(0, 0), Expiry: time.Unix(60, 0)}
-	for range 200 {
-		at := idp.RefreshAt(tok)
-		if at.Before(time.Unix(40, 0)) || at.After(time.Unix(50, 0)) {
-			t.Fatalf("RefreshAt = %v, outside 2/3..5/6 of a 60 s lifetime", at.Sub(time.Unix(0, 0)))
+	for _, first := range []bool{false, true} {
+		from := time.Unix(40, 0)
+		if first {
+			from = time.Unix(20, 0)
+		}
+		var early, late bool
+		for range 400 {
+			at := idp.RefreshAt(tok, first)
+			if at.Before(from) || at.After(time.Unix(50, 0)) {
+				t.Fatalf("RefreshAt(first %v) = %v, outside %v..50s of a 60 s lifetime", first, at.Sub(time.Unix(0, 0)), from.Sub(time.Unix(0, 0)))
+			}
+			early = early || at.Before(from.Add(2*time.Second))
+			late = late || at.After(time.Unix(48, 0))
+		}
+		if !early || !late {
+			t.Errorf("RefreshAt(first %v) does not spread over its window", first)
 		}
 	}
 }

@@ -19,23 +19,33 @@ type Event struct {
 }
 
 // RefreshAt is when t is replaced: a random point between 2/3 and 5/6 of
-// its lifetime (as Vault leases are renewed), so that brokers started
-// together do not ask the IdP together.
-func RefreshAt(t *Token) time.Time {
+// its lifetime, or, for the first token a process holds (first), between
+// 1/3 and 5/6. Brokers started together (a rollout) get their first tokens
+// together; the wider first window spreads their requests over half a
+// lifetime, as Vault leases are spread, and the later windows keep them
+// apart.
+func RefreshAt(t *Token, first bool) time.Time {
 	life := t.Lifetime()
-	return t.IssuedAt.Add(life*2/3 + time.Duration(rand.Int64N(int64(life/6)+1)))
+	from := life * 2 / 3
+	if first {
+		from = life / 3
+	}
+	return t.IssuedAt.Add(from + time.Duration(rand.Int64N(int64(life*5/6-from)+1)))
 }
 
 // Keep keeps a token fresh until ctx ends: it waits until RefreshAt of the
-// token held (initial; with none it fetches at once), asks fetch for a new
+// token held (initial, the first; with none it fetches at once), asks fetch for a new
 // one, and on failure tries again as backoff.Default says, never sooner
 // than the IdP's Retry-After. Failures never stop it (credentials fixed in
 // their source are picked up by fetch).
 func Keep(ctx context.Context, fetch func(context.Context) (*Token, error), initial *Token, on func(Event)) {
-	held := initial
+	held, first := initial, true
 	for {
-		if held != nil && !backoff.Sleep(ctx, time.Until(RefreshAt(held))) {
+		if held != nil && !backoff.Sleep(ctx, time.Until(RefreshAt(held, first))) {
 			return
+		}
+		if held != nil {
+			first = false
 		}
 		expiredSaid := false
 		for attempt := 0; ; attempt++ {
