@@ -30,6 +30,9 @@ func (b *Broker) tokenRequest(name string, values map[string]string) vaultcache.
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%q %q %q %q %q %q %q", t.Issuer, t.TokenURL, clientID, t.AuthMethod(), strings.Join(t.Scopes, " "), t.Audience, t.Resource)
+	if e := t.Exchange; e != nil {
+		fmt.Fprintf(h, " exchange %q %q %q", e.SubjectToken, e.SubjectType(), e.RequestedTokenType)
+	}
 	keys := make([]string, 0, len(t.Params))
 	for k := range t.Params {
 		keys = append(keys, k)

@@ -44,17 +44,24 @@ func tokenDecls(cfg *config.Config, decls map[string]config.SecretDecl) {
 // pass (and a daemon's watchers) holds both.
 func (b *Broker) WithCredentials(names []string) []string {
 	out := slices.Clone(names)
-	for _, tok := range b.tokensOf(names) {
-		for _, c := range b.credentials[tok] {
-			if !slices.Contains(out, c) {
-				out = append(out, c)
+	// A subject token (token:OTHER) is itself a credential of a token:
+	// go on until nothing is added.
+	for added := true; added; {
+		added = false
+		for _, tok := range b.tokensOf(out) {
+			for _, c := range b.credentials[tok] {
+				if !slices.Contains(out, c) {
+					out = append(out, c)
+					added = true
+				}
 			}
 		}
 	}
 	return out
 }
 
-// tokensOf lists the token entries names use, sorted, each once.
+// tokensOf lists the token entries names use, each once, an exchanged
+// entry after the entry whose token it exchanges.
 func (b *Broker) tokensOf(names []string) []string {
 	var out []string
 	for _, n := range names {
@@ -63,7 +70,7 @@ func (b *Broker) tokensOf(names []string) []string {
 		}
 	}
 	slices.Sort(out)
-	return out
+	return b.cfg.TokenOrder(out)
 }
 
 // TokenDecls names the declared secrets (and the template stand-in) that
@@ -122,6 +129,10 @@ func (b *Broker) tokenClient(name string, values map[string]string) (*idp.Client
 		get("client_id", &src.ClientID)
 	}
 	var key, cert, keyPEM string
+	if e := t.Exchange; e != nil {
+		get("subject_token", &src.SubjectToken)
+		src.SubjectTokenType, src.RequestedTokenType = e.SubjectType(), e.RequestedTokenType
+	}
 	switch src.AuthMethod {
 	case idp.ClientSecretBasic, idp.ClientSecretPost:
 		get("client_secret", &src.ClientSecret)
@@ -135,7 +146,7 @@ func (b *Broker) tokenClient(name string, values map[string]string) (*idp.Client
 		return nil, errors.Join(errs...)
 	}
 	h := sha256.New()
-	for _, s := range []string{src.ClientID, src.ClientSecret, key, cert, keyPEM} {
+	for _, s := range []string{src.ClientID, src.ClientSecret, key, cert, keyPEM, src.SubjectToken} {
 		fmt.Fprintf(h, "%d:%s", len(s), s)
 	}
 	var sum [32]byte

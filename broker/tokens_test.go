@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -191,5 +192,52 @@ func TestRestartWithinTheLifetimeAsksNoNewToken(t *testing.T) {
 	}
 	if op.Issued() != 2 {
 		t.Errorf("a token asked for with other scopes came from the cache (%d issued)", op.Issued())
+	}
+}
+
+// An entry that exchanges another entry's token (RFC 8693) is fetched after
+// it, with it as the subject token, and renders a token for its own
+// audience; circles and auth none without an exchange are refused.
+func TestExchangedTokenRendersAfterItsSubject(t *testing.T) {
+	op := oidctest.Start(t, oidctest.Client{ID: "svc", Secret: clientSecret, Scopes: []string{"read"}}, oidctest.Client{ID: "gateway", Secret: clientSecret})
+	dir, cfg := tokenDir(t, op, `  orders_token: token:orders
+outputs:
+  - path: orders
+    secret: orders_token
+`)
+	raw, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(raw), "secrets:\n", fmt.Sprintf(`  orders:
+    token_url: %s
+    ca_cert: ca.pem
+    client_id: gateway
+    client_secret: file:client_secret
+    audience: orders-api
+    exchange: {subject_token: "token:api"}
+secrets:
+`, op.TokenURL()), 1)), 0o600)
+	if err := renderOnce(t, cfg); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := os.ReadFile(filepath.Join(dir, "out", "orders"))
+	claims, err := op.Verify(context.Background(), string(tok))
+	if err != nil {
+		t.Fatalf("the exchanged token is refused: %v", err)
+	}
+	if claims.Subject != "svc" || !slices.Contains(claims.Audience, "orders-api") {
+		t.Errorf("exchanged token: subject %q audience %v, want svc's token for orders-api", claims.Subject, claims.Audience)
+	}
+	reqs := op.Requests()
+	if len(reqs) != 2 || reqs[0].ClientID != "svc" || reqs[1].Form.Get("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange" {
+		t.Fatalf("want the subject's token first, then one exchange: %+v", reqs)
+	}
+	for body, want := range map[string]string{
+		"tokens:\n  a:\n    token_url: https://i/t\n    client_id: c\n    client_secret: file:s\n    exchange: {subject_token: \"token:b\"}\n  b:\n    token_url: https://i/t\n    client_id: c\n    client_secret: file:s\n    exchange: {subject_token: \"token:a\"}\n": "in a circle",
+		"tokens:\n  a:\n    token_url: https://i/t\n    client_id: c\n    auth: none\n":                                              "only for a token exchange",
+		"tokens:\n  a:\n    token_url: https://i/t\n    client_id: c\n    auth: none\n    exchange: {subject_token: \"token:zz\"}\n": "token:zz names no entry",
+	} {
+		_, err := config.Parse([]byte("output_root: o\n"+body), "c.yaml", t.TempDir())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", body, err, want)
+		}
 	}
 }

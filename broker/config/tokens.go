@@ -42,6 +42,31 @@ type Token struct {
 	Params   map[string]string `yaml:"params"`
 	// Timeout bounds one token request (default 30 s).
 	Timeout time.Duration `yaml:"timeout"`
+	// Exchange, when set, makes the request a token exchange (RFC 8693).
+	Exchange *Exchange `yaml:"exchange"`
+}
+
+// Exchange is a token exchange: the subject token traded for this entry's
+// token (another audience, other scopes).
+type Exchange struct {
+	// SubjectToken is a reference: another entry's token (token:NAME) or a
+	// file such as a projected service-account token (file:PATH).
+	SubjectToken string `yaml:"subject_token"`
+	// SubjectTokenType defaults to the access_token type for token: and to
+	// the jwt type otherwise.
+	SubjectTokenType   string `yaml:"subject_token_type"`
+	RequestedTokenType string `yaml:"requested_token_type"`
+}
+
+// SubjectTokenType is the configured type or its default.
+func (e *Exchange) SubjectType() string {
+	if e.SubjectTokenType != "" {
+		return e.SubjectTokenType
+	}
+	if strings.HasPrefix(e.SubjectToken, "token:") {
+		return idp.TokenTypeAccessToken
+	}
+	return idp.TokenTypeJWT
 }
 
 // TokenFields are what a token: reference may pick (#FIELD); the first is
@@ -51,7 +76,11 @@ var TokenFields = []string{"access_token", "token_type", "expiry", "scope"}
 // credentialFields are the token settings that are secret references, by
 // the name they take in messages.
 func (t *Token) credentialFields() map[string]*string {
-	return map[string]*string{"client_secret": &t.ClientSecret, "private_key": &t.PrivateKey, "client_cert": &t.ClientCert, "client_key": &t.ClientKey}
+	f := map[string]*string{"client_secret": &t.ClientSecret, "private_key": &t.PrivateKey, "client_cert": &t.ClientCert, "client_key": &t.ClientKey}
+	if t.Exchange != nil {
+		f["subject_token"] = &t.Exchange.SubjectToken
+	}
+	return f
 }
 
 // ClientIDIsRef says whether client_id is a secret reference rather than
@@ -156,12 +185,17 @@ func (c *Config) checkTokens(add func(string, ...any)) {
 		}
 		need := map[string][]string{
 			idp.ClientSecretBasic: {"client_secret"}, idp.ClientSecretPost: {"client_secret"},
-			idp.PrivateKeyJWT: {"private_key"}, idp.TLSClientAuth: {"client_cert", "client_key"},
+			idp.PrivateKeyJWT: {"private_key"}, idp.TLSClientAuth: {"client_cert", "client_key"}, idp.None: nil,
 		}
 		fields := t.credentialFields()
 		required, ok := need[t.AuthMethod()]
 		if !ok {
 			add("%s: auth %q is not one of %s", where, t.Auth, strings.Join(idp.Methods, ", "))
+		}
+		if t.Exchange != nil {
+			required = append(slices.Clone(required), "subject_token")
+		} else if t.AuthMethod() == idp.None {
+			add("%s: auth none is only for a token exchange (exchange.subject_token)", where)
 		}
 		for _, f := range required {
 			if *fields[f] == "" {
@@ -169,7 +203,7 @@ func (c *Config) checkTokens(add func(string, ...any)) {
 			}
 		}
 		for f, v := range fields {
-			if *v != "" && ok && !slices.Contains(required, f) {
+			if *v != "" && ok && !slices.Contains(required, f) && f != "subject_token" {
 				add("%s: %s is not used by auth %s; remove it or change auth", where, f, t.AuthMethod())
 			}
 			if *v == "" {
@@ -179,7 +213,7 @@ func (c *Config) checkTokens(add func(string, ...any)) {
 			if err != nil {
 				// The text is not quoted: it may be the secret itself.
 				add("%s.%s must be a secret reference (vault:PATH#FIELD, envelope:FILE#ENTRY or file:PATH), never the secret itself; what is there is not shown", where, f)
-			} else if ref.Scheme == "token" {
+			} else if ref.Scheme == "token" && f != "subject_token" {
 				add("%s.%s: a token's credentials cannot be another token", where, f)
 			}
 		}
@@ -197,6 +231,7 @@ func (c *Config) checkTokens(add func(string, ...any)) {
 			}
 		}
 	}
+	c.checkExchangeCycles(add)
 	for _, d := range c.Secrets {
 		if d.Ref.Scheme != "token" {
 			continue
@@ -205,4 +240,56 @@ func (c *Config) checkTokens(add func(string, ...any)) {
 			add("line %d: secret %q: %s names no entry of tokens:", d.line, d.Name, d.Ref)
 		}
 	}
+}
+
+// subjectOf names the entry whose token entry name exchanges, or "".
+func (c *Config) subjectOf(name string) string {
+	t := c.Tokens[name]
+	if t == nil || t.Exchange == nil {
+		return ""
+	}
+	ref, err := ParseSecretRef(t.Exchange.SubjectToken)
+	if err != nil || ref.Scheme != "token" {
+		return ""
+	}
+	return ref.Token
+}
+
+// checkExchangeCycles refuses a subject token that names no entry, and
+// entries that exchange each other's tokens in a circle.
+func (c *Config) checkExchangeCycles(add func(string, ...any)) {
+	for _, name := range c.TokenNames() {
+		seen := map[string]bool{name: true}
+		for s := c.subjectOf(name); s != ""; s = c.subjectOf(s) {
+			if _, ok := c.Tokens[s]; !ok {
+				add("tokens.%s.exchange.subject_token: token:%s names no entry of tokens:", name, s)
+				break
+			}
+			if seen[s] {
+				add("tokens.%s.exchange.subject_token: the entries exchange each other's tokens in a circle", name)
+				break
+			}
+			seen[s] = true
+		}
+	}
+}
+
+// TokenOrder lists names' token entries with every exchanged entry after
+// the entry whose token it exchanges.
+func (c *Config) TokenOrder(names []string) []string {
+	var out []string
+	var visit func(string, int)
+	visit = func(n string, depth int) {
+		if slices.Contains(out, n) || depth > len(c.Tokens) {
+			return
+		}
+		if s := c.subjectOf(n); s != "" {
+			visit(s, depth+1)
+		}
+		out = append(out, n)
+	}
+	for _, n := range names {
+		visit(n, 0)
+	}
+	return out
 }

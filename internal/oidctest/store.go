@@ -62,13 +62,41 @@ func (s *store) ClientCredentialsTokenRequest(_ context.Context, clientID string
 	return &oidc.JWTTokenRequest{Subject: clientID, Audience: []string{clientID}, Scopes: scopes}, nil
 }
 
-// CreateAccessToken records a token with its client's lifetime.
+// AuthorizeClientIDSecret authenticates a client by secret for the token
+// exchange grant and introspection.
+func (s *store) AuthorizeClientIDSecret(_ context.Context, clientID, clientSecret string) error {
+	if c := s.client(clientID); c == nil || c.Secret != clientSecret {
+		return errors.New("wrong client or secret")
+	}
+	return nil
+}
+
+// ValidateTokenExchangeRequest allows every exchange of a token this
+// provider issued, for an access token (the default), with the scopes
+// asked for.
+func (s *store) ValidateTokenExchangeRequest(_ context.Context, req op.TokenExchangeRequest) error {
+	if req.GetRequestedTokenType() == "" {
+		req.SetRequestedTokenType(oidc.AccessTokenType)
+	}
+	if req.GetRequestedTokenType() != oidc.AccessTokenType {
+		return oidc.ErrInvalidRequest().WithDescription("only access tokens are issued here")
+	}
+	req.SetCurrentScopes(req.GetScopes())
+	return nil
+}
+
+// CreateAccessToken records a token with its client's lifetime (for an
+// exchange, the client that asked).
 func (s *store) CreateAccessToken(_ context.Context, req op.TokenRequest) (string, time.Time, error) {
 	id := make([]byte, 16)
 	rand.Read(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.clients[req.GetSubject()]
+	clientID := req.GetSubject()
+	if x, ok := req.(op.TokenExchangeRequest); ok {
+		clientID = x.GetClientID()
+	}
+	c := s.clients[clientID]
 	if c == nil {
 		return "", time.Time{}, oidc.ErrInvalidClient()
 	}
@@ -96,7 +124,7 @@ func (o opClient) ApplicationType() op.ApplicationType { return op.ApplicationTy
 func (o opClient) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodBasic }
 func (o opClient) ResponseTypes() []oidc.ResponseType  { return nil }
 func (o opClient) GrantTypes() []oidc.GrantType {
-	return []oidc.GrantType{oidc.GrantTypeClientCredentials}
+	return []oidc.GrantType{oidc.GrantTypeClientCredentials, oidc.GrantTypeTokenExchange}
 }
 func (o opClient) LoginURL(string) string               { return "" }
 func (o opClient) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeJWT }

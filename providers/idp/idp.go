@@ -5,6 +5,7 @@
 package idp
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -26,6 +27,9 @@ import (
 
 // The client authentication methods (OpenID Connect Core 9, RFC 8705).
 const (
+	// None sends only client_id: for a token exchange whose subject token
+	// is the credential (a Kubernetes service-account token, say).
+	None              = "none"
 	ClientSecretBasic = "client_secret_basic"
 	ClientSecretPost  = "client_secret_post"
 	PrivateKeyJWT     = "private_key_jwt"
@@ -33,7 +37,15 @@ const (
 )
 
 // Methods lists the client authentication methods, for messages.
-var Methods = []string{ClientSecretBasic, ClientSecretPost, PrivateKeyJWT, TLSClientAuth}
+var Methods = []string{ClientSecretBasic, ClientSecretPost, PrivateKeyJWT, TLSClientAuth, None}
+
+// The token exchange grant and token types (RFC 8693).
+const (
+	GrantTokenExchange   = "urn:ietf:params:oauth:grant-type:token-exchange"
+	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
+	TokenTypeJWT         = "urn:ietf:params:oauth:token-type:jwt"
+	TokenTypeIDToken     = "urn:ietf:params:oauth:token-type:id_token"
+)
 
 // MaxTokenLen bounds an access token the broker accepts from an IdP.
 const MaxTokenLen = 64 << 10
@@ -64,6 +76,10 @@ type Source struct {
 	// further form parameters.
 	Audience, Resource string
 	Params             map[string]string
+	// SubjectToken, when set, makes the request a token exchange (RFC
+	// 8693) of this token, of SubjectTokenType, for RequestedTokenType
+	// (optional).
+	SubjectToken, SubjectTokenType, RequestedTokenType string
 	// Timeout bounds one request (default 30 s).
 	Timeout time.Duration
 }
@@ -156,6 +172,10 @@ func New(src Source) (*Client, error) {
 		if src.ClientCert == nil {
 			return nil, fail.Mark(fail.Usage, fmt.Errorf("%s: auth tls_client_auth needs client_cert and client_key", what))
 		}
+	case None:
+		if src.SubjectToken == "" {
+			return nil, fail.Mark(fail.Usage, fmt.Errorf("%s: auth none is for a token exchange; give exchange.subject_token or a client credential", what))
+		}
 	default:
 		return nil, fail.Mark(fail.Usage, fmt.Errorf("%s: auth %q is not one of %s", what, src.AuthMethod, strings.Join(Methods, ", ")))
 	}
@@ -216,8 +236,17 @@ func (c *Client) Fetch(ctx context.Context) (*Token, error) {
 		params.Set("client_assertion", assertion)
 		cc.AuthStyle = oauth2.AuthStyleInParams
 		secrets = append(secrets, assertion)
-	case TLSClientAuth:
+	case TLSClientAuth, None:
 		cc.AuthStyle = oauth2.AuthStyleInParams
+	}
+	if c.src.SubjectToken != "" {
+		params.Set("grant_type", GrantTokenExchange)
+		params.Set("subject_token", c.src.SubjectToken)
+		params.Set("subject_token_type", cmp.Or(c.src.SubjectTokenType, TokenTypeAccessToken))
+		if c.src.RequestedTokenType != "" {
+			params.Set("requested_token_type", c.src.RequestedTokenType)
+		}
+		secrets = append(secrets, c.src.SubjectToken)
 	}
 	sent := c.now()
 	tok, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, c.http))

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,4 +235,47 @@ func selfSigned(t *testing.T) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// A token exchange (RFC 8693) trades a token the OP issued for one for
+// another audience: the request carries the grant and the subject token's
+// type, the new token verifies and names the audience asked for.
+func TestTokenExchangeGetsATokenForAnotherAudience(t *testing.T) {
+	op := oidctest.Start(t, oidctest.Client{ID: "svc", Secret: secret}, oidctest.Client{ID: "gateway", Secret: "gw-" + secret})
+	subject, err := fetch(t, idp.Source{Name: "api", TokenURL: op.TokenURL(), RootCAs: op.CAPool, ClientID: "svc", ClientSecret: secret, AuthMethod: idp.ClientSecretBasic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := fetch(t, idp.Source{Name: "downstream", TokenURL: op.TokenURL(), RootCAs: op.CAPool, ClientID: "gateway", ClientSecret: "gw-" + secret,
+		AuthMethod: idp.ClientSecretBasic, SubjectToken: subject.AccessToken, SubjectTokenType: idp.TokenTypeAccessToken, Audience: "orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.AccessToken == subject.AccessToken {
+		t.Fatal("the exchange returned the subject token")
+	}
+	claims, err := op.Verify(context.Background(), tok.AccessToken)
+	if err != nil {
+		t.Fatalf("the exchanged token is refused: %v", err)
+	}
+	if !slices.Contains(claims.Audience, "orders") {
+		t.Errorf("the exchanged token's audience is %v, want orders in it", claims.Audience)
+	}
+	reqs := op.Requests()
+	f := reqs[len(reqs)-1].Form
+	if f.Get("grant_type") != idp.GrantTokenExchange || f.Get("subject_token_type") != idp.TokenTypeAccessToken || f.Get("subject_token") == "" {
+		t.Errorf("the exchange request's form: %v", f)
+	}
+	// auth none sends the subject token and the client id, no secret.
+	_, err = fetch(t, idp.Source{Name: "sa", TokenURL: op.TokenURL(), RootCAs: op.CAPool, ClientID: "gateway", AuthMethod: idp.None, SubjectToken: "a-service-account-jwt", SubjectTokenType: idp.TokenTypeJWT})
+	if err == nil {
+		t.Fatal("this OP authenticates every client; an exchange without a secret must be refused")
+	}
+	reqs = op.Requests()
+	if last := reqs[len(reqs)-1]; last.Method != "client_secret_post" || last.Form.Get("client_id") != "gateway" || last.Form.Get("subject_token_type") != idp.TokenTypeJWT {
+		t.Errorf("auth none sent %+v", last)
+	}
+	if strings.Contains(err.Error(), "a-service-account-jwt") {
+		t.Errorf("the error carries the subject token: %v", err)
+	}
 }
