@@ -157,6 +157,11 @@ func EnvValues(envMap map[string]string, values map[string]string) (vars, vals [
 
 // needsVault reports whether any of the named secrets comes from Vault.
 func needsVault(b *Broker, names []string) bool {
+	for _, tok := range b.tokensOf(b.WithCredentials(names)) {
+		if t := b.cfg.Tokens[tok]; t != nil && t.VaultIdentity != "" {
+			return true
+		}
+	}
 	for _, n := range b.WithCredentials(names) {
 		if d, ok := b.Declared(n); ok && d.Ref.Scheme == "vault" {
 			return true

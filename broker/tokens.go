@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,6 +15,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 	"github.com/secrets-broker/secrets-broker/providers/idp"
+	"github.com/secrets-broker/secrets-broker/providers/vault"
 )
 
 // tokenClient is a token entry's client and the credentials it was made
@@ -92,6 +94,13 @@ func (b *Broker) TokensOf(names []string) []string { return b.tokensOf(names) }
 // FetchToken asks entry name's IdP for a new token with the credentials
 // in values (as the fetch pass read them).
 func (b *Broker) FetchToken(ctx context.Context, name string, values map[string]string) (*idp.Token, error) {
+	if t := b.cfg.Tokens[name]; t != nil && t.VaultIdentity != "" {
+		tok, err := b.vaultIdentityToken(ctx, name, t.VaultIdentity)
+		if err == nil && b.cfg.Cache != nil {
+			b.rememberToken(ctx, name, values, tok)
+		}
+		return tok, err
+	}
 	c, err := b.tokenClient(name, values)
 	if err != nil {
 		return nil, err
@@ -236,4 +245,41 @@ func (b *Broker) closeTokens() {
 		tc.client.Close()
 	}
 	clear(b.tokenClients)
+}
+
+// vaultIdentityToken reads a Vault identity token (an OIDC ID token Vault
+// signs for the broker's entity) from identity/oidc/token/ROLE; its ttl is
+// the token's lifetime.
+func (b *Broker) vaultIdentityToken(ctx context.Context, name, role string) (*idp.Token, error) {
+	vc, err := b.VaultClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := vault.ParseRef("identity/oidc/token/" + role)
+	if err != nil {
+		return nil, fail.Mark(fail.Usage, fmt.Errorf("tokens.%s.vault_identity: %w", name, err))
+	}
+	sent := time.Now()
+	s, err := vc.Read(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("tokens.%s: %w", name, err)
+	}
+	token, _ := s.Data["token"].(string)
+	if token == "" || len(token) > idp.MaxTokenLen {
+		return nil, fail.Mark(fail.Format, fmt.Errorf("tokens.%s: Vault's answer at identity/oidc/token/%s holds no usable token", name, role))
+	}
+	var ttl int64
+	switch v := s.Data["ttl"].(type) {
+	case json.Number:
+		ttl, _ = v.Int64()
+	case float64:
+		ttl = int64(v)
+	case int64:
+		ttl = v
+	}
+	lifetime, guessed, err := idp.Lifetime(ttl)
+	if err != nil {
+		return nil, fmt.Errorf("tokens.%s: %w", name, err)
+	}
+	return &idp.Token{AccessToken: token, TokenType: "Bearer", IssuedAt: sent, Expiry: sent.Add(lifetime), LifetimeGuessed: guessed}, nil
 }

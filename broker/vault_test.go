@@ -2,11 +2,13 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/config"
@@ -96,4 +98,67 @@ outputs:
 	}
 	b.Close()
 	check("from the cache, Vault gone")
+}
+
+// A Vault identity token (identity/oidc/token/ROLE) is a token source: read
+// with the broker's AppRole login, rendered like any token with its ttl as
+// the expiry, and valid by Vault's own introspection.
+func TestVaultIdentityTokenIsATokenSource(t *testing.T) {
+	v := vaulttest.Start(t)
+	root := v.Client(t)
+	if _, err := root.Logical().Write("sys/policies/acl/idtoken", map[string]any{"policy": `path "identity/oidc/token/app" { capabilities = ["read"] }`}); err != nil {
+		t.Fatal(err)
+	}
+	v.Run(t, "write", "identity/oidc/key/broker", "allowed_client_ids=*", "rotation_period=24h", "verification_ttl=24h")
+	v.Run(t, "write", "identity/oidc/role/app", "key=broker", "ttl=90s")
+	v.Run(t, "auth", "enable", "approle")
+	v.Run(t, "write", "auth/approle/role/app", "token_policies=idtoken", "token_ttl=1h")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "role-id"), []byte(strings.TrimSpace(v.Run(t, "read", "-field=role_id", "auth/approle/role/app/role-id"))), 0o600)
+	os.WriteFile(filepath.Join(dir, "secret-id"), []byte(strings.TrimSpace(v.Run(t, "write", "-f", "-field=secret_id", "auth/approle/role/app/secret-id"))), 0o600)
+	t.Setenv("VAULT_TOKEN", "")
+	cfgPath := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`vault:
+  address: %s
+  auth: {method: approle, role_id_file: role-id, secret_id_file: secret-id}
+output_root: out
+tokens:
+  vault_id: {vault_identity: app}
+secrets:
+  id_token: token:vault_id
+  id_token_expiry: token:vault_id#expiry
+outputs:
+  - path: id_token
+    secret: id_token
+  - path: id.json
+    format: json
+    secrets: [id_token, id_token_expiry]
+`, v.Addr)), 0o600)
+	cfg, err := config.Source{Path: cfgPath}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := broker.New(cfg)
+	defer b.Close()
+	if _, err := b.RenderOnce(context.Background(), broker.RenderOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := os.ReadFile(filepath.Join(dir, "out", "id_token"))
+	resp, err := root.Logical().Write("identity/oidc/introspect", map[string]any{"token": string(tok)})
+	if err != nil || resp == nil || resp.Data["active"] != true {
+		t.Fatalf("Vault says the rendered identity token is not active: %v %v", resp, err)
+	}
+	js, _ := os.ReadFile(filepath.Join(dir, "out", "id.json"))
+	if !strings.Contains(string(js), `"id_token_expiry"`) {
+		t.Fatalf("id.json: %s", js)
+	}
+	var got map[string]string
+	json.Unmarshal(js, &got)
+	expiry, err := time.Parse(time.RFC3339, got["id_token_expiry"])
+	if left := time.Until(expiry); err != nil || left < 60*time.Second || left > 91*time.Second {
+		t.Errorf("expiry %q is not the role's 90 s ttl from now (%v, %v)", got["id_token_expiry"], left, err)
+	}
+	if _, err := config.Parse([]byte("output_root: o\ntokens:\n  a: {vault_identity: app, client_id: x}\n"), "c.yaml", dir); err == nil || !strings.Contains(err.Error(), "takes no other setting") {
+		t.Errorf("vault_identity with client_id: %v", err)
+	}
 }

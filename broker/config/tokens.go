@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -44,6 +45,10 @@ type Token struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// Exchange, when set, makes the request a token exchange (RFC 8693).
 	Exchange *Exchange `yaml:"exchange"`
+	// VaultIdentity names a Vault identity token role: the token is read
+	// from identity/oidc/token/ROLE with the broker's Vault login and
+	// replaced by its ttl. It takes none of the settings above.
+	VaultIdentity string `yaml:"vault_identity"`
 }
 
 // Exchange is a token exchange: the subject token traded for this entry's
@@ -166,6 +171,17 @@ func (c *Config) checkTokens(add func(string, ...any)) {
 		}
 		if t == nil {
 			add("%s: empty entry; give issuer or token_url, client_id and the client's credentials", where)
+			continue
+		}
+		if t.VaultIdentity != "" {
+			if strings.ContainsAny(t.VaultIdentity, "/?#") || validSecretName(t.VaultIdentity) != nil {
+				add("%s.vault_identity: %q is not a role name (the ROLE of identity/oidc/token/ROLE)", where, t.VaultIdentity)
+			}
+			other := *t
+			other.VaultIdentity, other.Timeout = "", 0
+			if fmt.Sprint(other) != fmt.Sprint(Token{}) {
+				add("%s: vault_identity takes no other setting (the token comes from Vault with the broker's login)", where)
+			}
 			continue
 		}
 		switch {
