@@ -2,10 +2,10 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
