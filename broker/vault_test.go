@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/internal/brokertest"
+	"github.com/secrets-broker/secrets-broker/internal/oidctest"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
 )
@@ -160,5 +162,61 @@ outputs:
 	}
 	if _, err := config.Parse([]byte("output_root: o\ntokens:\n  a: {vault_identity: app, client_id: x}\n"), "c.yaml", dir); err == nil || !strings.Contains(err.Error(), "takes no other setting") {
 		t.Errorf("vault_identity with client_id: %v", err)
+	}
+}
+
+// tls_client_auth with a certificate Vault PKI issues: client_cert and
+// client_key are two fields of one pki/issue request (one certificate),
+// and the OP accepts the client by the CA that issued it.
+func TestClientCertificateFromVaultPKI(t *testing.T) {
+	v := vaulttest.Start(t)
+	v.Run(t, "secrets", "enable", "pki")
+	v.Run(t, "write", "pki/root/generate/internal", "common_name=test-root", "ttl=24h")
+	v.Run(t, "write", "pki/roles/svc", "allow_any_name=true", "client_flag=true", "server_flag=false", "ttl=1h")
+	caPEM := v.Run(t, "read", "-field=certificate", "pki/cert/ca")
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+		t.Fatalf("Vault's CA does not parse: %q", caPEM)
+	}
+	op := oidctest.Start(t, oidctest.Client{ID: "mtls-svc", CertCAs: pool, CertCN: "mtls-svc"})
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "token"), []byte(v.Token), 0o600)
+	os.WriteFile(filepath.Join(dir, "ca.pem"), op.CAPEM, 0o600)
+	t.Setenv("VAULT_TOKEN", "")
+	cfgPath := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`vault:
+  address: %s
+  auth: {method: token, token_file: token}
+output_root: out
+tokens:
+  api:
+    token_url: %s
+    ca_cert: ca.pem
+    client_id: mtls-svc
+    auth: tls_client_auth
+    client_cert: vault:pki/issue/svc?common_name=mtls-svc#certificate
+    client_key: vault:pki/issue/svc?common_name=mtls-svc#private_key
+secrets:
+  api_token: token:api
+outputs:
+  - path: token
+    secret: api_token
+`, v.Addr, op.TokenURL())), 0o600)
+	cfg, err := config.Source{Path: cfgPath}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := broker.New(cfg)
+	defer b.Close()
+	if _, err := b.RenderOnce(context.Background(), broker.RenderOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := os.ReadFile(filepath.Join(dir, "out", "token"))
+	if claims, err := op.Verify(context.Background(), string(tok)); err != nil || claims.Subject != "mtls-svc" {
+		t.Fatalf("the token got with Vault's certificate: %v %v", claims, err)
+	}
+	reqs := op.Requests()
+	if len(reqs) != 1 || reqs[0].Method != "tls_client_auth" {
+		t.Fatalf("the OP saw %+v, want one tls_client_auth request", reqs)
 	}
 }

@@ -48,8 +48,12 @@ type Client struct {
 	Scopes []string
 	// PublicKey checks its private_key_jwt assertions.
 	PublicKey crypto.PublicKey
-	// CertSHA256 is the hex SHA-256 of its TLS client certificate (DER).
+	// CertSHA256 is the hex SHA-256 of its TLS client certificate (DER);
+	// or CertCAs and CertCN: a certificate with that common name issued by
+	// one of these CAs (RFC 8705's PKI method).
 	CertSHA256 string
+	CertCAs    *x509.CertPool
+	CertCN     string
 }
 
 // Request is what the token endpoint received, without credentials.
@@ -227,9 +231,21 @@ func (p *Provider) front(next http.Handler) http.Handler {
 			p.present(r, id)
 		} else if method == "client_secret_post" && r.PostForm.Get("client_secret") == "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 			method = "tls_client_auth"
-			sum := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
-			if c := p.store.client(clientID); c != nil && c.CertSHA256 == hex.EncodeToString(sum[:]) {
+			leaf := r.TLS.PeerCertificates[0]
+			sum := sha256.Sum256(leaf.Raw)
+			c := p.store.client(clientID)
+			switch {
+			case c == nil:
+			case c.CertSHA256 != "" && c.CertSHA256 == hex.EncodeToString(sum[:]):
 				p.present(r, clientID)
+			case c.CertCAs != nil && leaf.Subject.CommonName == c.CertCN:
+				inter := x509.NewCertPool()
+				for _, ic := range r.TLS.PeerCertificates[1:] {
+					inter.AddCert(ic)
+				}
+				if _, err := leaf.Verify(x509.VerifyOptions{Roots: c.CertCAs, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
+					p.present(r, clientID)
+				}
 			}
 		}
 		p.record(Request{ClientID: clientID, Method: method, Form: clean(r.PostForm), At: time.Now()})
