@@ -183,7 +183,9 @@ func New(src Source) (*Client, error) {
 		src.Timeout = 30 * time.Second
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil // a token request goes to the IdP named, not through an environment's proxy
+	// tr.Proxy stays http.ProxyFromEnvironment: a hosted IdP is often
+	// reached through the egress proxy HTTPS_PROXY names (TLS runs end to
+	// end through it), as Vault's client does.
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: src.RootCAs}
 	if src.ClientCert != nil {
 		cert := src.ClientCert
