@@ -14,6 +14,7 @@ import (
 	"errors"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -277,5 +278,30 @@ func TestTokenExchangeGetsATokenForAnotherAudience(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "a-service-account-jwt") {
 		t.Errorf("the error carries the subject token: %v", err)
+	}
+}
+
+// A token endpoint that redirects does not get the credentials replayed
+// to where it points: the redirect is an error and the target sees
+// nothing.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	hit := make(chan struct{}, 1)
+	target := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hit <- struct{}{} }))
+	defer target.Close()
+	front := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/token", http.StatusTemporaryRedirect)
+	}))
+	defer front.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(front.Certificate())
+	pool.AddCert(target.Certificate())
+	_, err := fetch(t, idp.Source{Name: "api", TokenURL: front.URL + "/token", RootCAs: pool, ClientID: "c", ClientSecret: secret, AuthMethod: idp.ClientSecretBasic})
+	if err == nil || !strings.Contains(err.Error(), "HTTP 307") {
+		t.Fatalf("a redirect: %v", err)
+	}
+	select {
+	case <-hit:
+		t.Fatal("the credentials were replayed to the redirect's target")
+	default:
 	}
 }
