@@ -20,6 +20,7 @@ fuzz:
 	go test ./templates -run '^$$' -fuzz FuzzTemplate -fuzztime 60s
 	go test ./broker/vaultcache -run '^$$' -fuzz FuzzCacheEntry -fuzztime 60s
 	go test ./internal/redact -run '^$$' -fuzz FuzzWriter -fuzztime 60s
+	go test ./providers/idp -run '^$$' -fuzz FuzzTokenResponse -fuzztime 60s
 
 bench:
 	./bench/envelope.sh

@@ -56,8 +56,8 @@ func (c *Client) explain(err error, secrets []string) error {
 		}
 		e := &Error{kind: kindOf(status, re.ErrorCode)}
 		code := re.ErrorCode
-		if !safeCode(code) {
-			code = ""
+		if !safeCode(code) || redact.String(code, secrets) != code {
+			code = "" // not an RFC 6749 code, or it echoes a credential
 		}
 		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 			e.RetryAfter = parseRetryAfter(header.Get("Retry-After"), c.now())
