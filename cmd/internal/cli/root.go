@@ -46,9 +46,9 @@ const ExitCodesHelp = `Exit codes:
      service refused (access denied, key disabled or missing)
   4  integrity: decryption or an integrity check failed (tampered, renamed,
      moved or truncated data, wrong name or context)
-  5  unavailable: Vault or KMS could not be reached or is throttling; retry
+  5  unavailable: Vault, KMS or an IdP could not be reached or is throttling; retry
   6  not found: the secret, entry, path or field does not exist
-  7  denied: the secret source refused the request or the credentials
+  7  denied: the secret source or the IdP refused the request or the credentials
   8  format: input is not a valid envelope or secrets file, or is over its size limit
   9  file system: disk full, read-only file system, permission denied, or a path
      that leaves its root`
