@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -268,15 +267,7 @@ func (b *Broker) vaultIdentityToken(ctx context.Context, name, role string) (*id
 	if token == "" || len(token) > idp.MaxTokenLen {
 		return nil, fail.Mark(fail.Format, fmt.Errorf("tokens.%s: Vault's answer at identity/oidc/token/%s holds no usable token", name, role))
 	}
-	var ttl int64
-	switch v := s.Data["ttl"].(type) {
-	case json.Number:
-		ttl, _ = v.Int64()
-	case float64:
-		ttl = int64(v)
-	case int64:
-		ttl = v
-	}
+	ttl, _ := vault.Seconds(s.Data["ttl"]) // none: the lifetime rule's guess
 	lifetime, guessed, err := idp.Lifetime(ttl)
 	if err != nil {
 		return nil, fmt.Errorf("tokens.%s: %w", name, err)

@@ -136,13 +136,7 @@ outputs:
     format: json
     secrets: [id_token, id_token_expiry]
 `, v.Addr)), 0o600)
-	cfg, err := config.Source{Path: cfgPath}.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := broker.New(cfg)
-	defer b.Close()
-	if _, err := b.RenderOnce(context.Background(), broker.RenderOptions{}); err != nil {
+	if err := renderOnce(t, cfgPath); err != nil {
 		t.Fatal(err)
 	}
 	tok, _ := os.ReadFile(filepath.Join(dir, "out", "id_token"))
@@ -202,13 +196,7 @@ outputs:
   - path: token
     secret: api_token
 `, v.Addr, op.TokenURL())), 0o600)
-	cfg, err := config.Source{Path: cfgPath}.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := broker.New(cfg)
-	defer b.Close()
-	if _, err := b.RenderOnce(context.Background(), broker.RenderOptions{}); err != nil {
+	if err := renderOnce(t, cfgPath); err != nil {
 		t.Fatal(err)
 	}
 	tok, _ := os.ReadFile(filepath.Join(dir, "out", "token"))

@@ -23,7 +23,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/secrets-broker/secrets-broker/bench/rate"
 	"github.com/secrets-broker/secrets-broker/internal/pgtest"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
 )
@@ -164,7 +164,6 @@ func simulate(bin string, n int, ttl time.Duration, cycles int) (stats, error) {
 	st := stats{daemons: n, startup: from.Sub(begin), window: time.Duration(cycles) * ttl}
 	time.Sleep(st.window)
 	to := from.Add(st.window)
-	buckets := map[int64]int{}
 	f, err := os.Open(audit)
 	if err != nil {
 		return stats{}, err
@@ -172,30 +171,17 @@ func simulate(bin string, n int, ttl time.Duration, cycles int) (stats, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	var times []time.Time
 	for sc.Scan() {
 		var line struct {
 			Time time.Time `json:"time"`
 			Type string    `json:"type"`
 		}
-		if json.Unmarshal(sc.Bytes(), &line) != nil || line.Type != "request" {
-			continue
-		}
-		switch {
-		case line.Time.Before(from):
-			st.burst++
-		case line.Time.Before(to):
-			buckets[line.Time.Unix()]++
-			st.requests++
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Type == "request" {
+			times = append(times, line.Time)
 		}
 	}
-	secs := make([]int64, 0, len(buckets))
-	for s := range buckets {
-		secs = append(secs, s)
-	}
-	sort.Slice(secs, func(i, j int) bool { return secs[i] < secs[j] })
-	for _, s := range secs {
-		st.peak = max(st.peak, buckets[s])
-	}
-	st.mean = float64(st.requests) / st.window.Seconds()
+	c := rate.Count(times, from, to)
+	st.burst, st.requests, st.mean, st.peak = c.Burst, c.Requests, c.Mean, c.Peak
 	return st, nil
 }

@@ -28,7 +28,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +37,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/secrets-broker/secrets-broker/bench/rate"
 	"github.com/secrets-broker/secrets-broker/internal/oidctest"
 )
 
@@ -129,27 +129,12 @@ func measure(fleet func(*oidctest.Provider, int, string) (func() bool, func(), f
 	if err := alive(); err != nil {
 		return stats{}, err
 	}
-	st := stats{startup: from.Sub(begin)}
-	buckets := map[int64]int{}
+	var times []time.Time
 	for _, r := range op.Requests() {
-		switch {
-		case r.At.Before(from):
-			st.burst++
-		case r.At.Before(to):
-			buckets[r.At.Unix()]++
-			st.requests++
-		}
+		times = append(times, r.At)
 	}
-	secs := make([]int64, 0, len(buckets))
-	for s := range buckets {
-		secs = append(secs, s)
-	}
-	sort.Slice(secs, func(i, j int) bool { return secs[i] < secs[j] })
-	for _, s := range secs {
-		st.peak = max(st.peak, buckets[s])
-	}
-	st.mean = float64(st.requests) / window.Seconds()
-	return st, nil
+	c := rate.Count(times, from, to)
+	return stats{startup: from.Sub(begin), burst: c.Burst, requests: c.Requests, mean: c.Mean, peak: c.Peak}, nil
 }
 
 // oauth2Fleet is n services with x/oauth2's client-credentials token

@@ -83,15 +83,7 @@ func (c *Client) LookupLease(ctx context.Context, id string) (LeaseStatus, error
 	if raw == nil || raw.Data == nil {
 		return LeaseStatus{}, &Error{Op: "lookup lease", Path: "sys/leases/lookup", Kind: fail.NotFound, Message: "no such lease"}
 	}
-	var ttl int64
-	switch v := raw.Data["ttl"].(type) {
-	case json.Number:
-		ttl, err = v.Int64()
-	case float64:
-		ttl = int64(v)
-	default:
-		err = errors.New("no ttl")
-	}
+	ttl, err := Seconds(raw.Data["ttl"])
 	if err != nil {
 		return LeaseStatus{}, fmt.Errorf("vault: sys/leases/lookup answered without a usable ttl: %w", err)
 	}
@@ -121,4 +113,16 @@ func (c *Client) MayRequest(ctx context.Context, ref Ref) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// Seconds reads a number of seconds Vault answered (a ttl): a JSON number
+// as the client decodes it, or a float.
+func Seconds(v any) (int64, error) {
+	switch v := v.(type) {
+	case json.Number:
+		return v.Int64()
+	case float64:
+		return int64(v), nil
+	}
+	return 0, errors.New("no number of seconds")
 }
