@@ -18,7 +18,8 @@ import (
 
 // tokenRequest is the restart-cache key of entry name's token, bound to
 // what the token was asked for: the issuer or token URL, the client id,
-// the auth method, scopes, audience, resource and parameters. A change to
+// the auth method, scopes, audience, resource and parameters, an
+// exchange's subject token, a Vault identity token's role and Vault. A change to
 // any of them asks the IdP afresh. The key is sealed inside the entry
 // (Computed): a client id read from a secret reference is not for a KMS
 // context.
@@ -31,7 +32,14 @@ func (b *Broker) tokenRequest(name string, values map[string]string) vaultcache.
 	h := sha256.New()
 	fmt.Fprintf(h, "%q %q %q %q %q %q %q", t.Issuer, t.TokenURL, clientID, t.AuthMethod(), strings.Join(t.Scopes, " "), t.Audience, t.Resource)
 	if e := t.Exchange; e != nil {
-		fmt.Fprintf(h, " exchange %q %q %q", e.SubjectToken, e.SubjectType(), e.RequestedTokenType)
+		// Bound to the subject token itself, not its reference: another
+		// subject (the subject entry's client changed, a file now holding
+		// another service account's token) asks afresh.
+		subject := sha256.Sum256([]byte(values[config.CredentialName(name, "subject_token")]))
+		fmt.Fprintf(h, " exchange %q %q %x", e.SubjectType(), e.RequestedTokenType, subject)
+	}
+	if t.VaultIdentity != "" {
+		fmt.Fprintf(h, " vault_identity %q %q", t.VaultIdentity, b.vaultIdentity())
 	}
 	keys := make([]string, 0, len(t.Params))
 	for k := range t.Params {

@@ -100,21 +100,24 @@ func (b *Broker) FetchToken(ctx context.Context, name string, values map[string]
 		}
 		return tok, err
 	}
-	c, err := b.tokenClient(name, values)
+	c, subject, err := b.tokenClient(name, values)
 	if err != nil {
 		return nil, err
 	}
-	tok, err := c.Fetch(ctx)
+	tok, err := c.FetchFor(ctx, subject)
 	if err == nil && b.cfg.Cache != nil {
 		b.rememberToken(ctx, name, values, tok)
 	}
 	return tok, err
 }
 
-func (b *Broker) tokenClient(name string, values map[string]string) (*idp.Client, error) {
+// tokenClient returns entry name's client, made anew when its credentials
+// changed, and the subject token of an exchange (passed per request: it
+// changes with every refresh of its source).
+func (b *Broker) tokenClient(name string, values map[string]string) (*idp.Client, string, error) {
 	t := b.cfg.Tokens[name]
 	if t == nil {
-		return nil, fail.Mark(fail.Usage, fmt.Errorf("token %q is not an entry of tokens: in the config", name))
+		return nil, "", fail.Mark(fail.Usage, fmt.Errorf("token %q is not an entry of tokens: in the config", name))
 	}
 	cred := func(field string) (string, error) {
 		v, ok := values[config.CredentialName(name, field)]
@@ -151,10 +154,12 @@ func (b *Broker) tokenClient(name string, values map[string]string) (*idp.Client
 		get("client_key", &keyPEM)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, "", errors.Join(errs...)
 	}
+	subject := src.SubjectToken
+	src.SubjectToken = ""
 	h := sha256.New()
-	for _, s := range []string{src.ClientID, src.ClientSecret, key, cert, keyPEM, src.SubjectToken} {
+	for _, s := range []string{src.ClientID, src.ClientSecret, key, cert, keyPEM} {
 		fmt.Fprintf(h, "%d:%s", len(s), s)
 	}
 	var sum [32]byte
@@ -162,36 +167,36 @@ func (b *Broker) tokenClient(name string, values map[string]string) (*idp.Client
 	b.tokenMu.Lock()
 	defer b.tokenMu.Unlock()
 	if tc, ok := b.tokenClients[name]; ok && tc.sum == sum {
-		return tc.client, nil
+		return tc.client, subject, nil
 	}
 	src.PrivateKeyPEM = []byte(key)
 	if src.AuthMethod == idp.TLSClientAuth {
 		pair, err := tls.X509KeyPair([]byte(cert), []byte(keyPEM))
 		if err != nil {
-			return nil, fail.Mark(fail.Usage, fmt.Errorf("tokens.%s: client_cert and client_key are not a PEM certificate and its key", name))
+			return nil, "", fail.Mark(fail.Usage, fmt.Errorf("tokens.%s: client_cert and client_key are not a PEM certificate and its key", name))
 		}
 		src.ClientCert = &pair
 	}
 	if t.CACert != "" {
 		pemData, err := readlimit.File(b.cfg.Resolve(t.CACert), 1<<20, "tokens."+name+".ca_cert")
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pemData) {
-			return nil, fail.Mark(fail.Usage, fmt.Errorf("tokens.%s.ca_cert: %s holds no PEM certificate", name, t.CACert))
+			return nil, "", fail.Mark(fail.Usage, fmt.Errorf("tokens.%s.ca_cert: %s holds no PEM certificate", name, t.CACert))
 		}
 		src.RootCAs = pool
 	}
 	c, err := idp.New(src)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if old, ok := b.tokenClients[name]; ok {
 		old.client.Close()
 	}
 	b.tokenClients[name] = tokenClient{sum: sum, client: c}
-	return c, nil
+	return c, subject, nil
 }
 
 // ApplyToken records entry name's new token in res: the token itself and

@@ -241,3 +241,46 @@ secrets:
 		}
 	}
 }
+
+// An exchanged token in the restart cache is bound to its subject token,
+// not to the subject's reference: once tokens.api names another client, a
+// restart exchanges the new client's token instead of rendering the old
+// exchange.
+func TestCachedExchangeFollowsItsSubject(t *testing.T) {
+	op := oidctest.Start(t, oidctest.Client{ID: "svc", Secret: clientSecret}, oidctest.Client{ID: "svc2", Secret: clientSecret}, oidctest.Client{ID: "gateway", Secret: clientSecret})
+	dir, cfg := tokenDir(t, op, `  orders_token: token:orders
+cache: {path: cache, key: local}
+outputs:
+  - path: orders
+    secret: orders_token
+`)
+	brokertest.LocalKey(t, dir)
+	raw, _ := os.ReadFile(cfg)
+	s := strings.Replace(string(raw), "    scopes: [read]\n", "", 1)
+	s = strings.Replace(s, "secrets:\n", fmt.Sprintf(`  orders:
+    token_url: %s
+    ca_cert: ca.pem
+    client_id: gateway
+    client_secret: file:client_secret
+    audience: orders-api
+    exchange: {subject_token: "token:api"}
+secrets:
+`, op.TokenURL()), 1)
+	os.WriteFile(cfg, []byte(s), 0o600)
+	if err := renderOnce(t, cfg); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(cfg, []byte(strings.Replace(s, "client_id: svc\n", "client_id: svc2\n", 1)), 0o600)
+	os.RemoveAll(filepath.Join(dir, "out"))
+	if err := renderOnce(t, cfg); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := os.ReadFile(filepath.Join(dir, "out", "orders"))
+	claims, err := op.Verify(context.Background(), string(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims.Subject != "svc2" {
+		t.Errorf("orders' token is svc's (subject %q) though tokens.api is now client svc2", claims.Subject)
+	}
+}

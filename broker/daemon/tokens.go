@@ -64,7 +64,14 @@ func (g *generation) onToken(name string, ev idp.Event) {
 		g.d.log.Error("an access token expired and no new one could be got; its outputs hold an expired token", "token", name, "outputs", outputs, "retry_in", ev.RetryIn.Round(time.Millisecond).String(), "error", ev.Err)
 	default:
 		g.d.m.FetchErrors.With("token").Inc()
-		g.d.log.Warn("getting a new access token failed; the current one is kept until it expires", "token", name, "retry_in", ev.RetryIn.Round(time.Millisecond).String(), "error", ev.Err)
+		g.mu.Lock()
+		held := g.res.Tokens[name] != nil
+		g.mu.Unlock()
+		msg := "getting an access token failed; its outputs wait for one"
+		if held {
+			msg = "getting a new access token failed; the current one is kept until it expires"
+		}
+		g.d.log.Warn(msg, "token", name, "retry_in", ev.RetryIn.Round(time.Millisecond).String(), "error", ev.Err)
 	}
 }
 

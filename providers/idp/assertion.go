@@ -26,7 +26,7 @@ const AssertionLifetime = time.Minute
 // assertion signs a fresh client assertion (RFC 7523 2.2, OpenID Connect
 // Core 9): issuer and subject the client id, audience the token endpoint,
 // a random jti, valid for AssertionLifetime.
-func (c *Client) assertion() (string, error) {
+func (c *Client) assertion(tokenURL string) (string, error) {
 	what := "tokens." + c.src.Name + ".private_key"
 	key, alg, err := parseSigningKey(c.src.PrivateKeyPEM)
 	if err != nil {
@@ -46,7 +46,7 @@ func (c *Client) assertion() (string, error) {
 	claims := jwt.Claims{
 		Issuer:    c.src.ClientID,
 		Subject:   c.src.ClientID,
-		Audience:  jwt.Audience{c.tokenURL},
+		Audience:  jwt.Audience{tokenURL},
 		ID:        hex.EncodeToString(id),
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now.Add(-5 * time.Second)),

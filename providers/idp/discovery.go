@@ -59,5 +59,10 @@ func (c *Client) discover(ctx context.Context) (string, error) {
 	if err := CheckURL(doc.TokenEndpoint, what+": the discovered token_endpoint"); err != nil {
 		return "", err
 	}
+	if strings.HasPrefix(issuer, "https://") && !strings.HasPrefix(doc.TokenEndpoint, "https://") {
+		// Plain http on loopback is for an issuer on loopback; an https
+		// issuer never sends the credentials to a local port in the clear.
+		return "", fail.Mark(fail.Denied, fmt.Errorf("%s: the discovery document at %s names a token_endpoint that is not https: refused", what, u))
+	}
 	return doc.TokenEndpoint, nil
 }

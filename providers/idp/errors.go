@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -56,7 +57,7 @@ func (c *Client) explain(err error, secrets []string) error {
 		}
 		e := &Error{kind: kindOf(status, re.ErrorCode)}
 		code := re.ErrorCode
-		if !safeCode(code) || redact.String(code, secrets) != code {
+		if !safeCode(code) || echoes(code, secrets) {
 			code = "" // not an RFC 6749 code, or it echoes a credential
 		}
 		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
@@ -101,6 +102,8 @@ func kindOf(status int, code string) fail.Kind {
 		return fail.Unavailable
 	}
 	switch {
+	case status >= 300 && status < 400:
+		return fail.Usage
 	case status == http.StatusTooManyRequests || status >= 500:
 		return fail.Unavailable
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
@@ -125,6 +128,9 @@ func advice(status int, code string) string {
 	if status == http.StatusTooManyRequests {
 		return "; the IdP is rate limiting this client"
 	}
+	if status >= 300 && status < 400 {
+		return "; the token endpoint redirects and redirects are not followed: set token_url (or issuer) to where it points"
+	}
 	return ""
 }
 
@@ -143,16 +149,46 @@ func safeCode(s string) bool {
 }
 
 // description makes the IdP's error_description safe to show: printable
-// ASCII only, at most maxDescription bytes, and without any form of the
-// credentials sent.
+// ASCII only, every form of the credentials sent removed first, then cut
+// to maxDescription bytes; left out whole if a piece of a credential is
+// still in it (the IdP may have cut its echo itself).
 func description(d string, secrets []string) string {
-	b := make([]byte, 0, min(len(d), maxDescription))
-	for i := 0; i < len(d) && len(b) < maxDescription; i++ {
+	const scan = 4 << 10
+	b := make([]byte, 0, min(len(d), scan))
+	for i := 0; i < len(d) && len(b) < scan; i++ {
 		if d[i] >= 0x20 && d[i] <= 0x7e {
 			b = append(b, d[i])
 		}
 	}
-	return redact.String(string(b), secrets)
+	out := redact.String(string(b), secrets)
+	if echoes(out, secrets) {
+		return ""
+	}
+	if len(out) > maxDescription {
+		out = out[:maxDescription]
+	}
+	return out
+}
+
+// echoPiece is the shortest piece of a credential taken as an echo of it.
+const echoPiece = 8
+
+// echoes says whether text holds a credential, whole or any piece of
+// echoPiece bytes of one (in any form redact knows).
+func echoes(text string, secrets []string) bool {
+	if redact.String(text, secrets) != text {
+		return true
+	}
+	for _, s := range secrets {
+		for _, f := range redact.Forms(s) {
+			for i := 0; i+echoPiece <= len(f); i++ {
+				if strings.Contains(text, f[i:i+echoPiece]) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // parseRetryAfter reads a Retry-After header (seconds or an HTTP date),

@@ -9,14 +9,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -137,10 +140,12 @@ func loopback(host string) bool {
 // Client fetches tokens for one Source: it holds the HTTP client and the
 // token endpoint found by discovery.
 type Client struct {
-	src      Source
-	http     *http.Client
-	tokenURL string
-	now      func() time.Time
+	src  Source
+	http *http.Client
+	now  func() time.Time
+
+	mu       sync.Mutex
+	tokenURL string // discovered once
 }
 
 // New checks src and makes its client. Nothing is contacted.
@@ -187,11 +192,12 @@ func New(src Source) (*Client, error) {
 	// reached through the egress proxy HTTPS_PROXY names (TLS runs end to
 	// end through it), as Vault's client does.
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: src.RootCAs}
+	tr.MaxResponseHeaderBytes = maxHeaderBytes
 	if src.ClientCert != nil {
 		cert := src.ClientCert
 		tr.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
-	hc := &http.Client{Transport: tr, Timeout: src.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+	hc := &http.Client{Transport: boundedBodies{tr}, Timeout: src.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse // credentials are never replayed to where a redirect points
 	}}
 	return &Client{src: src, http: hc, tokenURL: src.TokenURL, now: time.Now}, nil
@@ -200,15 +206,27 @@ func New(src Source) (*Client, error) {
 // Close releases idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
-// Fetch asks the token endpoint for a new token (client_credentials).
+// Fetch asks the token endpoint for a new token: client_credentials, or
+// a token exchange of Source.SubjectToken.
 func (c *Client) Fetch(ctx context.Context) (*Token, error) {
+	return c.FetchFor(ctx, c.src.SubjectToken)
+}
+
+// FetchFor is Fetch exchanging subjectToken (a subject that changes with
+// every refresh of its source keeps one client and one discovery).
+func (c *Client) FetchFor(ctx context.Context, subjectToken string) (*Token, error) {
 	what := "tokens." + c.src.Name
-	if c.tokenURL == "" {
+	c.mu.Lock()
+	tokenURL := c.tokenURL
+	c.mu.Unlock()
+	if tokenURL == "" {
 		u, err := c.discover(ctx)
 		if err != nil {
 			return nil, err
 		}
-		c.tokenURL = u
+		c.mu.Lock()
+		c.tokenURL, tokenURL = u, u
+		c.mu.Unlock()
 	}
 	params := url.Values{}
 	for k, v := range c.src.Params {
@@ -220,35 +238,38 @@ func (c *Client) Fetch(ctx context.Context) (*Token, error) {
 	if c.src.Resource != "" {
 		params.Set("resource", c.src.Resource)
 	}
-	cc := clientcredentials.Config{ClientID: c.src.ClientID, TokenURL: c.tokenURL, Scopes: c.src.Scopes, EndpointParams: params}
+	cc := clientcredentials.Config{ClientID: c.src.ClientID, TokenURL: tokenURL, Scopes: c.src.Scopes, EndpointParams: params}
 	var secrets []string
 	switch c.src.AuthMethod {
 	case ClientSecretBasic:
 		cc.ClientSecret, cc.AuthStyle = c.src.ClientSecret, oauth2.AuthStyleInHeader
-		secrets = append(secrets, c.src.ClientSecret)
+		secrets = append(secrets, sentForms(c.src.ClientSecret)...)
+		// The Authorization header as sent, should an IdP echo it.
+		basic := url.QueryEscape(c.src.ClientID) + ":" + url.QueryEscape(c.src.ClientSecret)
+		secrets = append(secrets, basic, base64.StdEncoding.EncodeToString([]byte(basic)))
 	case ClientSecretPost:
 		cc.ClientSecret, cc.AuthStyle = c.src.ClientSecret, oauth2.AuthStyleInParams
-		secrets = append(secrets, c.src.ClientSecret)
+		secrets = append(secrets, sentForms(c.src.ClientSecret)...)
 	case PrivateKeyJWT:
-		assertion, err := c.assertion()
+		assertion, err := c.assertion(tokenURL)
 		if err != nil {
 			return nil, err
 		}
 		params.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
 		params.Set("client_assertion", assertion)
 		cc.AuthStyle = oauth2.AuthStyleInParams
-		secrets = append(secrets, assertion)
+		secrets = append(secrets, sentForms(assertion)...)
 	case TLSClientAuth, None:
 		cc.AuthStyle = oauth2.AuthStyleInParams
 	}
-	if c.src.SubjectToken != "" {
+	if subjectToken != "" {
 		params.Set("grant_type", GrantTokenExchange)
-		params.Set("subject_token", c.src.SubjectToken)
+		params.Set("subject_token", subjectToken)
 		params.Set("subject_token_type", cmp.Or(c.src.SubjectTokenType, TokenTypeAccessToken))
 		if c.src.RequestedTokenType != "" {
 			params.Set("requested_token_type", c.src.RequestedTokenType)
 		}
-		secrets = append(secrets, c.src.SubjectToken)
+		secrets = append(secrets, sentForms(subjectToken)...)
 	}
 	sent := c.now()
 	tok, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, c.http))
@@ -279,6 +300,9 @@ func (c *Client) accept(tok *oauth2.Token, sent time.Time) (*Token, error) {
 		return nil, err
 	}
 	t.Expiry, t.LifetimeGuessed = sent.Add(lifetime), guessed
+	if !c.now().Before(t.Expiry) {
+		return nil, fail.Mark(fail.Unavailable, fmt.Errorf("the IdP's token had expired when its answer arrived (expires_in %s, the request took longer): refused, asking again later", lifetime))
+	}
 	return t, nil
 }
 
@@ -312,6 +336,8 @@ func Lifetime(expiresIn int64) (d time.Duration, guessed bool, err error) {
 // a string as some IdPs send it); 0 when absent or unreadable.
 func expiresIn(tok *oauth2.Token) int64 {
 	switch v := tok.Extra("expires_in").(type) {
+	case int64: // a form-encoded answer
+		return min(max(v, math.MinInt32), math.MaxInt32)
 	case float64:
 		if v > math.MaxInt32 {
 			return math.MaxInt32
@@ -328,6 +354,50 @@ func expiresIn(tok *oauth2.Token) int64 {
 		return n
 	}
 	return 0
+}
+
+// sentForms are the forms a credential takes on the wire: as it is, and
+// form-encoded (a body or Basic user-info an IdP might echo).
+func sentForms(s string) []string {
+	if q := url.QueryEscape(s); q != s {
+		return []string{s, q}
+	}
+	return []string{s}
+}
+
+// Bounds on what a token endpoint or discovery answers.
+const (
+	maxHeaderBytes = 64 << 10
+	maxBodyBytes   = 256 << 10
+)
+
+// boundedBodies cuts every response body at maxBodyBytes: a longer one
+// fails to read (and so to parse) instead of being decoded whole.
+type boundedBodies struct{ rt http.RoundTripper }
+
+func (b boundedBodies) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := b.rt.RoundTrip(r)
+	if err == nil {
+		resp.Body = &limitedBody{ReadCloser: resp.Body, left: maxBodyBytes}
+	}
+	return resp, err
+}
+
+type limitedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, errors.New("the answer is longer than 256 KiB")
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.ReadCloser.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 func printable(s string) bool {

@@ -33,6 +33,30 @@ func RefreshAt(t *Token, first bool) time.Time {
 	return t.IssuedAt.Add(from + time.Duration(rand.Int64N(int64(life*5/6-from)+1)))
 }
 
+// MinRefreshInterval is the least time between two token requests of one
+// entry that both succeeded: an IdP giving tokens of a second or less
+// cannot make the broker ask in a loop.
+const MinRefreshInterval = time.Second
+
+// nextRefresh is RefreshAt, not before MinRefreshInterval after the token
+// was asked for, and, for a first token that is already past its draw (one
+// from the restart cache), a point drawn afresh between now and 5/6 of its
+// lifetime, so that a restarted fleet does not ask at once.
+func nextRefresh(t *Token, first bool, now time.Time) time.Time {
+	at := RefreshAt(t, first)
+	if last := t.IssuedAt.Add(t.Lifetime() * 5 / 6); first && !at.After(now) && last.After(now) {
+		at = now.Add(time.Duration(rand.Int64N(int64(last.Sub(now)) + 1)))
+	}
+	return maxTime(at, t.IssuedAt.Add(MinRefreshInterval))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // Keep keeps a token fresh until ctx ends: it waits until RefreshAt of the
 // token held (initial, the first; with none it fetches at once), asks fetch for a new
 // one, and on failure tries again as backoff.Default says, never sooner
@@ -41,7 +65,7 @@ func RefreshAt(t *Token, first bool) time.Time {
 func Keep(ctx context.Context, fetch func(context.Context) (*Token, error), initial *Token, on func(Event)) {
 	held, first := initial, true
 	for {
-		if held != nil && !backoff.Sleep(ctx, time.Until(RefreshAt(held, first))) {
+		if held != nil && !backoff.Sleep(ctx, time.Until(nextRefresh(held, first, time.Now()))) {
 			return
 		}
 		if held != nil {
