@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/secrets-broker/secrets-broker/cmd/internal/cli"
+	"github.com/secrets-broker/secrets-broker/internal/brokertest"
 	"github.com/secrets-broker/secrets-broker/internal/kmsfake"
 )
 
@@ -19,7 +20,9 @@ type result struct {
 
 func run(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	var out, errb bytes.Buffer
+	// Safe for concurrent writes: run --exec copies its child's output
+	// into these while the broker logs to stderr (an *os.File in use).
+	var out, errb brokertest.Buffer
 	code := cli.Main(context.Background(), cli.Env{Args: args, Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb, Version: "v0.0.0-test"})
 	return result{code, out.String(), errb.String()}
 }
