@@ -81,10 +81,13 @@ func (d *daemon) startChild(ctx context.Context, g *generation) (<-chan childRes
 	if ec.KillSignal != "" {
 		cfg.KillSignal, _ = config.ParseSignal(ec.KillSignal)
 	}
-	d.child = &childState{changes: make(chan supervisor.Change, 1), envSum: sum, never: ec.RestartOnSecretChanges == "never"}
+	child := &childState{changes: make(chan supervisor.Change, 1), envSum: sum, never: ec.RestartOnSecretChanges == "never"}
+	d.childMu.Lock()
+	d.child = child
+	d.childMu.Unlock()
 	done := make(chan childResult, 1)
 	go func() {
-		st, err := supervisor.Run(ctx, cfg, env, d.child.changes)
+		st, err := supervisor.Run(ctx, cfg, env, child.changes)
 		done <- childResult{st, err}
 	}()
 	return done, nil
@@ -125,6 +128,8 @@ func (g *generation) childEnv() ([]string, [32]byte, error) {
 // environment restarts it; a changed file (one without its own notify)
 // restarts or signals it; nothing else does.
 func (d *daemon) tellChild(g *generation, rep broker.Report, restored map[string]bool) {
+	d.childMu.Lock()
+	defer d.childMu.Unlock()
 	c := d.child
 	if c == nil || c.never {
 		return

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/secrets-broker/secrets-broker/broker"
@@ -210,8 +211,11 @@ type daemon struct {
 	// generations counts the generations started (each one's id).
 	generations uint64
 
-	// child is the supervised command, when there is one.
-	child *childState
+	// child is the supervised command, when there is one. childMu guards
+	// it and its envSum: a pass (a token refreshed at once, say) may tell
+	// the child while Run is still starting it.
+	childMu sync.Mutex
+	child   *childState
 	// reaper starts the broker's own children and reaps orphans when the
 	// broker is PID 1 (nil otherwise).
 	reaper *supervisor.Reaper
