@@ -114,7 +114,7 @@ func (b *Broker) VaultClient(ctx context.Context) (*vault.Client, error) {
 	vc := vault.Config{}
 	if v := b.cfg.Vault; v != nil {
 		vc = vault.Config{Address: v.Address, Namespace: v.Namespace, CACert: b.cfg.Resolve(v.CACert), CAPath: b.cfg.Resolve(v.CAPath),
-			ClientCert: b.cfg.Resolve(v.ClientCert), ClientKey: b.cfg.Resolve(v.ClientKey), TLSServerName: v.TLSServerName}
+			ClientCert: b.cfg.Resolve(v.ClientCert), ClientKey: b.cfg.Resolve(v.ClientKey), TLSServerName: v.TLSServerName, InsecureHTTP: v.InsecureHTTP}
 	}
 	vc.Auth = b.vaultAuth()
 	vc.Logger = b.log

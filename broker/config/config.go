@@ -81,7 +81,9 @@ type Vault struct {
 	ClientCert    string `yaml:"client_cert"`
 	ClientKey     string `yaml:"client_key"`
 	TLSServerName string `yaml:"tls_server_name"`
-	Auth          *Auth  `yaml:"auth"`
+	// InsecureHTTP allows an http:// address that is not loopback.
+	InsecureHTTP bool  `yaml:"insecure_http"`
+	Auth         *Auth `yaml:"auth"`
 }
 
 // Auth chooses a Vault auth method.

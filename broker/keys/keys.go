@@ -20,6 +20,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/providers/awskms"
 	"github.com/secrets-broker/secrets-broker/providers/local"
 	"github.com/secrets-broker/secrets-broker/providers/transit"
+	"github.com/secrets-broker/secrets-broker/providers/vault"
 )
 
 // Env names the environment variable with comma-separated key specs,
@@ -215,6 +216,9 @@ func (k Config) vaultClient(ctx context.Context) (*api.Client, error) {
 	c, err := api.NewClient(api.DefaultConfig())
 	if err != nil {
 		return nil, fail.Mark(fail.Usage, fmt.Errorf("cannot configure the Vault client for transit keys: %w", err))
+	}
+	if err := vault.CheckTransport(c.Address(), false, os.Getenv(api.EnvVaultSkipVerify), nil); err != nil {
+		return nil, err
 	}
 	if c.Token() == "" {
 		return nil, fail.Mark(fail.Usage, errors.New("transit keys need a Vault token: set VAULT_TOKEN"))

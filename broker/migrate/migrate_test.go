@@ -95,3 +95,17 @@ func TestDetectLeavesYAMLAlone(t *testing.T) {
 		}
 	}
 }
+
+// A Vault Agent config reaching Vault over plain http off loopback is
+// converted with a note saying the broker refuses it and what to do.
+func TestPlainHTTPAddressIsNoted(t *testing.T) {
+	for addr, noted := range map[string]bool{"http://vault.internal:8200": true, "http://127.0.0.1:8200": false, "https://vault.internal:8200": false} {
+		out, err := migrate.Convert([]byte("vault {\n  address = \""+addr+"\"\n}\nauto_auth {\n  method \"approle\" {\n    config = { role_id_file_path = \"r\", secret_id_file_path = \"s\" }\n  }\n}\n"), migrate.VaultAgent, "agent.hcl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(out), "insecure_http: true"); got != noted {
+			t.Errorf("%s: note about plain http = %v, want %v:\n%s", addr, got, noted, out)
+		}
+	}
+}

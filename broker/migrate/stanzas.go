@@ -2,6 +2,8 @@ package migrate
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -18,6 +20,9 @@ func (c *converter) vault(bs []map[string]any) {
 			switch k {
 			case "address", "namespace", "ca_cert", "ca_path", "client_cert", "client_key", "tls_server_name":
 				set(v, k, scalar(str(val)), "")
+				if k == "address" && plainHTTPOffLoopback(str(val)) {
+					c.note("vault.address %s is plain http: the broker refuses it off loopback (its token would cross the network in clear); use https://, or add vault.insecure_http: true where the network is protected otherwise", str(val))
+				}
 			case "ssl": // consul-template
 				for _, s := range blocks(val) {
 					for _, sk := range sortedKeys(s) {
@@ -389,4 +394,19 @@ func (c *converter) cache(bs []map[string]any) {
 			}
 		}
 	}
+}
+
+// plainHTTPOffLoopback says whether addr is an http:// URL whose host is
+// not loopback.
+func plainHTTPOffLoopback(addr string) bool {
+	u, err := url.Parse(addr)
+	if err != nil || u.Scheme != "http" {
+		return false
+	}
+	if h := u.Hostname(); h == "localhost" {
+		return false
+	} else if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
+		return false
+	}
+	return true
 }

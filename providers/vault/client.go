@@ -16,10 +16,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +45,10 @@ type Config struct {
 	ClientCert    string
 	ClientKey     string
 	TLSServerName string
+	// InsecureHTTP allows a plain-http address that is not loopback (the
+	// broker's token and every secret then cross the network in clear);
+	// Connect logs a warning each time.
+	InsecureHTTP bool
 	// Timeout bounds each HTTP request (default 30 s).
 	Timeout time.Duration
 	// Auth logs in; nil means the token in VAULT_TOKEN.
@@ -119,6 +125,13 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if err := checkAddress(vc.Address); err != nil {
 		return nil, err
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := CheckTransport(vc.Address, cfg.InsecureHTTP, os.Getenv(api.EnvVaultSkipVerify), log); err != nil {
+		return nil, err
+	}
 	if cfg.Timeout > 0 {
 		vc.Timeout = cfg.Timeout
 	}
@@ -132,10 +145,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: %w", err))
 		}
 	}
-	c := &Client{auth: cfg.Auth, log: cfg.Logger, tokens: cfg.Tokens}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
-	}
+	c := &Client{auth: cfg.Auth, log: log, tokens: cfg.Tokens}
 	vc.HttpClient.Transport = countingTransport{next: vc.HttpClient.Transport, count: &c.requests}
 	client, err := api.NewClient(vc)
 	if err != nil {
@@ -178,6 +188,42 @@ func checkAddress(addr string) error {
 		return fail.Mark(fail.Usage, fmt.Errorf("vault: address %q is not a URL like https://vault.example.com:8200", addr))
 	}
 	return nil
+}
+
+// CheckTransport refuses to send the broker's token where it could be read
+// or redirected on the way: plain http to an address that is not loopback
+// (unless insecure says the network is protected otherwise: then a
+// warning, at every start), and VAULT_SKIP_VERIFY (skipVerify) for one
+// that is not loopback.
+func CheckTransport(addr string, insecure bool, skipVerify string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Scheme == "unix" || loopbackHost(u.Hostname()) {
+		return nil
+	}
+	if skip, _ := strconv.ParseBool(skipVerify); skip {
+		return fail.Mark(fail.Usage, fmt.Errorf("vault: VAULT_SKIP_VERIFY turns off the check of Vault's certificate at %s, so anyone on the path could pose as Vault and take the broker's token: refused. Give Vault's CA instead (vault.ca_cert or VAULT_CACERT)", u.Redacted()))
+	}
+	if u.Scheme != "http" {
+		return nil
+	}
+	if !insecure {
+		return fail.Mark(fail.Usage, fmt.Errorf("vault: address %s is plain HTTP: the broker's Vault token and every secret it reads would cross the network in clear. Use https://, or set vault.insecure_http: true where the network is protected otherwise (a service mesh's mTLS, a socket proxy)", u.Redacted()))
+	}
+	log.Warn("vault.insecure_http: talking to Vault over plain HTTP; the broker's token and every secret cross the network in clear", "address", u.Redacted())
+	return nil
+}
+
+// loopbackHost says whether host names this machine (a loopback address
+// or localhost).
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Close stops keeping the token alive.

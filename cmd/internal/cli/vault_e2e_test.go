@@ -209,3 +209,25 @@ func TestTransitKeyFromCLI(t *testing.T) {
 	t.Setenv("VAULT_TOKEN", "")
 	wantExit(t, run(t, sealed, "decrypt", "--key", "transit:transit/app"), 2, "VAULT_TOKEN")
 }
+
+// A config naming Vault over plain http off loopback is refused before
+// anything is sent, exit 2, saying what to do; so is VAULT_SKIP_VERIFY.
+func TestPlainHTTPVaultIsRefusedBeforeAnythingIsSent(t *testing.T) {
+	setup(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "token"), []byte("hvs.not-sent"), 0o600)
+	cfg := filepath.Join(dir, "broker.yaml")
+	write := func(addr string) {
+		os.WriteFile(cfg, []byte("vault:\n  address: "+addr+"\n  auth: {method: token, token_file: token}\noutput_root: out\nsecrets:\n  pw: vault:secret/data/app#password\noutputs:\n  - path: app.env\n"), 0o600)
+	}
+	write("http://vault.example.com:8200")
+	r := run(t, "", "run", "--once", "-c", cfg)
+	wantExit(t, r, 2, "plain HTTP")
+	if !strings.Contains(r.stderr, "insecure_http: true") {
+		t.Errorf("the refusal does not say how to allow it: %s", r.stderr)
+	}
+	write("https://vault.example.com:8200")
+	t.Setenv("VAULT_SKIP_VERIFY", "true")
+	r = run(t, "", "run", "--once", "-c", cfg)
+	wantExit(t, r, 2, "VAULT_SKIP_VERIFY")
+}
