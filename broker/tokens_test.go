@@ -132,28 +132,6 @@ func TestRefusedTokenRendersNothing(t *testing.T) {
 	}
 }
 
-// The config refuses what would send credentials in the clear or put a
-// secret in the config itself, naming the entry.
-func TestTokenConfigIsChecked(t *testing.T) {
-	for body, want := range map[string]string{
-		"tokens:\n  api:\n    token_url: http://idp.example/token\n    client_id: c\n    client_secret: file:s\n":           "use https://",
-		"tokens:\n  api:\n    token_url: https://idp.example/token\n    client_id: c\n    client_secret: hunter2-literal\n": "must be a secret reference",
-		"tokens:\n  api:\n    token_url: https://idp.example/token\n    client_id: c\n":                                     "needs client_secret",
-		"tokens:\n  api:\n    client_id: c\n    client_secret: file:s\n":                                                    "give issuer",
-		"tokens:\n  api:\n    token_url: https://i/t\n    client_id: c\n    client_secret: file:s\n    auth: magic\n":       "auth \"magic\"",
-		"secrets:\n  t: token:nope\n": "names no entry of tokens:",
-		"secrets:\n  t: token:api#refresh_token\n" + "tokens:\n  api:\n    token_url: https://i/t\n    client_id: c\n    client_secret: file:s\n": "picks #refresh_token",
-		"tokens:\n  api:\n    token_url: https://i/t\n    client_id: c\n    client_secret: file:s\n    params: {grant_type: password}\n":          "grant_type is set by the broker",
-	} {
-		_, err := config.Parse([]byte("output_root: o\n"+body), "c.yaml", t.TempDir())
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: %v, want %q", body, err, want)
-		}
-		if err != nil && strings.Contains(err.Error(), "hunter2") {
-			t.Errorf("the error quotes a secret written into the config: %v", err)
-		}
-	}
-}
 
 // With a restart cache, a restart within the token's lifetime renders the
 // token it already had without asking the IdP; a changed request (other
