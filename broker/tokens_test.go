@@ -132,7 +132,6 @@ func TestRefusedTokenRendersNothing(t *testing.T) {
 	}
 }
 
-
 // With a restart cache, a restart within the token's lifetime renders the
 // token it already had without asking the IdP; a changed request (other
 // scopes) asks afresh. The cache holds the token sealed, never in the
