@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -24,6 +25,8 @@ import (
 type Broker struct {
 	cfg   *config.Config
 	cache *providers.DataKeyCache
+	// onLogin is told of every Vault login (SetLoginObserver).
+	onLogin func(error)
 
 	vault *vault.Client
 	// sharedVault means vault belongs to someone else (the daemon, across
@@ -84,6 +87,10 @@ func (b *Broker) ShownRequest(r vault.Ref) string {
 	return "computed:" + hex.EncodeToString(m.Sum(nil)[:6])
 }
 
+// SetLoginObserver has f told of every Vault login attempt and its result
+// (the daemon counts them).
+func (b *Broker) SetLoginObserver(f func(error)) { b.onLogin = f }
+
 // SetLogger sets where the broker logs retries and warnings (default:
 // nowhere).
 func (b *Broker) SetLogger(l *slog.Logger) {
@@ -114,9 +121,11 @@ func (b *Broker) VaultClient(ctx context.Context) (*vault.Client, error) {
 	vc := vault.Config{}
 	if v := b.cfg.Vault; v != nil {
 		vc = vault.Config{Address: v.Address, Namespace: v.Namespace, CACert: b.cfg.Resolve(v.CACert), CAPath: b.cfg.Resolve(v.CAPath),
-			ClientCert: b.cfg.Resolve(v.ClientCert), ClientKey: b.cfg.Resolve(v.ClientKey), TLSServerName: v.TLSServerName, InsecureHTTP: v.InsecureHTTP}
+			TLSServerName: v.TLSServerName, InsecureHTTP: v.InsecureHTTP}
 	}
+	vc.ClientCert, vc.ClientKey = b.clientCert()
 	vc.Auth = b.vaultAuth()
+	vc.OnLogin = b.onLogin
 	vc.Logger = b.log
 	vc.Tokens = b.tokenStore()
 	c, err := vault.Connect(ctx, vc)
@@ -125,6 +134,23 @@ func (b *Broker) VaultClient(ctx context.Context) (*vault.Client, error) {
 	}
 	b.vault = c
 	return c, nil
+}
+
+// clientCert is the client certificate and key files Vault's client
+// presents: cert auth's own, else the vault section's, else
+// VAULT_CLIENT_CERT and VAULT_CLIENT_KEY.
+func (b *Broker) clientCert() (string, string) {
+	v := b.cfg.Vault
+	if v == nil {
+		return os.Getenv("VAULT_CLIENT_CERT"), os.Getenv("VAULT_CLIENT_KEY")
+	}
+	if a := v.Auth; a != nil && a.Method == "cert" && a.ClientCert != "" {
+		return b.cfg.Resolve(a.ClientCert), b.cfg.Resolve(a.ClientKey)
+	}
+	if v.ClientCert != "" {
+		return b.cfg.Resolve(v.ClientCert), b.cfg.Resolve(v.ClientKey)
+	}
+	return os.Getenv("VAULT_CLIENT_CERT"), os.Getenv("VAULT_CLIENT_KEY")
 }
 
 // vaultAuth is the configured Vault login; without one, a token from
@@ -144,6 +170,11 @@ func (b *Broker) vaultAuth() vault.Auth {
 		return vault.KubernetesAuth{Mount: a.Mount, Role: a.Role, TokenFile: b.cfg.Resolve(a.TokenPath)}
 	case "jwt":
 		return vault.JWTAuth{Mount: a.Mount, Role: a.Role, JWTFile: b.cfg.Resolve(a.JWTFile)}
+	case "cert":
+		crt, key := b.clientCert()
+		return vault.CertAuth{Mount: a.Mount, Name: a.Name, CertFile: crt, KeyFile: key}
+	case "aws":
+		return vault.NewAWSAuth(vault.AWSAuth{Mount: a.Mount, Role: a.Role, Region: a.Region, ServerID: a.HeaderValue})
 	}
 	return vault.TokenAuth{} // the method was checked when the config loaded
 }

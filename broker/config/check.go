@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -49,8 +50,27 @@ func (c *Config) Check() error {
 			if a.Role == "" || a.JWTFile == "" {
 				add("vault.auth: jwt needs role and jwt_file")
 			}
+		case "cert":
+			if (a.ClientCert == "") != (a.ClientKey == "") {
+				add("vault.auth: cert needs client_cert and client_key together")
+			} else if a.ClientCert == "" && (c.Vault.ClientCert == "" || c.Vault.ClientKey == "") && (os.Getenv("VAULT_CLIENT_CERT") == "" || os.Getenv("VAULT_CLIENT_KEY") == "") {
+				add("vault.auth: cert needs a client certificate: set client_cert and client_key (here or under vault:), or VAULT_CLIENT_CERT and VAULT_CLIENT_KEY")
+			}
+		case "aws":
+			if a.Type != "" && a.Type != "iam" {
+				add("vault.auth: aws type %q is not supported: only iam is (a signed sts:GetCallerIdentity request works on EC2, ECS, EKS and Lambda alike); set type: iam", a.Type)
+			}
+			if a.AccessKey != "" || a.SecretKey != "" || a.SessionToken != "" {
+				add("vault.auth: aws credentials (access_key, secret_key, session_token) do not belong in the broker's config: give the workload an IAM role, or set AWS_ACCESS_KEY_ID and friends, or a shared credentials file")
+			}
 		default:
-			add("vault.auth: method %q is not token, approle, kubernetes or jwt", a.Method)
+			add("vault.auth: method %q is not token, approle, kubernetes, jwt, cert or aws", a.Method)
+		}
+		if a.Method != "cert" && (a.Name != "" || a.ClientCert != "" || a.ClientKey != "") {
+			add("vault.auth: name, client_cert and client_key are for method cert")
+		}
+		if a.Method != "aws" && (a.Type != "" || a.Region != "" || a.HeaderValue != "") {
+			add("vault.auth: type, region and header_value are for method aws")
 		}
 	}
 	if k := c.Cache; k != nil {
@@ -152,6 +172,12 @@ func (c *Config) Check() error {
 			if _, _, err := net.SplitHostPort(r.MetricsAddress); err != nil {
 				add("refresh.metrics_address %q is not HOST:PORT", r.MetricsAddress)
 			}
+		}
+		if (r.MetricsTLSCert == "") != (r.MetricsTLSKey == "") {
+			add("refresh: metrics_tls_cert and metrics_tls_key go together (a PEM certificate and its key)")
+		}
+		if r.MetricsRequestsPerSecond < 0 || r.MetricsMaxConnections < 0 {
+			add("refresh: metrics_requests_per_second and metrics_max_connections must be positive (unset takes the defaults, 20 and 16)")
 		}
 	}
 	if c.KeyCache != nil && c.KeyCache.TTL != nil && *c.KeyCache.TTL < 0 {

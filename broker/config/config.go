@@ -88,7 +88,7 @@ type Vault struct {
 
 // Auth chooses a Vault auth method.
 type Auth struct {
-	Method             string `yaml:"method"` // token, approle, kubernetes, jwt
+	Method             string `yaml:"method"` // token, approle, kubernetes, jwt, cert, aws
 	Mount              string `yaml:"mount"`
 	Role               string `yaml:"role"`
 	TokenFile          string `yaml:"token_file"`
@@ -98,6 +98,20 @@ type Auth struct {
 	RemoveSecretIDFile bool   `yaml:"remove_secret_id_file_after_reading"`
 	JWTFile            string `yaml:"jwt_file"`
 	TokenPath          string `yaml:"service_account_token_file"`
+	// cert: the certificate role (Vault Agent's name) and, when not the
+	// vault section's, the client certificate and key files.
+	Name       string `yaml:"name"`
+	ClientCert string `yaml:"client_cert"`
+	ClientKey  string `yaml:"client_key"`
+	// aws: the IAM type only, the STS region and the server ID header.
+	Type        string `yaml:"type"`
+	Region      string `yaml:"region"`
+	HeaderValue string `yaml:"header_value"`
+	// Vault Agent's aws keys for credentials in its config: refused
+	// (the standard AWS chain gives them instead).
+	AccessKey    string `yaml:"access_key"`
+	SecretKey    string `yaml:"secret_key"`
+	SessionToken string `yaml:"session_token"`
 
 	// Vault Agent's names, accepted as they are.
 	MountPath        string `yaml:"mount_path"`
@@ -160,6 +174,14 @@ type Refresh struct {
 	// MetricsAddress serves Prometheus metrics and /healthz, e.g.
 	// 127.0.0.1:9102. Empty: off.
 	MetricsAddress string `yaml:"metrics_address"`
+	// MetricsTLSCert and MetricsTLSKey serve the listener over HTTPS (read
+	// again when they change).
+	MetricsTLSCert string `yaml:"metrics_tls_cert"`
+	MetricsTLSKey  string `yaml:"metrics_tls_key"`
+	// MetricsRequestsPerSecond and MetricsMaxConnections bound what the
+	// listener serves (defaults in broker/health).
+	MetricsRequestsPerSecond float64 `yaml:"metrics_requests_per_second"`
+	MetricsMaxConnections    int     `yaml:"metrics_max_connections"`
 	// CertificateRenewal is the fraction of a PKI certificate's validity
 	// after which a fresh one is issued (default 2/3, moved by up to 5% of
 	// the validity for each certificate).

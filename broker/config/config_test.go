@@ -32,6 +32,22 @@ func TestSecretRefForms(t *testing.T) {
 	}
 }
 
+// The cert and aws logins load with what they need: the certificate from
+// the vault section or the method's own, the IAM type by default.
+func TestCertAndAWSLoginsLoad(t *testing.T) {
+	t.Setenv("VAULT_CLIENT_CERT", "")
+	for _, text := range []string{
+		"vault:\n  client_cert: c.pem\n  client_key: k.pem\n  auth:\n    method: cert\n    name: web\n",
+		"vault:\n  auth:\n    method: cert\n    client_cert: c.pem\n    client_key: k.pem\n",
+		"vault:\n  auth:\n    method: aws\n    role: web\n    region: eu-west-1\n    header_value: vault.example.com\n",
+		"vault:\n  auth:\n    method: aws\n    type: iam\n",
+	} {
+		if _, err := config.Parse([]byte(text), "broker.yaml", t.TempDir()); err != nil {
+			t.Errorf("Parse(%q) = %v", text, err)
+		}
+	}
+}
+
 func TestConfigStrictWithLines(t *testing.T) {
 	cases := map[string]string{
 		"output_root: out\nsecrets:\n  a: file:/x\noutputs:\n  - path: a.env\n    formt: dotenv\n": `line 6: unknown key "formt" in an output; did you mean "format"?`,
@@ -49,6 +65,12 @@ func TestConfigStrictWithLines(t *testing.T) {
 		"output_root: o\noutputs:\n  - path: x\n  - path: ./x\n":                               "also written",
 		"vault:\n  auth:\n    method: ldap\n":                                                  "not token, approle",
 		"vault:\n  auth:\n    method: approle\n":                                               "role_id_file",
+		"vault:\n  auth:\n    method: cert\n":                                                  "cert needs a client certificate",
+		"vault:\n  auth:\n    method: cert\n    client_cert: c.pem\n":                          "client_cert and client_key together",
+		"vault:\n  auth:\n    method: aws\n    type: ec2\n":                                    "only iam is",
+		"vault:\n  auth:\n    method: aws\n    secret_key: x\n":                                "do not belong in the broker's config",
+		"vault:\n  auth:\n    method: jwt\n    role: r\n    jwt_file: j\n    region: x\n":      "are for method aws",
+		"vault:\n  auth:\n    method: token\n    name: web\n":                                  "are for method cert",
 		"exec:\n  env:\n    BAD-NAME: a\n":                                                     "not a valid environment",
 		"{\"secrets\": {\"a\": \"file:/x\"}, \"bogus\": 1}":                                    `unknown key "bogus" at the top level`,
 	}

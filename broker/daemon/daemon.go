@@ -24,6 +24,9 @@ import (
 
 // Options configure Run.
 type Options struct {
+	// newWatcher makes the inotify watcher (nil: fsnotify's); tests make
+	// it fail as a kernel out of inotify instances does.
+	newWatcher func() (dirWatcher, error)
 	// Config is loaded at start and again on Reload or when its file
 	// changes.
 	Config config.Source
@@ -82,8 +85,8 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	var srv *http.Server
-	if addr := gen.metricsAddress(); addr != "" {
-		srv, err = health.Serve(addr, d.health, d.m, d.log)
+	if l := gen.listener(); l.Addr != "" {
+		srv, err = health.Serve(l, d.health, d.m, d.log)
 		if err != nil {
 			gen.stop()
 			return err

@@ -36,11 +36,15 @@ type daemonRun struct {
 }
 
 func startDaemon(t *testing.T, configPath string) *daemonRun {
+	return startDaemonWith(t, configPath, func(o daemon.Options) daemon.Options { return o })
+}
+
+func startDaemonWith(t *testing.T, configPath string, opts func(daemon.Options) daemon.Options) *daemonRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemonRun{reload: make(chan struct{}, 1), done: make(chan error, 1), cancel: cancel, logs: &brokertest.Buffer{}}
 	go func() {
-		d.done <- daemon.Run(ctx, daemon.Options{
+		d.done <- daemon.Run(ctx, opts(daemon.Options{
 			Config: config.Source{Path: configPath}, Timeout: 5 * time.Second, Reload: d.reload,
 			Logger: slog.New(slog.NewTextHandler(d.logs, nil)),
 			Rendered: func(r broker.Report) {
@@ -48,7 +52,7 @@ func startDaemon(t *testing.T, configPath string) *daemonRun {
 				d.passes = append(d.passes, r)
 				d.mu.Unlock()
 			},
-		})
+		}))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -124,6 +128,26 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// Without inotify (a node past fs.inotify.max_user_instances for the
+// user) the daemon polls instead of exiting: a changed source reaches its
+// output, a deleted output is written back, and a changed config reloads.
+func TestDaemonPollsWhenInotifyRunsOut(t *testing.T) {
+	dir := brokertest.LocalDir(t)
+	cfgPath := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(filepath.Join(dir, "token"), []byte("token-1"), 0o600)
+	os.WriteFile(cfgPath, []byte("output_root: out\nsecrets:\n  token: file:token\noutputs:\n  - path: token.txt\n    secret: token\n"), 0o600)
+	d := startDaemonWith(t, cfgPath, daemon.WithoutInotify)
+	out := filepath.Join(dir, "out", "token.txt")
+	eventually(t, 10*time.Second, "first render", fileIs(out, "token-1"))
+	d.eventuallyLogged(t, 10*time.Second, "the fallback logged", func() bool { return strings.Contains(d.logs.String(), "polling the watched files") })
+	os.WriteFile(filepath.Join(dir, "token"), []byte("token-2"), 0o600)
+	d.eventuallyLogged(t, 20*time.Second, "a changed source re-read by polling", fileIs(out, "token-2"))
+	os.Remove(out)
+	d.eventuallyLogged(t, 20*time.Second, "a deleted output written back", fileIs(out, "token-2"))
+	os.WriteFile(cfgPath, []byte("output_root: out\nsecrets:\n  token: file:token\noutputs:\n  - path: token.txt\n    secret: token\n  - path: copy.txt\n    secret: token\n"), 0o600)
+	d.eventuallyLogged(t, 20*time.Second, "a changed config reloaded", fileIs(filepath.Join(dir, "out", "copy.txt"), "token-2"))
 }
 
 func TestDaemonWatchesFilesNotifiesAndReloads(t *testing.T) {

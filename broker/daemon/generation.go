@@ -11,6 +11,7 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/config"
+	"github.com/secrets-broker/secrets-broker/broker/health"
 	"github.com/secrets-broker/secrets-broker/broker/outdir"
 	"github.com/secrets-broker/secrets-broker/internal/backoff"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
@@ -94,6 +95,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	b := broker.New(cfg)
 	b.SetNameKey(d.nameKey)
 	b.SetLogger(d.log)
+	b.SetLoginObserver(d.m.Login)
 	d.shareVault(b)
 	prepared, err := b.Prepare()
 	if err != nil {
@@ -188,11 +190,17 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	return g, nil
 }
 
-func (g *generation) metricsAddress() string {
-	if g.cfg.Refresh == nil {
-		return ""
+// listener is where the daemon serves probes and metrics; no Addr: off.
+func (g *generation) listener() health.Listener {
+	r := g.cfg.Refresh
+	if r == nil {
+		return health.Listener{}
 	}
-	return g.cfg.Refresh.MetricsAddress
+	l := health.Listener{Addr: r.MetricsAddress, RequestsPerSecond: r.MetricsRequestsPerSecond, MaxConnections: r.MetricsMaxConnections}
+	if r.MetricsTLSCert != "" {
+		l.CertFile, l.KeyFile = g.cfg.Resolve(r.MetricsTLSCert), g.cfg.Resolve(r.MetricsTLSKey)
+	}
+	return l
 }
 
 func (g *generation) refresh() config.Refresh {

@@ -101,10 +101,16 @@ func TestDaemonDynamicCredentials(t *testing.T) {
 		keys, _ := s.Data["keys"].([]any)
 		return len(keys)
 	}
+	v.Run(t, "kv", "put", "secret/app", "password=kv")
 	dir := t.TempDir()
-	d := startDaemon(t, tokenConfig(t, v, dir, `outputs:
+	addr := freeAddr(t)
+	d := startDaemon(t, tokenConfig(t, v, dir, `refresh:
+  metrics_address: `+addr+`
+outputs:
   - path: db.conf
     template_text: '{{ with secret "database/creds/app" }}{{ .Data.username }} {{ .Data.password }}{{ end }}'
+  - path: kv.txt
+    template_text: '{{ with secret "secret/data/app" }}{{ .Data.data.password }}{{ end }}'
 `))
 	out := filepath.Join(dir, "out", "db.conf")
 	creds := func() (string, string) {
@@ -120,6 +126,19 @@ func TestDaemonDynamicCredentials(t *testing.T) {
 		t.Fatalf("%d leases after start, want 1 (no second set of credentials)", n)
 	}
 	first, _ := creds()
+	// The lease's expiry is a series; the KV secret, with no lease, has
+	// none (a 0 would fire every "expires within the hour" alert). The
+	// login is counted.
+	metrics := httpBody(t, "http://"+addr+"/metrics")
+	if !strings.Contains(metrics, `secrets_broker_secret_expiry_timestamp_seconds{path="database/creds/app"} 1`) {
+		t.Errorf("no expiry series (a Unix time) for the lease:\n%s", metrics)
+	}
+	if strings.Contains(metrics, `path="secret/data/app"`) {
+		t.Errorf("a KV secret has an expiry series:\n%s", metrics)
+	}
+	if !strings.Contains(metrics, `secrets_broker_vault_logins_total{result="ok"} 1`) {
+		t.Errorf("the login is not counted:\n%s", metrics)
+	}
 	// A reload keeps the credentials it holds.
 	d.reload <- struct{}{}
 	time.Sleep(time.Second)

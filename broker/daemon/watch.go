@@ -11,6 +11,42 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
+// watchDirs watches dirs with inotify or, when the kernel has no inotify
+// instance or watch left for this user, by polling (logged once).
+func (d *daemon) watchDirs(dirs map[string]bool) (dirWatcher, error) {
+	newWatcher := d.opts.newWatcher
+	if newWatcher == nil {
+		newWatcher = newNotifyWatcher
+	}
+	w, err := newWatcher()
+	if err == nil {
+		for dir := range dirs {
+			if err = w.Add(dir); err != nil {
+				w.Close()
+				if !outOfWatches(err) {
+					return nil, fmt.Errorf("cannot watch %s: %w", dir, err)
+				}
+				break
+			}
+		}
+	}
+	if err == nil {
+		return w, nil
+	}
+	if !outOfWatches(err) {
+		return nil, fmt.Errorf("cannot watch files: %w", err)
+	}
+	d.log.Warn("the kernel gives this user no more inotify instances or watches (fs.inotify.max_user_instances, max_user_watches); polling the watched files every second instead", "error", err)
+	p := newPoller(pollEvery)
+	for dir := range dirs {
+		if err := p.Add(dir); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("cannot watch %s: %w", dir, err)
+		}
+	}
+	return p, nil
+}
+
 // watchFiles watches the directories of envelope and plain-file sources,
 // template files and the config (directories, so atomic replacements are
 // seen).
@@ -55,10 +91,6 @@ func (g *generation) watchFiles(ctx context.Context) error {
 	if len(sources) == 0 && len(reloadOn) == 0 && len(outputs) == 0 {
 		return nil
 	}
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("cannot watch files: %w", err)
-	}
 	dirs := map[string]bool{}
 	for p := range sources {
 		dirs[filepath.Dir(p)] = true
@@ -66,11 +98,9 @@ func (g *generation) watchFiles(ctx context.Context) error {
 	for p := range reloadOn {
 		dirs[filepath.Dir(p)] = true
 	}
-	for dir := range dirs {
-		if err := w.Add(dir); err != nil {
-			w.Close()
-			return fmt.Errorf("cannot watch %s: %w", dir, err)
-		}
+	w, err := g.d.watchDirs(dirs)
+	if err != nil {
+		return err
 	}
 	// Output directories may not exist until an output is written, and may
 	// be removed and created again: (re)added whenever outputs change.
@@ -118,14 +148,14 @@ func (g *generation) watchFiles(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return
-			case err := <-w.Errors:
+			case err := <-w.Failures():
 				g.d.log.Warn("file watcher", "error", err)
 			case <-settle.C:
 				for p := range pending {
 					g.refetchLocal(ctx, p, sources[p])
 				}
 				clear(pending)
-			case ev := <-w.Events:
+			case ev := <-w.Changes():
 				if ev.Op == fsnotify.Chmod {
 					continue
 				}

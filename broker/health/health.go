@@ -6,12 +6,6 @@
 package health
 
 import (
-	"context"
-	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -138,66 +132,4 @@ func (s *State) Ready() (bool, string) {
 		return false, msg
 	}
 	return true, "ok\n"
-}
-
-// Serve listens on addr and serves /metrics (m), /readyz and /healthz
-// (st.Ready) and /livez (st.Alive) until the returned server is closed.
-func Serve(addr string, st *State, m *Metrics, log *slog.Logger) (*http.Server, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("cannot serve metrics on %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", m.reg.Handler())
-	ready := func(w http.ResponseWriter, _ *http.Request) {
-		ok, msg := st.Ready()
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		fmt.Fprint(w, msg)
-	}
-	// /readyz: every output rendered, none failing, no secret stale.
-	// /healthz is the same, for configs written before /readyz.
-	mux.HandleFunc("/readyz", ready)
-	mux.HandleFunc("/healthz", ready)
-	// /livez: the main loop is going round (restart the container if not).
-	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
-		if !st.Alive() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "the daemon's main loop has not gone round for over a minute")
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(l)
-	log.Info("serving metrics", "address", l.Addr().String())
-	return srv, nil
-}
-
-// Check asks a running daemon, at its metrics address (on loopback: an
-// exec probe needs no exposed port), whether it is ready (or, with live,
-// alive). It returns the daemon's answer; an error when it is not, or
-// cannot be reached (class Unavailable).
-func Check(ctx context.Context, addr string, live bool) (string, error) {
-	path := "/readyz"
-	if live {
-		path = "/livez"
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return "", fail.Mark(fail.Usage, fmt.Errorf("health: %w", err))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fail.Mark(fail.Unavailable, fmt.Errorf("health: the daemon does not answer at %s: %w", addr, err))
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return string(body), fail.Mark(fail.Unavailable, fmt.Errorf("health: %s answers %s: %s", path, resp.Status, strings.TrimSpace(string(body))))
-	}
-	return string(body), nil
 }

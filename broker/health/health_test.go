@@ -24,13 +24,13 @@ func TestReadinessAndCheck(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	srv, err := health.Serve(addr, st, health.NewMetrics(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := health.Serve(health.Listener{Addr: addr}, st, health.NewMetrics(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
 	// Serve listens before it returns: the first request is queued.
-	check := func(live bool) (string, error) { return health.Check(t.Context(), addr, live) }
+	check := func(live bool) (string, error) { return health.Check(t.Context(), addr, live, "") }
 	if _, err := check(false); err == nil || !strings.Contains(err.Error(), "not rendered yet") || fail.KindOf(err) != fail.Unavailable {
 		t.Fatalf("before the first pass: %v", err)
 	}

@@ -23,6 +23,7 @@ type Metrics struct {
 	NotifyErrors  promtext.Counter
 	Reloads       promtext.CounterVec
 	LastSuccess   promtext.Gauge
+	Logins        promtext.CounterVec
 	expiry        promtext.GaugeVec
 }
 
@@ -41,7 +42,8 @@ func NewMetrics() *Metrics {
 		NotifyErrors:  reg.Counter("secrets_broker_notify_errors_total", "Notify actions that failed."),
 		Reloads:       reg.CounterVec("secrets_broker_config_reloads_total", "Configuration reloads, by result.", "result"),
 		LastSuccess:   reg.Gauge("secrets_broker_last_success_timestamp_seconds", "When every output last rendered."),
-		expiry:        reg.GaugeVec("secrets_broker_secret_expiry_timestamp_seconds", "When the lease of a Vault secret, or an access token (path=\"token:NAME\"), expires (0: no lease).", "path"),
+		Logins:        reg.CounterVec("secrets_broker_vault_logins_total", "Vault logins (the first and every later one), by result (ok or error).", "result"),
+		expiry:        reg.GaugeVec("secrets_broker_secret_expiry_timestamp_seconds", "When the lease of a Vault secret, or an access token (path=\"token:NAME\"), expires; secrets without a lease (KV, certificates) have no series.", "path"),
 	}
 }
 
@@ -52,15 +54,25 @@ func (m *Metrics) SetTokenExpiry(name string, at time.Time) {
 }
 
 // SetExpiry records when the lease of the Vault request shown as path
-// ends (0: it has none).
+// ends. A secret without a lease has no series (a 0 would fire every
+// "expires within the hour" alert), and one that lost its lease loses it.
 func (m *Metrics) SetExpiry(path string, s *vault.Secret) {
 	if s == nil {
 		return
 	}
 	at := s.Lease.ExpiresAt()
 	if at.IsZero() {
-		m.expiry.With(path).Set(0)
+		m.expiry.Delete(path)
 		return
 	}
 	m.expiry.With(path).Set(float64(at.Unix()))
+}
+
+// Login counts a Vault login attempt by its result.
+func (m *Metrics) Login(err error) {
+	if err != nil {
+		m.Logins.With("error").Inc()
+		return
+	}
+	m.Logins.With("ok").Inc()
 }

@@ -34,6 +34,12 @@ func TestConvertCoversEveryStanza(t *testing.T) {
 				"DB_PASSWORD: vault:secret/data/app#password", "API_KEY: vault:kv1/api#key", "command: [/usr/local/bin/app, --port, \"8080\"]",
 				"restart_on_secret_changes: always", "kill_signal: INT"},
 			[]string{`env_template "GREETING"`}},
+		{"agent-cert.hcl", migrate.VaultAgent,
+			[]string{"method: cert", "name: web", "client_cert: /etc/pki/web.crt", "client_key: /etc/pki/web.key", "ca_cert: /etc/pki/vault-ca.pem"},
+			nil},
+		{"agent-aws.hcl", migrate.VaultAgent,
+			[]string{"method: aws", "type: iam", "role: web", "region: eu-west-1", "header_value: vault.example.com", "mount: aws-prod"},
+			[]string{"config.access_key: not carried over", "config.secret_key: not carried over", "credential_poll_interval"}},
 		{"consul-template.hcl", migrate.ConsulTemplate,
 			[]string{"method: token", "token_file: /run/vault/token", "client_cert: /etc/vault/client.crt", "client_key: /etc/vault/client.key",
 				"ca_cert: /etc/vault/ca.crt", "tls_server_name: vault.service.consul", "output_root: /etc", "path: app/config.json",
@@ -62,6 +68,11 @@ func TestConvertCoversEveryStanza(t *testing.T) {
 			want, _ := os.ReadFile(golden)
 			if string(out) != string(want) {
 				t.Errorf("output differs from %s (go test -update to rewrite it):\n%s", golden, out)
+			}
+			for _, leaked := range []string{"do-not-copy-this-secret-key", "AKIAEXAMPLEEXAMPLE01"} {
+				if strings.Contains(string(out), leaked) {
+					t.Errorf("a credential in the agent config was copied into the output:\n%s", out)
+				}
 			}
 			if _, err := config.Parse(out, golden, t.TempDir()); err != nil {
 				t.Fatalf("the broker does not load the migrated config: %v\n%s", err, out)

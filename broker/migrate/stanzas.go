@@ -150,8 +150,42 @@ func (c *converter) methods(v any) {
 		case "token_file":
 			set(a, "method", scalar("token"), "")
 			take("token_file_path", "token_file", "re-read at every login")
+		case "cert":
+			set(a, "method", scalar("cert"), "")
+			take("name", "name", "")
+			take("client_cert", "client_cert", "re-read when it changes")
+			take("client_key", "client_key", "")
+			if v, ok := cfg["ca_cert"]; ok {
+				used["ca_cert"] = true
+				if vs := section(c.root, "vault"); !has(vs, "ca_cert") {
+					set(vs, "ca_cert", scalar(str(v)), "")
+				} else {
+					c.note("auto_auth.method \"cert\" config.ca_cert: vault.ca_cert is used for Vault's certificate")
+				}
+			}
+			used["reload"] = true // the broker always reads a changed certificate again
+		case "aws":
+			if t := str(cfg["type"]); t != "" && t != "iam" {
+				c.note("auto_auth.method \"aws\": type %q is not supported, only iam is: bind the instance's IAM role in Vault (auth_type=iam) and log in with it", t)
+			}
+			used["type"] = true
+			set(a, "method", scalar("aws"), "")
+			set(a, "type", scalar("iam"), "")
+			take("role", "role", "")
+			take("region", "region", "")
+			take("header_value", "header_value", "")
+			for _, k := range []string{"access_key", "secret_key", "session_token"} {
+				if _, ok := cfg[k]; ok {
+					used[k] = true
+					c.note("auto_auth.method \"aws\" config.%s: not carried over: the broker takes AWS credentials from the standard chain only (an IAM role, AWS_* variables, a shared credentials file), never from its config", k)
+				}
+			}
+			if _, ok := cfg["credential_poll_interval"]; ok {
+				used["credential_poll_interval"] = true
+				c.note("auto_auth.method \"aws\" config.credential_poll_interval: not needed: the credentials are read at each login")
+			}
 		default:
-			c.note("auto_auth.method %q: not supported (token, approle, kubernetes and jwt are); log in with one of those", types[i])
+			c.note("auto_auth.method %q: not supported (token, approle, kubernetes, jwt, cert and aws are); log in with one of those", types[i])
 			continue
 		}
 		for _, k := range sortedKeys(cfg) {

@@ -107,6 +107,13 @@ type GaugeVec struct{ f *family }
 // With returns the gauge for a label value.
 func (g GaugeVec) With(labelValue string) Gauge { return Gauge{g.f.with(labelValue)} }
 
+// Delete removes the series of a label value, if there is one.
+func (g GaugeVec) Delete(labelValue string) {
+	g.f.mu.Lock()
+	delete(g.f.byVal, labelValue)
+	g.f.mu.Unlock()
+}
+
 // Counter adds a counter. Names and help are the caller's constants.
 func (r *Registry) Counter(name, help string) Counter {
 	return Counter{r.add(name, help, "counter", "").single}

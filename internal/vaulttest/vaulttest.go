@@ -36,6 +36,8 @@ type Server struct {
 	Addr  string // http://127.0.0.1:PORT
 	Token string // root token
 	Bin   string // path of the vault binary
+	// CACert is the CA file of a TLS server (LaunchTLS), "" otherwise.
+	CACert string
 
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
@@ -146,6 +148,7 @@ func launchOnce(ctx context.Context, bin, certDir string) (*Server, error) {
 	if certDir != "" {
 		s.Addr = strings.Replace(s.Addr, "http://", "https://", 1)
 		s.cmd.Args = append(s.cmd.Args, "-dev-tls", "-dev-tls-cert-dir="+certDir)
+		s.CACert = filepath.Join(certDir, "vault-ca.pem")
 	}
 	s.cmd.Env = append(filteredEnv(), "HOME="+home, "VAULT_DISABLE_MLOCK=true")
 	s.cmd.Stdout = lockedWriter{s}
@@ -279,6 +282,9 @@ func (s *Server) Run(t testing.TB, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(s.Bin, args...)
 	cmd.Env = append(filteredEnv(), "VAULT_ADDR="+s.Addr, "VAULT_TOKEN="+s.Token)
+	if s.CACert != "" {
+		cmd.Env = append(cmd.Env, "VAULT_CACERT="+s.CACert)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

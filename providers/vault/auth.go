@@ -372,6 +372,23 @@ func (j JWTAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, er
 func (c *Client) login(ctx context.Context) (*api.Secret, error) {
 	c.loginMu.Lock()
 	defer c.loginMu.Unlock()
+	s, err := c.loginLocked(ctx)
+	if c.onLogin != nil {
+		c.onLogin(err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	msg := "vault: logged in"
+	if c.logins.Add(1) > 1 {
+		msg = "vault: logged in again"
+	}
+	ttl := time.Duration(s.Auth.LeaseDuration) * time.Second
+	c.log.Info(msg, "method", c.auth.Describe(), "ttl", ttl.String(), "renewable", s.Auth.Renewable)
+	return s, nil
+}
+
+func (c *Client) loginLocked(ctx context.Context) (*api.Secret, error) {
 	// Whom the credentials name, read on both sides of the login: a token
 	// is kept only under the principal it was got as (the files may change
 	// while the broker runs, and every login reads them again).

@@ -29,6 +29,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/secrets-broker/secrets-broker/internal/certreload"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
@@ -56,6 +57,9 @@ type Config struct {
 	// Logger receives warnings (failed attempts to log in again); nil
 	// discards them.
 	Logger *slog.Logger
+	// OnLogin, when set, is told of every login attempt and its result
+	// (nil: a token was got), for the daemon's metrics.
+	OnLogin func(err error)
 	// Tokens, when set, keeps the token of every login across restarts: a
 	// kept token that Vault still accepts is used instead of logging in,
 	// so the leases it holds stay valid. Not used with TokenAuth.
@@ -80,6 +84,8 @@ type Client struct {
 	auth     Auth
 	tokens   TokenStore
 	log      *slog.Logger
+	onLogin  func(error)
+	logins   atomic.Int64
 	requests atomic.Int64
 
 	loginMu sync.Mutex
@@ -110,6 +116,14 @@ type countingTransport struct {
 func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	t.count.Add(1)
 	return t.next.RoundTrip(r)
+}
+
+// CloseIdleConnections lets a login start a fresh TLS connection (with the
+// client certificate as it is now on disk).
+func (t countingTransport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 // Connect configures a client, logs in, and keeps the broker's own token
@@ -145,7 +159,20 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fail.Mark(fail.Usage, fmt.Errorf("vault: TLS settings: %w", err))
 		}
 	}
-	c := &Client{auth: cfg.Auth, log: log, tokens: cfg.Tokens}
+	if cfg.ClientCert != "" && cfg.ClientKey != "" {
+		// The client certificate is read again whenever its files change
+		// (a PKI agent rotates it), at the next connection: cert auth's
+		// logins start a fresh one (see CertAuth).
+		pair := certreload.New(cfg.ClientCert, cfg.ClientKey)
+		if _, err := pair.Load(); err != nil {
+			return nil, fmt.Errorf("vault: TLS settings: vault.client_cert: %w", err)
+		}
+		if t, ok := vc.HttpClient.Transport.(*http.Transport); ok && t.TLSClientConfig != nil {
+			t.TLSClientConfig.Certificates = nil
+			t.TLSClientConfig.GetClientCertificate = pair.ClientCertificate
+		}
+	}
+	c := &Client{auth: cfg.Auth, log: log, tokens: cfg.Tokens, onLogin: cfg.OnLogin}
 	vc.HttpClient.Transport = countingTransport{next: vc.HttpClient.Transport, count: &c.requests}
 	client, err := api.NewClient(vc)
 	if err != nil {
@@ -285,8 +312,11 @@ func classify(op, path, ref string, err error) *Error {
 	var re *api.ResponseError
 	if errors.As(err, &re) {
 		e.Status = re.StatusCode
-		e.Message = strings.Join(re.Errors, "; ")
+		e.Message = vaultMessage(re.Errors)
 		switch {
+		case re.StatusCode == http.StatusForbidden && strings.Contains(e.Message, "invalid token"):
+			e.Kind = fail.Denied
+			e.Message = "Vault does not accept the token: it expired, was revoked, or was never a token of this Vault (" + e.Message + "). Check the token the broker logs in with: vault.auth.token_file or VAULT_TOKEN, or the vault.auth method that gets it"
 		case re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusUnauthorized:
 			e.Kind = fail.Denied
 		case re.StatusCode == http.StatusNotFound:
@@ -306,9 +336,46 @@ func classify(op, path, ref string, err error) *Error {
 		e.Message = err.Error()
 		return e
 	}
+	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		// Retrying cannot help: the address is wrong, not the network.
+		e.Kind = fail.Usage
+		e.Message = "the server at vault.address answers plain HTTP, not HTTPS: check the address's port (is it Vault's TLS listener?) and scheme; http:// is for a Vault on loopback only"
+		return e
+	}
 	e.Kind = fail.Unavailable
 	e.Message = "cannot reach Vault: " + err.Error()
 	return e
+}
+
+// MaxMessageLen bounds the text of Vault's errors kept in a message.
+const MaxMessageLen = 512
+
+// vaultMessage is Vault's error text made one readable line: its
+// "2 errors occurred:\n\t* a\n\t* b" lists become "a; b", control
+// characters go (the text is Vault's, not ours: it must not forge log
+// lines), and it is bounded.
+func vaultMessage(errs []string) string {
+	var parts []string
+	for _, e := range errs {
+		for _, line := range strings.Split(e, "\n") {
+			line = strings.TrimSpace(line)
+			line = strings.TrimSpace(strings.TrimPrefix(line, "* "))
+			if line == "" || (strings.HasSuffix(line, "errors occurred:") || strings.HasSuffix(line, "error occurred:")) {
+				continue
+			}
+			parts = append(parts, line)
+		}
+	}
+	msg := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.Join(parts, "; "))
+	if len(msg) > MaxMessageLen {
+		msg = strings.ToValidUTF8(msg[:MaxMessageLen], "") + "..."
+	}
+	return msg
 }
 
 // checkTLSFiles checks every file the Vault library will read for TLS

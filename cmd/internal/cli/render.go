@@ -265,6 +265,7 @@ func newHealth(env Env) *cobra.Command {
 	var (
 		cf      configFlags
 		address string
+		cert    string
 		live    bool
 	)
 	cmd := &cobra.Command{
@@ -286,12 +287,15 @@ is, 5 when it is not or does not answer.`,
 				}
 				if cfg.Refresh != nil {
 					address = cfg.Refresh.MetricsAddress
+					if cert == "" && cfg.Refresh.MetricsTLSCert != "" {
+						cert = cfg.Resolve(cfg.Refresh.MetricsTLSCert)
+					}
 				}
 			}
 			if address == "" {
 				return usageErr("health needs the daemon's refresh.metrics_address (in the config given with -c, or --address); the probe queries it on loopback, no port needs to be exposed")
 			}
-			answer, err := health.Check(cmd.Context(), address, live)
+			answer, err := health.Check(cmd.Context(), address, live, cert)
 			if err != nil {
 				return err
 			}
@@ -302,5 +306,6 @@ is, 5 when it is not or does not answer.`,
 	cf.register(cmd)
 	cmd.Flags().StringVar(&address, "address", "", "the daemon's metrics address (default: refresh.metrics_address of the config)")
 	cmd.Flags().BoolVar(&live, "live", false, "check liveness (/livez) instead of readiness (/readyz)")
+	cmd.Flags().StringVar(&cert, "tls-cert", "", "speak HTTPS and accept only this certificate (default: refresh.metrics_tls_cert of the config)")
 	return cmd
 }
