@@ -6,6 +6,7 @@ package crypt
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"sort"
@@ -51,9 +52,17 @@ func ParsePlainFile(data []byte, path string) ([]envelope.Plain, error) {
 		if k.Kind != yaml.ScalarNode {
 			return nil, bad(k.Line, "secret names must be strings")
 		}
-		if v.Kind != yaml.ScalarNode || (v.Tag != "!!str" && v.Tag != "!!int" && v.Tag != "!!float" && v.Tag != "!!bool") {
+		if v.Kind != yaml.ScalarNode || (v.Tag != "!!str" && v.Tag != "!!int" && v.Tag != "!!float" && v.Tag != "!!bool" && v.Tag != "!!binary") {
 			// The value itself is never quoted in the error.
-			return nil, bad(v.Line, "secret %q: the value must be a string", k.Value)
+			return nil, bad(v.Line, "secret %q: the value must be a string (or !!binary base64)", k.Value)
+		}
+		value := []byte(v.Value)
+		if v.Tag == "!!binary" {
+			b, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(v.Value), ""))
+			if err != nil {
+				return nil, bad(v.Line, "secret %q: a !!binary value must be base64", k.Value)
+			}
+			value = b
 		}
 		if seen[k.Value] {
 			return nil, bad(k.Line, "secret %q appears twice", k.Value)
@@ -62,7 +71,7 @@ func ParsePlainFile(data []byte, path string) ([]envelope.Plain, error) {
 		if err := (envelope.Binding{Name: k.Value}).Validate(); err != nil {
 			return nil, bad(k.Line, "%v", err)
 		}
-		out = append(out, envelope.Plain{Name: k.Value, Value: []byte(v.Value)})
+		out = append(out, envelope.Plain{Name: k.Value, Value: value})
 	}
 	return out, nil
 }

@@ -29,7 +29,8 @@ func TestParsePlainFile(t *testing.T) {
 		"? [k]\n: v\n":           "secret names must be strings",
 		"a: [unclosed\n":         "not valid YAML or JSON",
 		"\"bad name\": s3cr3t\n": "in.yaml, line 1",
-		"a: !!binary czNjcjN0\n": `secret "a": the value must be a string`,
+		"a: !!binary czNjc!!!\n": `secret "a": a !!binary value must be base64`,
+		"a: !!timestamp 2001-12-14\n": `secret "a": the value must be a string`,
 	} {
 		_, err := crypt.ParsePlainFile([]byte(in), "in.yaml")
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -38,6 +39,10 @@ func TestParsePlainFile(t *testing.T) {
 		if err != nil && (strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "czNjcjN0")) {
 			t.Errorf("%q: the error quotes the value: %v", in, err)
 		}
+	}
+	// !!binary carries bytes YAML text cannot, byte for byte.
+	if got, err := crypt.ParsePlainFile([]byte("a: !!binary AAH/Cg==\n"), "in.yaml"); err != nil || string(got[0].Value) != "\x00\x01\xff\n" {
+		t.Errorf("!!binary: %q %v", got, err)
 	}
 	if _, err := crypt.ParseFormat("toml"); err == nil {
 		t.Error("format toml accepted")

@@ -4,9 +4,11 @@ package format
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"go.yaml.in/yaml/v3"
@@ -52,7 +54,11 @@ func Marshal(values []envelope.Plain, format string) ([]byte, error) {
 	var buf bytes.Buffer
 	for _, v := range values {
 		val := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: string(v.Value)}
-		if strings.Contains(val.Value, "\n") {
+		if !Text(v.Value) {
+			// Bytes YAML text cannot carry (a keystore, a DER key): base64
+			// under YAML's !!binary tag, read back byte for byte.
+			val = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!binary", Value: base64.StdEncoding.EncodeToString(v.Value)}
+		} else if strings.Contains(val.Value, "\n") {
 			val.Style = yaml.LiteralStyle
 		}
 		pair, err := yaml.Marshal(&yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!str", Value: v.Name}, val}})
@@ -66,6 +72,20 @@ func Marshal(values []envelope.Plain, format string) ([]byte, error) {
 		buf.WriteString("{}\n")
 	}
 	return buf.Bytes(), nil
+}
+
+// Text says whether a value is text YAML carries as it is: valid UTF-8
+// with no control characters but tab, newline and carriage return.
+func Text(v []byte) bool {
+	if !utf8.Valid(v) {
+		return false
+	}
+	for _, c := range v {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // DotenvQuote double-quotes a value for dotenv files: \ " $ and ` are

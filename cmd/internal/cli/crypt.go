@@ -50,14 +50,14 @@ Without --out the file is the default local key: $` + local.EnvKeyFile + `, else
 // refuseReplacing refuses to write encrypt's --out over a file that exists
 // unless --force says so: sealing a file of new secrets onto an existing
 // secrets file would silently drop the entries it held.
-func refuseReplacing(out string, force bool) error {
-	if out == "" || out == "-" || force {
+func refuseReplacing(out string, force, merge bool) error {
+	if out == "" || out == "-" || force || merge {
 		return nil
 	}
 	if _, err := os.Lstat(out); err != nil {
 		return nil
 	}
-	return usageErr("--out %s exists: encrypt writes a new file, so its entries would be lost; nothing was written. Pass --force to replace it, or --out another file", out)
+	return usageErr("--out %s exists: encrypt writes a new file, so its entries would be lost; nothing was written. Pass --merge to add these entries to it (same names replaced, the others kept byte for byte), --force to replace it, or --out another file", out)
 }
 
 func newEncrypt(env Env) *cobra.Command {
@@ -65,7 +65,7 @@ func newEncrypt(env Env) *cobra.Command {
 		kf                          keyFlags
 		name, in, out, file, format string
 		contextPairs                []string
-		allowEmpty, force           bool
+		allowEmpty, force, merge    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "encrypt",
@@ -94,7 +94,13 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 			if file == "" && name == "" {
 				return usageErr("--name is required: it names the secret and is bound to it (or use --file for a file of secrets)")
 			}
-			if err := refuseReplacing(out, force); err != nil {
+			if force && merge {
+				return usageErr("--merge and --force do not go together: merge keeps the file's other entries, force drops them")
+			}
+			if merge && (file == "" || out == "" || out == "-") {
+				return usageErr("--merge adds the entries of --file to the secrets file --out")
+			}
+			if err := refuseReplacing(out, force, merge); err != nil {
 				return err
 			}
 			if file != "" {
@@ -106,6 +112,22 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 				clear(data)
 				if err != nil {
 					return err
+				}
+				if merge {
+					defer func() {
+						for _, v := range values {
+							clear(v.Value)
+						}
+					}()
+					t, err := openTarget(cmd.Context(), out, kf, contextPairs)
+					if err != nil {
+						return err
+					}
+					changes := make([]envelope.Change, len(values))
+					for i, v := range values {
+						changes[i] = envelope.Change{Name: v.Name, Value: v.Value}
+					}
+					return t.apply(cmd.Context(), changes)
 				}
 				keys, err := kf.keys().ForSealing(cmd.Context())
 				if err != nil {
@@ -156,6 +178,7 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 	f.StringVar(&format, "format", "yaml", "secrets file format: yaml or json")
 	f.BoolVar(&allowEmpty, "allow-empty", false, "seal an empty secret (refused by default: an empty input is usually a mistake)")
 	f.BoolVar(&force, "force", false, "replace an existing --out file (its entries are dropped; refused by default)")
+	f.BoolVar(&merge, "merge", false, "add the entries of --file to the existing --out file (same names replaced, others kept byte for byte)")
 	return cmd
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/secrets-broker/secrets-broker/broker"
 	"github.com/secrets-broker/secrets-broker/broker/keys"
@@ -113,6 +114,9 @@ configured key allows.
 		newKeygen(env),
 		newEncrypt(env),
 		newDecrypt(env),
+		newEdit(env),
+		newSet(env),
+		newUnset(env),
 		newRewrap(env),
 		newRotate(env),
 		newInspect(env),
@@ -205,10 +209,9 @@ func parseContext(pairs []string) (map[string]string, error) {
 // Ctrl-C or SIGTERM while it waits ends the command (exit 130).
 func readInput(ctx context.Context, env Env, in string, limit int64) ([]byte, string, error) {
 	if in == "" || in == "-" {
-		if f, ok := env.Stdin.(*os.File); ok {
-			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-				fmt.Fprintln(env.Stderr, "secrets-broker: reading from the terminal; end with Ctrl-D")
-			}
+		// A terminal, not any character device (/dev/null is one too).
+		if f, ok := env.Stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			fmt.Fprintln(env.Stderr, "secrets-broker: reading from the terminal; end with Ctrl-D")
 		}
 		data, err := readlimit.Stream(ctx, env.Stdin, limit, "standard input")
 		return data, "standard input", err

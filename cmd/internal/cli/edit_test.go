@@ -1,0 +1,137 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/secrets-broker/secrets-broker/cmd/internal/cli"
+	"github.com/secrets-broker/secrets-broker/internal/brokertest"
+)
+
+// entryLines are a secrets file's entry lines by name: what a git diff
+// compares.
+func entryLines(t *testing.T, path string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, l := range strings.Split(readFile(t, path), "\n") {
+		if strings.HasPrefix(l, "  ") {
+			name, _, _ := strings.Cut(strings.TrimSpace(l), ":")
+			out[name] = l
+		}
+	}
+	return out
+}
+
+// set and unset change one entry and leave every other byte for byte;
+// values come from stdin or --in (binary too), never from arguments.
+func TestSetAndUnsetTouchOnlyTheirEntry(t *testing.T) {
+	dir := setup(t)
+	f := filepath.Join(dir, "secrets.enc.yaml")
+	mustRun(t, "pw-1", "set", f, "db_password")
+	mustRun(t, "ak-1", "set", f, "api_key")
+	bin := []byte{0, 1, 2, 0xff, '\n', 'x'}
+	os.WriteFile(filepath.Join(dir, "keystore.jks"), bin, 0o600)
+	mustRun(t, "", "set", f, "keystore.jks", "--in", filepath.Join(dir, "keystore.jks"))
+	before := entryLines(t, f)
+	mustRun(t, "pw-2", "set", f, "db_password")
+	after := entryLines(t, f)
+	if after["api_key"] != before["api_key"] || after["keystore.jks"] != before["keystore.jks"] {
+		t.Fatal("set db_password changed another entry's line")
+	}
+	if after["db_password"] == before["db_password"] {
+		t.Fatal("set did not reseal the entry it set")
+	}
+	if got := mustRun(t, "", "decrypt", "--in", f, "--entry", "db_password"); got != "pw-2" {
+		t.Fatalf("db_password = %q", got)
+	}
+	if got := mustRun(t, "", "decrypt", "--in", f, "--entry", "keystore.jks"); !bytes.Equal([]byte(got), bin) {
+		t.Fatalf("a binary value did not round-trip: %q", got)
+	}
+	mustRun(t, "", "unset", f, "api_key")
+	left := entryLines(t, f)
+	if _, ok := left["api_key"]; ok || left["db_password"] != after["db_password"] || len(left) != 2 {
+		t.Fatalf("after unset: %v", left)
+	}
+	// A name the file does not have: exit 6, file unchanged.
+	was := readFile(t, f)
+	wantExit(t, run(t, "", "unset", f, "nope"), 6, `no secret "nope"`)
+	if readFile(t, f) != was {
+		t.Fatal("a failed unset changed the file")
+	}
+	// An empty value is refused unless asked for.
+	wantExit(t, run(t, "", "set", f, "empty"), 2, "--allow-empty")
+	// No value from the command line: one argument too many.
+	if r := run(t, "", "set", f, "db_password", "hunter2"); r.code != 2 {
+		t.Fatalf("set with a value argument: exit %d", r.code)
+	}
+}
+
+// encrypt --file onto an existing secrets file refuses, saying which flag
+// does what; --merge keeps the file's other entries byte for byte.
+func TestEncryptOntoAnExistingFileMergesOrRefuses(t *testing.T) {
+	dir := setup(t)
+	out := filepath.Join(dir, "secrets.enc.yaml")
+	plain := filepath.Join(dir, "plain.yaml")
+	os.WriteFile(plain, []byte("a: one\nb: two\n"), 0o600)
+	mustRun(t, "", "encrypt", "--file", plain, "--out", out)
+	before := entryLines(t, out)
+	os.WriteFile(plain, []byte("b: zwei\nc: drei\n"), 0o600)
+	r := run(t, "", "encrypt", "--file", plain, "--out", out)
+	wantExit(t, r, 2, "--merge")
+	if !strings.Contains(r.stderr, "--force") || !strings.Contains(r.stderr, "nothing was written") {
+		t.Fatalf("the refusal does not say both ways: %s", r.stderr)
+	}
+	mustRun(t, "", "encrypt", "--file", plain, "--out", out, "--merge")
+	after := entryLines(t, out)
+	if after["a"] != before["a"] || len(after) != 3 {
+		t.Fatalf("merge changed or dropped an entry: %v", after)
+	}
+	if got := mustRun(t, "", "decrypt", "--in", out); got != "a: one\nb: zwei\nc: drei\n" {
+		t.Fatalf("after merge:\n%s", got)
+	}
+}
+
+// A file sealed for a key besides the default one gets no entry sealed
+// only for the default key: the user names the keys.
+func TestSetNamesTheKeysItWouldLeaveOut(t *testing.T) {
+	dir := setup(t)
+	other := filepath.Join(dir, "team.key")
+	id := strings.TrimSpace(mustRun(t, "", "keygen", "--out", other))
+	f := filepath.Join(dir, "secrets.enc.yaml")
+	mustRun(t, "v", "set", f, "a", "--key", "local", "--key", id, "--key-file", other)
+	r := run(t, "w", "set", f, "b")
+	wantExit(t, r, 2, "sealed for keys besides the default local key")
+	if !strings.Contains(r.stderr, id) {
+		t.Fatalf("the refusal does not name the key left out: %s", r.stderr)
+	}
+	mustRun(t, "w", "set", f, "b", "--key", "local", "--key", id, "--key-file", other)
+}
+
+// Errors a new user meets: a missing default key file is named with the
+// keygen command that makes it; /dev/null is not a terminal.
+func TestKeyAndInputErrorsSayWhatToDo(t *testing.T) {
+	dir := setup(t)
+	f := filepath.Join(dir, "secrets.enc.yaml")
+	mustRun(t, "v", "set", f, "a")
+	missing := filepath.Join(dir, "elsewhere", "local.key")
+	t.Setenv("SECRETS_BROKER_LOCAL_KEY", missing)
+	r := run(t, "", "decrypt", "--in", f)
+	wantExit(t, r, 3, missing)
+	if !strings.Contains(r.stderr, "secrets-broker keygen --out "+missing) || !strings.Contains(r.stderr, "SECRETS_BROKER_LOCAL_KEY") {
+		t.Fatalf("the error does not say how to make the key: %s", r.stderr)
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	var out, errb brokertest.Buffer
+	code := cli.Main(context.Background(), cli.Env{Args: []string{"encrypt", "--name", "x"}, Stdin: devnull, Stdout: &out, Stderr: &errb, Version: "test"})
+	if code != 2 || strings.Contains(errb.String(), "terminal") || !strings.Contains(errb.String(), "input is empty") {
+		t.Fatalf("encrypt from /dev/null: exit %d, %s", code, errb.String())
+	}
+}
