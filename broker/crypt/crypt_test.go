@@ -23,13 +23,13 @@ func TestParsePlainFile(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 	for in, want := range map[string]string{
-		"- a\n":                  "expected a mapping",
-		"a: x\na: y\n":           `in.yaml, line 2: secret "a" appears twice`,
-		"a:\n  nested: s3cr3t\n": `in.yaml, line 2: secret "a": the value must be a string`,
-		"? [k]\n: v\n":           "secret names must be strings",
-		"a: [unclosed\n":         "not valid YAML or JSON",
-		"\"bad name\": s3cr3t\n": "in.yaml, line 1",
-		"a: !!binary czNjc!!!\n": `secret "a": a !!binary value must be base64`,
+		"- a\n":                       "expected a mapping",
+		"a: x\na: y\n":                `in.yaml, line 2: secret "a" appears twice`,
+		"a:\n  nested: s3cr3t\n":      `in.yaml, line 2: secret "a": the value must be a string`,
+		"? [k]\n: v\n":                "secret names must be strings",
+		"a: [unclosed\n":              "not valid YAML or JSON",
+		"\"bad name\": s3cr3t\n":      "in.yaml, line 1",
+		"a: !!binary czNjc!!!\n":      `secret "a": a !!binary value must be base64`,
 		"a: !!timestamp 2001-12-14\n": `secret "a": the value must be a string`,
 	} {
 		_, err := crypt.ParsePlainFile([]byte(in), "in.yaml")
