@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
+	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
 
 // AddTemplateFlags adds consul-template-style --template SRC:DST[:COMMAND]
@@ -83,4 +86,37 @@ func (c *Config) AddSecretFlags(flags []string) error {
 		c.Secrets = append(c.Secrets, SecretDecl{Name: name, Ref: r})
 	}
 	return nil
+}
+
+// envName is what a shell takes as a variable name.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// AddEnvFile declares every entry of the secrets file path (names are
+// public: read without a key) as a secret of the same name, as SOPS'
+// exec-env does. Each name must be an environment variable name; the
+// values are opened, and checked, when the secrets are fetched.
+func (c *Config) AddEnvFile(path string) error {
+	data, err := readlimit.File(path, envelope.MaxFileLen, "--env-file "+path)
+	if err != nil {
+		if k := fail.KindOf(err); k == fail.NotFound || k == fail.Internal {
+			err = fail.Mark(fail.Usage, err)
+		}
+		return err
+	}
+	f, err := envelope.ParseFile(data, path)
+	if err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	var flags []string
+	for _, e := range f.Entries {
+		if !envName.MatchString(e.Name) {
+			return fail.Mark(fail.Usage, fmt.Errorf("--env-file %s: entry %q is not an environment variable name (letters, digits, _); rename it, or map it in a config's exec.env", path, e.Name))
+		}
+		flags = append(flags, e.Name+"=envelope:"+abs+"#"+e.Name)
+	}
+	return c.AddSecretFlags(flags)
 }

@@ -40,6 +40,9 @@ type Source struct {
 	Templates []string
 	// VaultAddress is --vault-addr.
 	VaultAddress string
+	// EnvFiles are exec --env-file secrets files: every entry becomes a
+	// secret of its own name (an environment variable name).
+	EnvFiles []string
 }
 
 // Load reads and checks the config with the flags applied: the one config
@@ -58,6 +61,11 @@ func (s Source) Load() (*Config, error) {
 	}
 	if err := cfg.AddSecretFlags(s.Secrets); err != nil {
 		return nil, err
+	}
+	for _, f := range s.EnvFiles {
+		if err := cfg.AddEnvFile(f); err != nil {
+			return nil, err
+		}
 	}
 	cfg.SetVaultAddress(s.VaultAddress)
 	if err := cfg.AddTemplateFlags(s.Templates); err != nil {

@@ -1,8 +1,10 @@
 package crypt
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -73,4 +75,51 @@ func CheckImplicitSealKeys(s *Sealed, seal []envelope.KeyWrapper, path string) e
 	}
 	slices.Sort(missing)
 	return fail.Mark(fail.Usage, fmt.Errorf("%s is sealed for keys besides the default local key; new entries are sealed only for keys you name (the file's list is not authenticated, so it never chooses): pass them, e.g. %s (or set $SECRETS_BROKER_KEYS, or a creation rule)", path, strings.Join(missing, " ")))
+}
+
+// DescribeChange prints, for a dry run, what turning before into after
+// changes: per entry (and the manifest), its key ids and whether it gets a
+// fresh data key. Never a value.
+func DescribeChange(before, after *Sealed, w io.Writer) {
+	type row struct {
+		name string
+		env  *envelope.Envelope
+	}
+	rows := func(s *Sealed) []row {
+		if s.Single != nil {
+			return []row{{s.Single.Name, s.Single}}
+		}
+		out := []row{{"(integrity manifest)", s.File.Integrity}}
+		for _, e := range s.File.Entries {
+			out = append(out, row{e.Name, e.Envelope})
+		}
+		return out
+	}
+	old := map[string]*envelope.Envelope{}
+	for _, r := range rows(before) {
+		old[r.name] = r.env
+	}
+	changed := 0
+	for _, r := range rows(after) {
+		o := old[r.name]
+		if o == nil {
+			fmt.Fprintf(w, "%s: new; keys %s\n", r.name, strings.Join(r.env.KeyIDs(), ", "))
+			changed++
+			continue
+		}
+		was, now := strings.Join(o.KeyIDs(), ", "), strings.Join(r.env.KeyIDs(), ", ")
+		fresh := !bytes.Equal(o.Ciphertext, r.env.Ciphertext)
+		switch {
+		case was != now && fresh:
+			fmt.Fprintf(w, "%s: new data key; keys %s -> %s\n", r.name, was, now)
+		case was != now:
+			fmt.Fprintf(w, "%s: keys %s -> %s\n", r.name, was, now)
+		case fresh:
+			fmt.Fprintf(w, "%s: new data key; keys %s\n", r.name, now)
+		default:
+			continue
+		}
+		changed++
+	}
+	fmt.Fprintf(w, "dry run: %d of %d would change; nothing was written\n", changed, len(rows(after)))
 }

@@ -270,7 +270,8 @@ integrity manifest is checked first. Output files are written mode 0600.`,
 
 type rewriteFlags struct {
 	in, out, format string
-	inPlace         bool
+	inPlace, dryRun bool
+	before          *crypt.Sealed
 }
 
 func (r *rewriteFlags) register(cmd *cobra.Command) {
@@ -279,6 +280,7 @@ func (r *rewriteFlags) register(cmd *cobra.Command) {
 	f.StringVar(&r.out, "out", "", "write the result here instead of standard output")
 	f.BoolVarP(&r.inPlace, "in-place", "w", false, "replace --in atomically")
 	f.StringVar(&r.format, "format", "", "secrets file format: yaml or json (default: the input's file extension)")
+	f.BoolVar(&r.dryRun, "dry-run", false, "print which entries and key ids would change (never a value) and write nothing")
 }
 
 func (r *rewriteFlags) read(ctx context.Context, env Env) (*crypt.Sealed, error) {
@@ -292,10 +294,16 @@ func (r *rewriteFlags) read(ctx context.Context, env Env) (*crypt.Sealed, error)
 	if err != nil {
 		return nil, err
 	}
-	return crypt.ParseSealed(data, path)
+	s, err := crypt.ParseSealed(data, path)
+	r.before = s
+	return s, err
 }
 
 func (r *rewriteFlags) write(env Env, s *crypt.Sealed) error {
+	if r.dryRun {
+		crypt.DescribeChange(r.before, s, env.Stdout)
+		return nil
+	}
 	format := r.format
 	if format == "" {
 		format = "yaml"

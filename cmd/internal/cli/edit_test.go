@@ -135,3 +135,49 @@ func TestKeyAndInputErrorsSayWhatToDo(t *testing.T) {
 		t.Fatalf("encrypt from /dev/null: exit %d, %s", code, errb.String())
 	}
 }
+
+// exec --env-file (SOPS' exec-env): every entry is a variable for one
+// command, with exec's redaction and credential stripping.
+func TestExecEnvFile(t *testing.T) {
+	dir := setup(t)
+	f := filepath.Join(dir, "secrets.enc.yaml")
+	mustRun(t, "pw-env-file-1", "set", f, "DB_PASSWORD")
+	mustRun(t, "ak-env-file-2", "set", f, "API_KEY")
+	r := run(t, "", "exec", "--env-file", f, "--redact-output", "--", "sh", "-c", `echo "db=$DB_PASSWORD"; echo "len=${#API_KEY}"; echo "key=${SECRETS_BROKER_LOCAL_KEY:-unset}"`)
+	if r.code != 0 {
+		t.Fatalf("exec --env-file: %d %s", r.code, r.stderr)
+	}
+	if r.stdout != "db=[redacted]\nlen=13\nkey=unset\n" {
+		t.Fatalf("the command printed %q", r.stdout)
+	}
+	mustRun(t, "v", "set", f, "not-an-env-name")
+	wantExit(t, run(t, "", "exec", "--env-file", f, "--", "true"), 2, `entry "not-an-env-name" is not an environment variable name`)
+}
+
+// rewrap and rotate --dry-run say which entries and key ids would change,
+// never a value, and write nothing.
+func TestRewrapAndRotateDryRun(t *testing.T) {
+	dir := setup(t)
+	other := filepath.Join(dir, "team.key")
+	id := strings.TrimSpace(mustRun(t, "", "keygen", "--out", other))
+	f := filepath.Join(dir, "secrets.enc.yaml")
+	mustRun(t, "dry-run-value-1", "set", f, "a")
+	mustRun(t, "dry-run-value-2", "set", f, "b")
+	was := readFile(t, f)
+	out := mustRun(t, "", "rewrap", "--in", f, "-w", "--add-key", id, "--key-file", other, "--key", "local", "--dry-run")
+	for _, want := range []string{"a: keys local:", "-> local:", id, "(integrity manifest): keys", "dry run: 3 of 3 would change"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rewrap --dry-run lacks %q:\n%s", want, out)
+		}
+	}
+	out2 := mustRun(t, "", "rotate", "--in", f, "-w", "--key", "local", "--dry-run")
+	if !strings.Contains(out2, "b: new data key; keys local:") || !strings.Contains(out2, "3 of 3 would change") {
+		t.Errorf("rotate --dry-run:\n%s", out2)
+	}
+	if strings.Contains(out+out2, "dry-run-value") {
+		t.Fatal("a dry run printed a value")
+	}
+	if readFile(t, f) != was {
+		t.Fatal("a dry run wrote the file")
+	}
+}

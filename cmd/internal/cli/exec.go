@@ -31,6 +31,7 @@ syntax, random delimiter); --gitlab-dotenv writes a dotenv report artifact.
 --redact-output replaces values, and their base64 and URL-encoded forms, in
 the command's output with [redacted].`,
 		Example: `  secrets-broker exec --secret DB_PASSWORD=vault:secret/data/ci#db -- ./migrate.sh
+  secrets-broker exec --env-file secrets.enc.yaml --redact-output -- ./deploy.sh
   secrets-broker exec --github-actions --redact-output -c broker.yaml -- make deploy`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 0 && len(args) > 0 {
@@ -66,6 +67,7 @@ the command's output with [redacted].`,
 	cf.register(cmd)
 	lf.register(cmd)
 	f := cmd.Flags()
+	f.StringArrayVar(&cf.envFiles, "env-file", nil, "a secrets file whose every entry becomes an environment variable of its name (repeatable; SOPS' exec-env)")
 	f.BoolVar(&opts.Pristine, "pristine", false, "start the command with an empty environment (plus --env-allow)")
 	f.StringArrayVar(&opts.Allow, "env-allow", nil, "keep only inherited variables matching this glob (repeatable)")
 	f.StringArrayVar(&opts.Deny, "env-deny", nil, "drop inherited variables matching this glob (repeatable)")

@@ -26,6 +26,7 @@ type configFlags struct {
 	secrets   []string
 	templates []string
 	vaultAddr string
+	envFiles  []string
 }
 
 func (c *configFlags) register(cmd *cobra.Command) {
@@ -46,8 +47,8 @@ func (c *configFlags) configPath() string {
 // source is where the config comes from; an error when there is nothing
 // at all to go on.
 func (c *configFlags) source() (config.Source, error) {
-	src := config.Source{Path: c.configPath(), Secrets: c.secrets, Templates: c.templates, VaultAddress: c.vaultAddr}
-	if src.Path == "" && len(src.Secrets) == 0 && len(src.Templates) == 0 {
+	src := config.Source{Path: c.configPath(), Secrets: c.secrets, Templates: c.templates, VaultAddress: c.vaultAddr, EnvFiles: c.envFiles}
+	if src.Path == "" && len(src.Secrets) == 0 && len(src.Templates) == 0 && len(src.EnvFiles) == 0 {
 		return src, usageErr("no configuration: give a config file (-c FILE, or $%s), or --secret NAME=REF and --template SRC:DST", EnvConfig)
 	}
 	return src, nil
