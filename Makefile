@@ -20,6 +20,8 @@ fuzz:
 	go test ./templates -run '^$$' -fuzz FuzzTemplate -fuzztime 60s
 	go test ./broker/vaultcache -run '^$$' -fuzz FuzzCacheEntry -fuzztime 60s
 	go test ./internal/redact -run '^$$' -fuzz FuzzWriter -fuzztime 60s
+	go test ./broker/format -run '^$$' -fuzz 'FuzzParseDotenv$$' -fuzztime 60s
+	go test ./broker/format -run '^$$' -fuzz FuzzDotenvRoundTrip -fuzztime 60s
 	go test ./providers/idp -run '^$$' -fuzz FuzzTokenResponse -fuzztime 60s
 
 bench:

@@ -6,75 +6,19 @@ package crypt
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/secrets-broker/secrets-broker/broker/format"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
-	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
 
 // MaxInputLen bounds what the CLI reads from stdin or a file.
 const MaxInputLen = envelope.MaxFileLen
-
-// ParsePlainFile reads a plaintext YAML or JSON mapping of secret names to
-// string values, in order, for sealing into a secrets file.
-func ParsePlainFile(data []byte, path string) ([]envelope.Plain, error) {
-	bad := func(line int, format string, args ...any) error {
-		loc := path
-		if line > 0 {
-			loc = fmt.Sprintf("%s, line %d", path, line)
-		}
-		return fail.Mark(fail.Usage, fmt.Errorf("%s: %s", loc, fmt.Sprintf(format, args...)))
-	}
-	if err := readlimit.CheckYAML(data, envelope.MaxFileNodes, path); err != nil {
-		return nil, err
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, bad(0, "not valid YAML or JSON: %v", err)
-	}
-	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, bad(0, "expected a mapping of secret names to string values")
-	}
-	m := doc.Content[0]
-	var out []envelope.Plain
-	seen := map[string]bool{}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		k, v := m.Content[i], m.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			return nil, bad(k.Line, "secret names must be strings")
-		}
-		if v.Kind != yaml.ScalarNode || (v.Tag != "!!str" && v.Tag != "!!int" && v.Tag != "!!float" && v.Tag != "!!bool" && v.Tag != "!!binary") {
-			// The value itself is never quoted in the error.
-			return nil, bad(v.Line, "secret %q: the value must be a string (or !!binary base64)", k.Value)
-		}
-		value := []byte(v.Value)
-		if v.Tag == "!!binary" {
-			b, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(v.Value), ""))
-			if err != nil {
-				return nil, bad(v.Line, "secret %q: a !!binary value must be base64", k.Value)
-			}
-			value = b
-		}
-		if seen[k.Value] {
-			return nil, bad(k.Line, "secret %q appears twice", k.Value)
-		}
-		seen[k.Value] = true
-		if err := (envelope.Binding{Name: k.Value}).Validate(); err != nil {
-			return nil, bad(k.Line, "%v", err)
-		}
-		out = append(out, envelope.Plain{Name: k.Value, Value: value})
-	}
-	return out, nil
-}
 
 // Sealed is what the CLI reads back: one envelope in text form, or a secrets
 // file.

@@ -25,7 +25,9 @@ func TestParsePlainFile(t *testing.T) {
 	for in, want := range map[string]string{
 		"- a\n":                       "expected a mapping",
 		"a: x\na: y\n":                `in.yaml, line 2: secret "a" appears twice`,
-		"a:\n  nested: s3cr3t\n":      `in.yaml, line 2: secret "a": the value must be a string`,
+		"a:\n  nested: {}\n":          `in.yaml, line 2: secret "a.nested": an empty mapping holds no value`,
+		"a.b: s3cr3t\na:\n  b: x\n":   `in.yaml, line 3: secret "a.b" appears twice`,
+		"a: &x s3cr3t\nb: *x\n":       `secret "b": anchors and aliases are not supported`,
 		"? [k]\n: v\n":                "secret names must be strings",
 		"a: [unclosed\n":              "not valid YAML or JSON",
 		"\"bad name\": s3cr3t\n":      "in.yaml, line 1",
@@ -39,6 +41,22 @@ func TestParsePlainFile(t *testing.T) {
 		if err != nil && (strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "czNjcjN0")) {
 			t.Errorf("%q: the error quotes the value: %v", in, err)
 		}
+	}
+	// Nested mappings and lists flatten to dotted names, in order.
+	got, err = crypt.ParsePlainFile([]byte("db:\n  user: u\n  hosts: [h1, h2]\nplain: p\n"), "in.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, v := range got {
+		names = append(names, v.Name+"="+string(v.Value))
+	}
+	if strings.Join(names, " ") != "db.user=u db.hosts.0=h1 db.hosts.1=h2 plain=p" {
+		t.Errorf("flattened: %v", names)
+	}
+	// A dotenv file, by its name.
+	if got, err := crypt.ParsePlainFile([]byte("A=1\nB=\"two\"\n"), "prod.env"); err != nil || len(got) != 2 || string(got[1].Value) != "two" {
+		t.Errorf("dotenv: %q %v", got, err)
 	}
 	// !!binary carries bytes YAML text cannot, byte for byte.
 	if got, err := crypt.ParsePlainFile([]byte("a: !!binary AAH/Cg==\n"), "in.yaml"); err != nil || string(got[0].Value) != "\x00\x01\xff\n" {

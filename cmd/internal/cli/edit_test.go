@@ -181,3 +181,39 @@ func TestRewrapAndRotateDryRun(t *testing.T) {
 		t.Fatal("a dry run wrote the file")
 	}
 }
+
+// encrypt --file takes nested YAML/JSON (leaves as dotted names), dotenv
+// files by name, and !!binary; decrypt gives every value back byte for
+// byte.
+func TestEncryptFileShapes(t *testing.T) {
+	dir := setup(t)
+	nested := filepath.Join(dir, "app.json")
+	os.WriteFile(nested, []byte(`{"db": {"user": "u", "hosts": ["h1", "h2"]}, "blob": "x"}`), 0o600)
+	out := filepath.Join(dir, "app.enc.yaml")
+	mustRun(t, "", "encrypt", "--file", nested, "--out", out)
+	if got := mustRun(t, "", "decrypt", "--in", out, "--entry", "db.hosts.1"); got != "h2" {
+		t.Fatalf("db.hosts.1 = %q", got)
+	}
+	env := filepath.Join(dir, "prod.env")
+	os.WriteFile(env, []byte("# prod\nexport A=1\nB=\"multi\nline \\$x\"\n"), 0o600)
+	out2 := filepath.Join(dir, "prod.enc.yaml")
+	mustRun(t, "", "encrypt", "--file", env, "--out", out2)
+	if got := mustRun(t, "", "decrypt", "--in", out2, "--format", "yaml"); got != "A: \"1\"\nB: |-\n    multi\n    line $x\n" {
+		t.Fatalf("dotenv round trip:\n%s", got)
+	}
+	// Binary: set, decrypt the whole file as YAML (!!binary), seal that
+	// again, and the bytes are the same.
+	bin := []byte{0xca, 0xfe, 0, 0xba, 0xbe, '\n'}
+	os.WriteFile(filepath.Join(dir, "k.bin"), bin, 0o600)
+	mustRun(t, "", "set", out2, "K", "--in", filepath.Join(dir, "k.bin"))
+	plain := filepath.Join(dir, "plain.yaml")
+	os.WriteFile(plain, []byte(mustRun(t, "", "decrypt", "--in", out2)), 0o600)
+	if !strings.Contains(readFile(t, plain), "K: !!binary ") {
+		t.Fatalf("binary value not shown as !!binary:\n%s", readFile(t, plain))
+	}
+	out3 := filepath.Join(dir, "again.enc.yaml")
+	mustRun(t, "", "encrypt", "--file", plain, "--out", out3)
+	if got := mustRun(t, "", "decrypt", "--in", out3, "--entry", "K"); !bytes.Equal([]byte(got), bin) {
+		t.Fatalf("binary after a round trip: %q", got)
+	}
+}
