@@ -1,6 +1,8 @@
 package crypt
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"bytes"
 	"context"
 	"fmt"
@@ -122,4 +124,23 @@ func DescribeChange(before, after *Sealed, w io.Writer) {
 		changed++
 	}
 	fmt.Fprintf(w, "dry run: %d of %d would change; nothing was written\n", changed, len(rows(after)))
+}
+
+// Textconv writes what git diff compares for a secrets file (a textconv
+// driver): one line per entry with its name, a fingerprint of its sealed
+// value and its key ids. A changed value changes its fingerprint, so the
+// diff names the entries that changed, never a value.
+func Textconv(s *Sealed, w io.Writer) {
+	line := func(name string, e *envelope.Envelope) {
+		sum := sha256.Sum256(e.SealedBody())
+		fmt.Fprintf(w, "%s: sealed %s, keys %s\n", name, hex.EncodeToString(sum[:6]), strings.Join(e.KeyIDs(), ", "))
+	}
+	if s.Single != nil {
+		line(s.Single.Name, s.Single)
+		return
+	}
+	fmt.Fprintf(w, "# secrets file: %d secret(s); a new fingerprint means the secret was sealed again\n", len(s.File.Entries))
+	for _, e := range s.File.Entries {
+		line(e.Name, e.Envelope)
+	}
 }

@@ -129,7 +129,16 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 					}
 					return t.apply(cmd.Context(), changes)
 				}
-				keys, err := kf.keys().ForSealing(cmd.Context())
+				cfg, rule, err := ruleKeys(out, kf)
+				if err != nil {
+					return err
+				}
+				if rule != nil {
+					if bctx, err = rule.CheckContext(out, nil, false, bctx); err != nil {
+						return err
+					}
+				}
+				keys, err := cfg.ForSealing(cmd.Context())
 				if err != nil {
 					return err
 				}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/secrets-broker/secrets-broker/broker/crypt"
+	"github.com/secrets-broker/secrets-broker/broker/keys"
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
@@ -26,9 +27,29 @@ type changeTarget struct {
 	exists bool
 }
 
+// ruleKeys is the key configuration for writing the secrets file path:
+// the creation rule that matches it (with which --key must agree), else
+// the flags. rule is nil when none applies.
+func ruleKeys(path string, kf keyFlags) (keys.Config, *crypt.Match, error) {
+	if path == "" || path == "-" {
+		return kf.keys(), nil, nil
+	}
+	rule, err := crypt.FindRule(path)
+	if err != nil || rule == nil {
+		return kf.keys(), nil, err
+	}
+	if err := rule.Agree(path, kf.specs); err != nil {
+		return keys.Config{}, nil, err
+	}
+	return keys.Config{Specs: rule.Keys, KeyFiles: kf.files}, rule, nil
+}
+
 func openTarget(ctx context.Context, path string, kf keyFlags, contextPairs []string) (*changeTarget, error) {
 	t := &changeTarget{path: path}
-	cfg := kf.keys()
+	cfg, rule, err := ruleKeys(path, kf)
+	if err != nil {
+		return nil, err
+	}
 	seal, err := cfg.ForSealing(ctx)
 	if err != nil {
 		return nil, err
@@ -40,6 +61,11 @@ func openTarget(ctx context.Context, path string, kf keyFlags, contextPairs []st
 		fileCtx, err := parseContext(contextPairs)
 		if err != nil {
 			return nil, err
+		}
+		if rule != nil {
+			if fileCtx, err = rule.CheckContext(path, nil, false, fileCtx); err != nil {
+				return nil, err
+			}
 		}
 		t.format = crypt.FormatOf(nil, path)
 		t.sealed, err = crypt.NewFile(ctx, path, fileCtx, seal)
@@ -58,6 +84,11 @@ func openTarget(ctx context.Context, path string, kf keyFlags, contextPairs []st
 	t.format = crypt.FormatOf(data, path)
 	if t.sealed, err = crypt.ParseSealed(data, path); err != nil {
 		return nil, err
+	}
+	if rule != nil && t.sealed.File != nil {
+		if _, err := rule.CheckContext(path, t.sealed.File.Context(), true, nil); err != nil {
+			return nil, err
+		}
 	}
 	if t.open, err = cfg.ForOpening(ctx); err != nil {
 		return nil, err
@@ -240,4 +271,36 @@ parse is opened again with the error on top.`,
 	kf.register(cmd, "key spec to open the file and seal new data keys with")
 	cmd.Flags().StringArrayVar(&contextPairs, "context", nil, "KEY=VALUE context of a new file (repeatable)")
 	return cmd
+}
+
+func newTextconv(env Env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "textconv FILE",
+		Short: "Show a secrets file as git diff should compare it: names and fingerprints, never values",
+		Long: `Print one line per entry of the secrets file FILE: its name, a fingerprint of its
+sealed value and its key ids. Used as a git diff driver, "git diff" then names
+the entries that were added, removed or changed, and shows no value. Needs no
+key. Set it up once per clone:
+
+  git config diff.secrets-broker.textconv "secrets-broker textconv"
+  echo '*.enc.yaml diff=secrets-broker' >> .gitattributes`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageErr("textconv takes one file: textconv FILE")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, path, err := readInput(cmd.Context(), env, args[0], crypt.MaxInputLen)
+			if err != nil {
+				return err
+			}
+			s, err := crypt.ParseSealed(data, path)
+			if err != nil {
+				return err
+			}
+			crypt.Textconv(s, env.Stdout)
+			return nil
+		},
+	}
 }

@@ -117,6 +117,7 @@ configured key allows.
 		newEdit(env),
 		newSet(env),
 		newUnset(env),
+		newTextconv(env),
 		newRewrap(env),
 		newRotate(env),
 		newInspect(env),

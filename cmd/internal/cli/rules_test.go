@@ -1,0 +1,97 @@
+package cli_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A creation rule picks a file's keys and context by its path: encrypt,
+// set and edit of a new file need no --key, and a --key that is not the
+// rule's is refused, so a production file cannot be sealed for the wrong
+// key by accident.
+func TestCreationRulesPickKeysByPath(t *testing.T) {
+	dir := setup(t)
+	prodKey := filepath.Join(dir, "prod.key")
+	prodID := strings.TrimSpace(mustRun(t, "", "keygen", "--out", prodKey))
+	repo := filepath.Join(dir, "repo")
+	os.MkdirAll(filepath.Join(repo, "prod"), 0o755)
+	os.MkdirAll(filepath.Join(repo, "dev"), 0o755)
+	os.WriteFile(filepath.Join(repo, ".secrets-broker.yaml"), []byte(`creation_rules:
+  - path_regex: ^prod/
+    keys: ["`+prodID+`"]
+    context: {env: prod}
+  - path_regex: .*
+    keys: [local]
+`), 0o600)
+	prod := filepath.Join(repo, "prod", "secrets.enc.yaml")
+	mustRun(t, "p", "set", prod, "db_password", "--key-file", prodKey)
+	ins := mustRun(t, "", "inspect", "--in", prod)
+	if !strings.Contains(ins, prodID) || strings.Contains(ins, "keys:    local:") && !strings.Contains(ins, prodID) || !strings.Contains(ins, "env=prod") {
+		t.Fatalf("the prod file is not sealed by its rule:\n%s", ins)
+	}
+	// The default local key alone cannot open it: it was sealed for the
+	// rule's key only.
+	if r := run(t, "", "decrypt", "--in", prod, "--entry", "db_password"); r.code != 3 {
+		t.Fatalf("the default key opened a file sealed for the prod key: %d %s", r.code, r.stderr)
+	}
+	// A --key other than the rule's is refused, naming the rule.
+	r := run(t, "p2", "set", prod, "db_password", "--key", "local")
+	wantExit(t, r, 2, "matches the creation rule in "+filepath.Join(repo, ".secrets-broker.yaml")+", rule 1")
+	// dev/ falls to the second rule: the default local key.
+	dev := filepath.Join(repo, "dev", "secrets.enc.yaml")
+	mustRun(t, "d", "set", dev, "db_password")
+	if got := mustRun(t, "", "decrypt", "--in", dev, "--entry", "db_password"); got != "d" {
+		t.Fatalf("dev = %q", got)
+	}
+	// A malformed rules file is named.
+	os.WriteFile(filepath.Join(repo, ".secrets-broker.yaml"), []byte("creation_rules:\n  - path_regex: \"(\"\n    keys: [local]\n"), 0o600)
+	wantExit(t, run(t, "x", "set", dev, "other"), 2, "rule 1: path_regex")
+}
+
+// textconv as a real git diff driver (the binary built here, git's own
+// textconv config): git diff names the entries that changed and shows no
+// value.
+func TestTextconvMakesGitDiffNameChangedEntries(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatal("git is required for this test")
+	}
+	dir := setup(t)
+	bin := filepath.Join(dir, "secrets-broker")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../secrets-broker").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	repo := filepath.Join(dir, "repo")
+	os.MkdirAll(repo, 0o755)
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "diff.secrets-broker.textconv=" + bin + " textconv"}, args...)...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	git("init", "-q")
+	os.WriteFile(filepath.Join(repo, ".gitattributes"), []byte("*.enc.yaml diff=secrets-broker\n"), 0o644)
+	f := filepath.Join(repo, "secrets.enc.yaml")
+	mustRun(t, "first-value-1", "set", f, "a")
+	mustRun(t, "first-value-2", "set", f, "b")
+	git("add", ".")
+	git("commit", "-qm", "secrets")
+	mustRun(t, "second-value-2", "set", f, "b")
+	mustRun(t, "new-3", "set", f, "c")
+	diff := git("diff", "--no-color")
+	for _, want := range []string{"\n-b: sealed ", "\n+b: sealed ", "\n+c: sealed "} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("git diff lacks %q:\n%s", want, diff)
+		}
+	}
+	if strings.Contains(diff, "\n-a: ") || strings.Contains(diff, "value-") || strings.Contains(diff, "sbe1:") {
+		t.Errorf("git diff shows an unchanged entry, a value or an envelope:\n%s", diff)
+	}
+}
