@@ -26,11 +26,11 @@ func TestParseDotenv(t *testing.T) {
 		}
 	}
 	for bad, msg := range map[string]string{
-		"A\n":                     "line 1: expected NAME=VALUE",
-		"A=1\nA=2\n":              `line 2: secret "A" appears twice`,
-		"A=\"s3cr3t\n":            `line 1: secret "A": the quote is never closed`,
-		"A='s3cr3t' trailing\n":   `secret "A": text after the closing quote`,
-		"bad name=s3cr3t\n":       "line 1",
+		"A\n":                      "line 1: expected NAME=VALUE",
+		"A=1\nA=2\n":               `line 2: secret "A" appears twice`,
+		"A=\"s3cr3t\n":             `line 1: secret "A": the quote is never closed`,
+		"A='s3cr3t' trailing\n":    `secret "A": text after the closing quote`,
+		"bad name=s3cr3t\n":        "line 1",
 		"X=1\n\nY=\"a\nb\" junk\n": "line 4",
 	} {
 		_, err := format.ParseDotenv([]byte(bad), ".env")
