@@ -144,3 +144,25 @@ func Textconv(s *Sealed, w io.Writer) {
 		line(e.Name, e.Envelope)
 	}
 }
+
+// KeysToMatch is what rewrap adds and removes so that s is wrapped for
+// exactly want (a creation rule's keys).
+func KeysToMatch(s *Sealed, want []envelope.KeyWrapper) (add []envelope.KeyWrapper, remove []string) {
+	have := map[string]bool{}
+	for _, id := range s.KeyIDs() {
+		have[id] = true
+	}
+	keep := map[string]bool{}
+	for _, w := range want {
+		keep[w.KeyID()] = true
+		if !have[w.KeyID()] {
+			add = append(add, w)
+		}
+	}
+	for _, id := range s.KeyIDs() {
+		if !keep[id] {
+			remove = append(remove, id)
+		}
+	}
+	return add, remove
+}

@@ -345,11 +345,25 @@ func newRewrap(env Env) *cobra.Command {
 		Use:   "rewrap",
 		Short: "Add or remove keys of an envelope or secrets file without touching its ciphertext",
 		Args:  cobra.NoArgs,
+		Long: `Add or remove the keys every data key of an envelope or secrets file is wrapped
+for, without touching any ciphertext. With neither --add-key nor --remove-key,
+the keys become those of the file's creation rule (.secrets-broker.yaml), as
+SOPS' updatekeys does. --dry-run prints what would change.`,
 		Example: `  secrets-broker rewrap --in secrets.enc.yaml -w --add-key awskms:arn:aws:kms:eu-west-1:...
-  secrets-broker rewrap --in secrets.enc.yaml -w --remove-key local:3f2a...`,
+  secrets-broker rewrap --in secrets.enc.yaml -w --remove-key local:3f2a...
+  secrets-broker rewrap --in prod/secrets.enc.yaml -w --dry-run   # the rule's keys`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var rule *crypt.Match
 			if len(add) == 0 && len(rm) == 0 {
-				return usageErr("nothing to do: give --add-key or --remove-key")
+				var err error
+				if rw.in != "" && rw.in != "-" {
+					if rule, err = crypt.FindRule(rw.in); err != nil {
+						return err
+					}
+				}
+				if rule == nil {
+					return usageErr("nothing to do: give --add-key or --remove-key, or a creation rule (%s) for %s to bring its keys in line with", crypt.RulesFile, rw.in)
+				}
 			}
 			s, err := rw.read(cmd.Context(), env)
 			if err != nil {
@@ -360,7 +374,15 @@ func newRewrap(env Env) *cobra.Command {
 				return err
 			}
 			var addKeys []envelope.KeyWrapper
-			if len(add) > 0 {
+			if rule != nil {
+				// SOPS' updatekeys: the keys become the rule's.
+				want, err := keys.Config{Specs: rule.Keys, KeyFiles: kf.files}.ForSealing(cmd.Context())
+				if err != nil {
+					return err
+				}
+				addKeys, rm = crypt.KeysToMatch(s, want)
+				fmt.Fprintf(env.Stderr, "secrets-broker: keys from %s: adding %d, removing %d\n", rule.Source, len(addKeys), len(rm))
+			} else if len(add) > 0 {
 				addKeys, err = keys.Config{Specs: add, KeyFiles: kf.files}.ForSealing(cmd.Context())
 				if err != nil {
 					return err

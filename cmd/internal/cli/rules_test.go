@@ -29,7 +29,7 @@ func TestCreationRulesPickKeysByPath(t *testing.T) {
 	prod := filepath.Join(repo, "prod", "secrets.enc.yaml")
 	mustRun(t, "p", "set", prod, "db_password", "--key-file", prodKey)
 	ins := mustRun(t, "", "inspect", "--in", prod)
-	if !strings.Contains(ins, prodID) || strings.Contains(ins, "keys:    local:") && !strings.Contains(ins, prodID) || !strings.Contains(ins, "env=prod") {
+	if !strings.Contains(ins, "keys:    "+prodID+"\n") || !strings.Contains(ins, "env=prod") {
 		t.Fatalf("the prod file is not sealed by its rule:\n%s", ins)
 	}
 	// The default local key alone cannot open it: it was sealed for the
@@ -93,5 +93,32 @@ func TestTextconvMakesGitDiffNameChangedEntries(t *testing.T) {
 	}
 	if strings.Contains(diff, "\n-a: ") || strings.Contains(diff, "value-") || strings.Contains(diff, "sbe1:") {
 		t.Errorf("git diff shows an unchanged entry, a value or an envelope:\n%s", diff)
+	}
+}
+
+// rewrap with no --add-key or --remove-key brings a file's keys in line
+// with its creation rule (SOPS' updatekeys).
+func TestRewrapToTheRule(t *testing.T) {
+	dir := setup(t)
+	prodKey := filepath.Join(dir, "prod.key")
+	prodID := strings.TrimSpace(mustRun(t, "", "keygen", "--out", prodKey))
+	repo := filepath.Join(dir, "repo")
+	os.MkdirAll(repo, 0o755)
+	f := filepath.Join(repo, "secrets.enc.yaml")
+	mustRun(t, "v", "set", f, "a") // sealed for the default local key, before the rule
+	wantExit(t, run(t, "", "rewrap", "--in", f, "-w"), 2, "creation rule")
+	os.WriteFile(filepath.Join(repo, ".secrets-broker.yaml"), []byte("creation_rules:\n  - path_regex: .*\n    keys: [\""+prodID+"\"]\n"), 0o600)
+	r := run(t, "", "rewrap", "--in", f, "-w", "--key", "local", "--key-file", prodKey)
+	if r.code != 0 || !strings.Contains(r.stderr, "adding 1, removing 1") {
+		t.Fatalf("rewrap to the rule: %d %s", r.code, r.stderr)
+	}
+	if ins := mustRun(t, "", "inspect", "--in", f); !strings.Contains(ins, "keys:    "+prodID+"\n") {
+		t.Fatalf("after rewrap:\n%s", ins)
+	}
+	if r := run(t, "", "decrypt", "--in", f, "--entry", "a"); r.code != 3 {
+		t.Fatalf("the removed default key still opens it: %d", r.code)
+	}
+	if got := mustRun(t, "", "decrypt", "--in", f, "--entry", "a", "--key-file", prodKey); got != "v" {
+		t.Fatalf("a = %q", got)
 	}
 }
