@@ -15,7 +15,6 @@ import (
 	"strings"
 	"text/template"
 	"time"
-	"unicode"
 
 	"github.com/Masterminds/sprig/v3"
 	"go.yaml.in/yaml/v3"
@@ -32,7 +31,6 @@ import (
 func (t *Template) consulTemplateFuncs(fm template.FuncMap) {
 	fm["toLower"] = strings.ToLower
 	fm["toUpper"] = strings.ToUpper
-	fm["toTitle"] = toTitle
 	fm["trimSpace"] = strings.TrimSpace
 	fm["split"] = func(sep, s string) []string {
 		s = strings.TrimSpace(s)
@@ -153,6 +151,10 @@ var unsupportedFuncs = func() map[string]string {
 	m["plugin"] = "plugin runs an arbitrary program while rendering; secrets-broker never runs programs from templates (use a notify command)"
 	m["writeToFile"] = "writeToFile writes files outside the configured outputs; declare each file as an output instead"
 	m["sockaddr"] = "sockaddr reads the host's network configuration, which secrets-broker templates do not see"
+	m["explode"] = "explode " + consul + " (it takes Consul KV pairs; explodeMap works on maps)"
+	m["byPort"] = "byPort " + consul + " (it groups Consul services)"
+	m["spew_dump"] = "spew_dump prints to the broker's own standard output, which is its log, where secret values must never go; use spew_sdump, which writes into the template's output"
+	m["spew_printf"] = "spew_printf prints to the broker's own standard output, which is its log, where secret values must never go; use spew_sprintf"
 	vetted := map[string]bool{}
 	for _, n := range append(slices.Clone(sprigVetted), sprigPrefixedOnly...) {
 		vetted[n] = true
@@ -181,16 +183,6 @@ func parseOrZero[T any](parse func(string) (T, error), what string) func(string)
 	}
 }
 
-func toTitle(s string) string {
-	prev := ' '
-	return strings.Map(func(r rune) rune {
-		defer func() { prev = r }()
-		if unicode.IsSpace(prev) || unicode.IsPunct(prev) {
-			return unicode.ToTitle(r)
-		}
-		return r
-	}, s)
-}
 
 // in reports whether l (a list, or a string) holds v (a string: a
 // substring).

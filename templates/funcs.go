@@ -159,6 +159,7 @@ func (t *Template) funcs() template.FuncMap {
 		}
 	}
 	t.consulTemplateFuncs(fm)
+	t.moreConsulTemplateFuncs(fm)
 	fm["secret"] = func(args ...string) (any, error) {
 		v, err := secretFunc(t.cur)(args...)
 		if err != nil && t.record(args, vaultCall) {
@@ -175,7 +176,7 @@ func (t *Template) funcs() template.FuncMap {
 	}
 	fm["pkiCert"] = func(args ...string) (*PKICert, error) {
 		v, err := pkiCertFunc(t.cur, args)
-		if err != nil && t.record(args, vaultCall) {
+		if err != nil && t.record(args, pkiCall) {
 			return nil, nil
 		}
 		return v, err
@@ -273,7 +274,16 @@ func secretFunc(d Data) func(args ...string) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return d.response(call)
+		s, err := d.response(call)
+		if err != nil {
+			return nil, err
+		}
+		if len(call.Params) > 0 && s.Data == nil && s.Auth == nil && s.WrapInfo == nil {
+			// A write Vault answered with no body (204, a KV v1 write):
+			// nothing, as consul-template gives, so {{ with }} skips it.
+			return nil, nil
+		}
+		return s, nil
 	}
 }
 
@@ -327,7 +337,7 @@ func pkiCertFunc(d Data, args []string) (*PKICert, error) {
 	if len(args) == 0 {
 		return nil, errors.New("pkiCert needs a PKI issue path")
 	}
-	call, err := vaultCall(args)
+	call, err := pkiCall(args)
 	if err != nil {
 		return nil, err
 	}

@@ -57,6 +57,9 @@ type VaultCall struct {
 	Params map[string]string
 	// List is a `secrets "path"` call: the keys under path.
 	List bool
+	// Write makes the request a write even with no parameters (pkiCert
+	// always writes to issue, as consul-template does).
+	Write bool
 	// Computed marks a call Discover found, whose arguments were computed
 	// while rendering: its path may be built from a secret's value, so it
 	// is never shown. Key ignores it.
@@ -69,6 +72,9 @@ func (c VaultCall) Key() string {
 		return "LIST " + c.Path
 	}
 	if len(c.Params) == 0 {
+		if c.Write {
+			return c.Path + "?" // an empty-body write (vault.ParseRef)
+		}
 		return c.Path
 	}
 	q := url.Values{}
@@ -99,6 +105,9 @@ type Template struct {
 	// by the secret function (so executing needs no template clone).
 	mu  sync.Mutex
 	cur Data
+	// scratch is the running render's scratch space (consul-template's
+	// scratch), new for each render.
+	scratch *Scratch
 	// missing, while Discover runs, records the calls cur lacks.
 	missing map[string]VaultCall
 }
@@ -193,8 +202,11 @@ func Parse(name, text string, opts Options) (*Template, error) {
 				return
 			}
 			call, err := vaultCall(args)
-			if id.Ident == "secrets" {
+			switch id.Ident {
+			case "secrets":
 				call, err = listCall(args)
+			case "pkiCert":
+				call, err = pkiCall(args)
 			}
 			if err != nil {
 				walkErr = fmt.Errorf("template %s: %w", line, err)
@@ -257,14 +269,21 @@ func vaultCall(args []string) (VaultCall, error) {
 	return c, nil
 }
 
+// pkiCall is the request of pkiCert: always a write to the issue path.
+func pkiCall(args []string) (VaultCall, error) {
+	c, err := vaultCall(args)
+	c.Write = true
+	return c, err
+}
+
 // listCall is the request of `secrets "path"`.
 func listCall(args []string) (VaultCall, error) {
 	if len(args) != 1 {
 		return VaultCall{}, errors.New("secrets takes one Vault path to list")
 	}
 	path := strings.Trim(args[0], "/")
-	if !strings.Contains(path, "/") {
-		return VaultCall{}, fmt.Errorf("secrets %q is not a Vault path to list (MOUNT/PATH/)", args[0])
+	if path == "" {
+		return VaultCall{}, fmt.Errorf("secrets %q is not a Vault path to list (MOUNT/ or MOUNT/PATH/)", args[0])
 	}
 	return VaultCall{Path: path, List: true}, nil
 }
@@ -342,8 +361,8 @@ func (t *Template) Discover(d Data) []VaultCall {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.cur, t.missing = d, map[string]VaultCall{}
-	defer func() { t.cur, t.missing = Data{}, nil }()
+	t.cur, t.missing, t.scratch = d, map[string]VaultCall{}, &Scratch{}
+	defer func() { t.cur, t.missing, t.scratch = Data{}, nil, nil }()
 	var buf bytes.Buffer
 	_ = t.t.Execute(&limitedWriter{buf: &buf, max: MaxOutputLen}, nil) // errors are expected until every call has its data
 	clear(buf.Bytes())
@@ -369,8 +388,8 @@ func (t *Template) Discover(d Data) []VaultCall {
 func (t *Template) Execute(d Data) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.cur = d
-	defer func() { t.cur = Data{} }()
+	t.cur, t.scratch = d, &Scratch{}
+	defer func() { t.cur, t.scratch = Data{}, nil }()
 	var buf bytes.Buffer
 	buf.Grow(256)
 	w := &limitedWriter{buf: &buf, max: MaxOutputLen}

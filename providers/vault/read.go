@@ -35,6 +35,9 @@ type Ref struct {
 	// List makes the request a LIST of the keys under Path (templates'
 	// secrets function); the response's data holds "keys".
 	List bool
+	// Write makes the request a write with no parameters (PATH?): a
+	// template's pkiCert with none, which always writes to issue.
+	Write bool
 	// Computed marks a path a template computed while rendering (printf,
 	// a variable, a range element): it may be built from a secret's value,
 	// so errors never show it, in any form; they say "a computed path".
@@ -117,6 +120,9 @@ func ParseRef(s string) (Ref, error) {
 		}
 	}
 	r := Ref{Path: path, Field: field}
+	if hasQuery && query == "" {
+		r.Write = true // PATH? is a write with an empty body
+	}
 	if hasQuery {
 		vals, err := url.ParseQuery(query)
 		if err != nil {
@@ -170,6 +176,9 @@ func (r Ref) RequestKey() string {
 		q.Set("version", strconv.Itoa(r.Version))
 	}
 	if len(q) == 0 {
+		if r.Write {
+			return r.Path + "?"
+		}
 		return r.Path
 	}
 	return r.Path + "?" + q.Encode()
@@ -277,7 +286,7 @@ func (c *Client) readRef(ctx context.Context, ref Ref) (*Secret, error) {
 		if err == nil && raw == nil {
 			raw = &api.Secret{Data: map[string]any{"keys": []any{}}} // nothing under the path: an empty list
 		}
-	case len(ref.Params) > 0:
+	case len(ref.Params) > 0 || ref.Write:
 		op = "write"
 		body := make(map[string]any, len(ref.Params))
 		for k, v := range ref.Params {
@@ -298,7 +307,13 @@ func (c *Client) readRef(ctx context.Context, ref Ref) (*Secret, error) {
 		return nil, e
 	}
 	if raw == nil {
-		return nil, &Error{Op: op, Path: ref.Path, Ref: ref.String(), Status: 404, Kind: fail.NotFound, Message: "no secret at this path"}
+		if op == "write" {
+			// Vault did the write and answered 204 with no body (a KV v1
+			// write): the result is empty, as consul-template renders it.
+			raw = &api.Secret{}
+		} else {
+			return nil, &Error{Op: op, Path: ref.Path, Ref: ref.String(), Status: 404, Kind: fail.NotFound, Message: "no secret at this path"}
+		}
 	}
 	if raw.Data == nil && len(raw.Warnings) > 0 {
 		msg := strings.Join(raw.Warnings, "; ")

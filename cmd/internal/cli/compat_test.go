@@ -53,9 +53,14 @@ func compatVault(t *testing.T) *vaulttest.Server {
 	kv("kv1/legacy", map[string]any{"token": "legacy-token"})
 	kv("kv1/services/db", map[string]any{"host": "db.internal"})
 	kv("kv1/services/cache", map[string]any{"host": "cache.internal"})
+	// A mount templates write to (57-kv1-write-empty.tmpl), apart from the
+	// one 56-kv-root-list.tmpl lists.
+	v.Run(t, "secrets", "enable", "-path=kvw", "-version=1", "kv")
 	v.Run(t, "secrets", "enable", "pki")
 	v.Run(t, "write", "pki/root/generate/internal", "common_name=compat-root", "ttl=24h")
 	v.Run(t, "write", "pki/roles/web", "allowed_domains=example.com", "allow_subdomains=true", "max_ttl=2h", "key_type=ec", "key_bits=256")
+	// A role that issues with no parameters at all (pkiCert "pki/issue/any").
+	v.Run(t, "write", "pki/roles/any", "allow_any_name=true", "require_cn=false", "max_ttl=2h", "key_type=ec", "key_bits=256")
 	return v
 }
 
