@@ -183,7 +183,6 @@ func parseOrZero[T any](parse func(string) (T, error), what string) func(string)
 	}
 }
 
-
 // in reports whether l (a list, or a string) holds v (a string: a
 // substring).
 func in(l, v any) (bool, error) {
