@@ -37,7 +37,9 @@ func (c *Config) Check() error {
 	if c.Vault != nil && c.Vault.Auth != nil {
 		a := c.Vault.Auth
 		switch a.Method {
-		case "token", "":
+		case "token":
+		case "":
+			add("vault.auth: method is required (token, approle, kubernetes, jwt, cert or aws); without vault.auth the broker uses VAULT_TOKEN")
 		case "approle":
 			if a.RoleIDFile == "" || a.SecretIDFile == "" {
 				add("vault.auth: approle needs role_id_file and secret_id_file")

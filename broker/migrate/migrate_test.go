@@ -99,6 +99,27 @@ func TestConvertCoversEveryStanza(t *testing.T) {
 	}
 }
 
+// An unquoted perms = 0600 (HCL reads it as the integer 384) is mode
+// "0600", as consul-template and Vault Agent read it; a login migrate
+// cannot translate emits no auth section, and says so.
+func TestOctalPermsAndUntranslatedLogins(t *testing.T) {
+	out, err := migrate.Convert([]byte("vault {\n  address = \"https://vault:8200\"\n}\nauto_auth {\n  method \"gcp\" {\n    mount_path = \"auth/gcp\"\n    config = { role = \"web\" }\n  }\n}\ntemplate {\n  contents = \"x\"\n  destination = \"/etc/app/a\"\n  perms = 0600\n}\ntemplate {\n  contents = \"y\"\n  destination = \"/etc/app/b\"\n  perms = \"0640\"\n}\n"), migrate.VaultAgent, "agent.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(out)
+	if !strings.Contains(text, `mode: "0600"`) || !strings.Contains(text, `mode: "0640"`) {
+		t.Errorf("perms not carried as octal:\n%s", text)
+	}
+	if strings.Contains(text, "auth:") || strings.Contains(text, "mount: gcp") || !strings.Contains(text, `auto_auth.method "gcp": NOT TRANSLATED`) {
+		t.Errorf("an untranslated login left an auth section or no note:\n%s", text)
+	}
+	// validate refuses an auth section without a method.
+	if _, err := config.Parse([]byte("vault:\n  auth:\n    mount: gcp\n"), "broker.yaml", t.TempDir()); err == nil || !strings.Contains(err.Error(), "method is required") {
+		t.Errorf("an auth section without a method: %v", err)
+	}
+}
+
 func TestDetectLeavesYAMLAlone(t *testing.T) {
 	for _, y := range []string{"output_root: out\nsecrets:\n  a: file:x\n", "{}", "", "vault:\n  address: http://x\n"} {
 		if got := migrate.Detect([]byte(y)); got != "" {

@@ -80,7 +80,7 @@ func (c *converter) autoAuth(bs []map[string]any) {
 			case "method":
 				c.methods(b[k])
 			case "sink":
-				c.note("auto_auth.sink: not needed: the broker keeps its token in memory (and, with cache:, sealed on disk)")
+				c.note("auto_auth.sink: NOT TRANSLATED: the broker keeps its Vault token in memory (and, with cache:, sealed on disk) and never writes it where an app can read it, so an app that reads the agent's token file loses its Vault token: render what it reads from Vault as an output instead, or give it a login of its own")
 			default:
 				c.note("auto_auth.%s: no equivalent", k)
 			}
@@ -114,9 +114,6 @@ func (c *converter) methods(v any) {
 			for k, v := range b {
 				cfg[k] = v
 			}
-		}
-		if mp := str(m["mount_path"]); mp != "" {
-			set(a, "mount", scalar(strings.TrimPrefix(mp, "auth/")), "")
 		}
 		if ns := str(m["namespace"]); ns != "" {
 			c.note("auto_auth.method.namespace: log in within vault.namespace")
@@ -185,8 +182,14 @@ func (c *converter) methods(v any) {
 				c.note("auto_auth.method \"aws\" config.credential_poll_interval: not needed: the credentials are read at each login")
 			}
 		default:
-			c.note("auto_auth.method %q: not supported (token, approle, kubernetes, jwt, cert and aws are); log in with one of those", types[i])
+			// Nothing is emitted for it: an auth section without a method
+			// would not log in the way the agent did (validate refuses one).
+			unset(section(c.root, "vault"), "auth")
+			c.note("auto_auth.method %q: NOT TRANSLATED: not supported (token, approle, kubernetes, jwt, cert and aws are); add a vault.auth section with one of those before using this config", types[i])
 			continue
+		}
+		if mp := str(m["mount_path"]); mp != "" {
+			set(a, "mount", scalar(strings.TrimPrefix(mp, "auth/")), "")
 		}
 		for _, k := range sortedKeys(cfg) {
 			if !used[k] {
@@ -285,12 +288,15 @@ func (c *converter) templates(bs []map[string]any) {
 	}
 }
 
+// permsText is perms as octal text. An unquoted perms = 0600 reaches us as
+// the integer 384 (HCL reads a leading 0 as octal), and consul-template and
+// Vault Agent take that integer as the file mode: write it in octal.
 func permsText(v any) string {
 	switch x := v.(type) {
 	case int:
-		return strconv.Itoa(x)
+		return strconv.FormatInt(int64(x), 8)
 	case int64:
-		return strconv.FormatInt(x, 10)
+		return strconv.FormatInt(x, 8)
 	}
 	return str(v)
 }

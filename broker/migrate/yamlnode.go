@@ -145,3 +145,13 @@ func has(m *yaml.Node, key string) bool {
 	}
 	return false
 }
+
+// unset removes key from m, if it is there.
+func unset(m *yaml.Node, key string) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content = append(m.Content[:i], m.Content[i+2:]...)
+			return
+		}
+	}
+}
