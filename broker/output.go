@@ -55,7 +55,8 @@ func (b *Broker) Prepare() ([]Prepared, error) {
 				}
 				text = string(data)
 			}
-			t, err := templates.Parse(name, text, templates.Options{Declared: declared, Token: hasToken, FileSandbox: b.cfg.Resolve(b.cfg.FileSandbox)})
+			t, err := templates.Parse(name, text, templates.Options{Declared: declared, Token: hasToken, FileSandbox: b.cfg.Resolve(b.cfg.FileSandbox),
+				LeftDelim: o.LeftDelimiter, RightDelim: o.RightDelimiter})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("output %s: %w", o.Path, err))
 				continue

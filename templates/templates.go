@@ -48,6 +48,9 @@ type Options struct {
 	// FileSandbox is the only directory the file function reads from;
 	// empty disables the function.
 	FileSandbox string
+	// LeftDelim and RightDelim replace {{ and }} (consul-template's
+	// left_delimiter and right_delimiter); empty keeps the default.
+	LeftDelim, RightDelim string
 }
 
 // VaultCall is one `secret "path" "k=v"...` call: a Vault read, or a write
@@ -129,7 +132,7 @@ func Parse(name, text string, opts Options) (*Template, error) {
 		return nil, fail.Mark(fail.Usage, fmt.Errorf("template %s is %d bytes long; the limit is %d", name, len(text), MaxTemplateLen))
 	}
 	tp := &Template{Name: name, sandbox: opts.FileSandbox}
-	t, err := template.New(name).Option("missingkey=error").Funcs(tp.funcs()).Parse(text)
+	t, err := template.New(name).Delims(opts.LeftDelim, opts.RightDelim).Option("missingkey=error").Funcs(tp.funcs()).Parse(text)
 	if err != nil {
 		// text/template says "template: NAME:LINE: ..."; say the name once.
 		msg := strings.TrimPrefix(err.Error(), "template: ")

@@ -181,3 +181,15 @@ func TestHelpers(t *testing.T) {
 		t.Fatal("env handed the broker's VAULT_TOKEN to a template")
 	}
 }
+
+// Custom delimiters (consul-template's left_delimiter/right_delimiter):
+// {{ }} is then plain text, and calls use the new delimiters.
+func TestCustomDelimiters(t *testing.T) {
+	tp, err := templates.Parse("d", `[[ with secret "secret/data/app" ]]pw=[[ .Data.data.password ]] {{ not a call }}[[ end ]]`, templates.Options{LeftDelim: "[[", RightDelim: "]]"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tp.Vault) != 1 || tp.Vault[0].Path != "secret/data/app" {
+		t.Fatalf("calls found: %+v", tp.Vault)
+	}
+}

@@ -98,6 +98,9 @@ func (c *Config) Check() error {
 			add("%s: path is required", where)
 			continue
 		}
+		if (o.LeftDelimiter == "") != (o.RightDelimiter == "") {
+			add("%s: left_delimiter and right_delimiter go together", where)
+		}
 		if !filepath.IsLocal(o.Path) {
 			add("%s: path must be relative and stay beneath output_root (no .., no absolute path)", where)
 		}

@@ -137,6 +137,10 @@ type Output struct {
 	// Bundle names a set of outputs in one directory that switch together
 	// (a certificate and its key): see outdir.Dir.WriteBundle.
 	Bundle string `yaml:"bundle"`
+	// LeftDelimiter and RightDelimiter replace a template's {{ and }}
+	// (consul-template's names), for templates that produce {{ }} text.
+	LeftDelimiter  string `yaml:"left_delimiter"`
+	RightDelimiter string `yaml:"right_delimiter"`
 	// Notify tells the app when the daemon changed this file.
 	Notify *Notify `yaml:"notify"`
 

@@ -262,7 +262,7 @@ func (c *converter) templates(bs []map[string]any) {
 					c.note("%s error_on_missing_key = false: a missing key is always an error here", where)
 				}
 			case "left_delimiter", "right_delimiter":
-				c.note("%s %s = %q: templates use {{ }}; rewrite the template", where, k, str(v))
+				set(o, k, scalar(str(v)), "")
 			case "backup":
 				c.note("%s backup: not needed: writes are atomic and a failed one leaves the old file", where)
 			case "wait":

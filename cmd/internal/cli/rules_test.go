@@ -122,3 +122,18 @@ func TestRewrapToTheRule(t *testing.T) {
 		t.Fatalf("a = %q", got)
 	}
 }
+
+// An output's left_delimiter/right_delimiter (consul-template's) renders
+// {{ }} as text and [[ ]] as calls.
+func TestOutputDelimiters(t *testing.T) {
+	dir := setup(t)
+	os.WriteFile(filepath.Join(dir, "pw"), []byte("pw-1"), 0o600)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte("output_root: out\nsecrets:\n  pw: file:pw\noutputs:\n  - path: helm.yaml\n    left_delimiter: '[['\n    right_delimiter: ']]'\n    template_text: 'password: [[ secret \"pw\" ]] # {{ .Values.keep }}'\n"), 0o600)
+	mustRun(t, "", "run", "--once", "--config", cfg)
+	if got := readFile(t, filepath.Join(dir, "out", "helm.yaml")); got != "password: pw-1 # {{ .Values.keep }}" {
+		t.Fatalf("helm.yaml = %q", got)
+	}
+	os.WriteFile(cfg, []byte("output_root: out\noutputs:\n  - path: x\n    left_delimiter: '[['\n    template_text: x\n"), 0o600)
+	wantExit(t, run(t, "", "validate", "--config", cfg), 2, "left_delimiter and right_delimiter go together")
+}
