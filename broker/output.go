@@ -56,7 +56,7 @@ func (b *Broker) Prepare() ([]Prepared, error) {
 				text = string(data)
 			}
 			t, err := templates.Parse(name, text, templates.Options{Declared: declared, Token: hasToken, FileSandbox: b.cfg.Resolve(b.cfg.FileSandbox),
-				LeftDelim: o.LeftDelimiter, RightDelim: o.RightDelimiter})
+				LeftDelim: o.LeftDelimiter, RightDelim: o.RightDelimiter, MissingKeyIsEmpty: o.ErrorOnMissingKey != nil && !*o.ErrorOnMissingKey})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("output %s: %w", o.Path, err))
 				continue

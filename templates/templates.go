@@ -51,6 +51,10 @@ type Options struct {
 	// LeftDelim and RightDelim replace {{ and }} (consul-template's
 	// left_delimiter and right_delimiter); empty keeps the default.
 	LeftDelim, RightDelim string
+	// MissingKeyIsEmpty renders a missing map key as consul-template does
+	// with error_on_missing_key = false (its default; "<no value>" when
+	// printed) instead of failing: an explicit per-output opt-in.
+	MissingKeyIsEmpty bool
 }
 
 // VaultCall is one `secret "path" "k=v"...` call: a Vault read, or a write
@@ -132,7 +136,11 @@ func Parse(name, text string, opts Options) (*Template, error) {
 		return nil, fail.Mark(fail.Usage, fmt.Errorf("template %s is %d bytes long; the limit is %d", name, len(text), MaxTemplateLen))
 	}
 	tp := &Template{Name: name, sandbox: opts.FileSandbox}
-	t, err := template.New(name).Delims(opts.LeftDelim, opts.RightDelim).Option("missingkey=error").Funcs(tp.funcs()).Parse(text)
+	missing := "missingkey=error"
+	if opts.MissingKeyIsEmpty {
+		missing = "missingkey=default"
+	}
+	t, err := template.New(name).Delims(opts.LeftDelim, opts.RightDelim).Option(missing).Funcs(tp.funcs()).Parse(text)
 	if err != nil {
 		// text/template says "template: NAME:LINE: ..."; say the name once.
 		msg := strings.TrimPrefix(err.Error(), "template: ")

@@ -141,6 +141,10 @@ type Output struct {
 	// (consul-template's names), for templates that produce {{ }} text.
 	LeftDelimiter  string `yaml:"left_delimiter"`
 	RightDelimiter string `yaml:"right_delimiter"`
+	// ErrorOnMissingKey: false renders a missing map key as empty, as
+	// consul-template's error_on_missing_key = false does; unset or true
+	// fails the output (the strict default).
+	ErrorOnMissingKey *bool `yaml:"error_on_missing_key"`
 	// Notify tells the app when the daemon changed this file.
 	Notify *Notify `yaml:"notify"`
 

@@ -44,9 +44,9 @@ func TestConvertCoversEveryStanza(t *testing.T) {
 			[]string{"method: token", "token_file: /run/vault/token", "client_cert: /etc/vault/client.crt", "client_key: /etc/vault/client.key",
 				"ca_cert: /etc/vault/ca.crt", "tls_server_name: vault.service.consul", "output_root: /etc", "path: app/config.json",
 				"path: nginx/conf.d/app.conf", "user: nginx", "timeout: 60s", "min: 5s", "max: 30s", "splay: 5s", "kill_timeout: 15s",
-				"reload_signal: HUP", "env_allow: [PATH, HOME, APP_*]", "env_deny: [VAULT_*]", "command: [/usr/bin/app, -config, /etc/app/config.json]"},
+				"reload_signal: HUP", "error_on_missing_key: false", "env_allow: [PATH, HOME, APP_*]", "env_deny: [VAULT_*]", "command: [/usr/bin/app, -config, /etc/app/config.json]"},
 			[]string{"consul {", "max_stale", "vault.ssl.verify = false", "vault.retry", "renew_token", "default_lease_duration", "exec.env.custom",
-				"log_level", "pid_file", "kill_signal", "reload_signal", "wait: one wait", "error_on_missing_key = false"}},
+				"log_level", "pid_file", "kill_signal", "reload_signal", "wait: one wait"}},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {

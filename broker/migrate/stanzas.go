@@ -259,7 +259,7 @@ func (c *converter) templates(bs []map[string]any) {
 				set(section(o, "notify"), "timeout", scalar(str(v)), "")
 			case "error_on_missing_key":
 				if b, _ := v.(bool); !b {
-					c.note("%s error_on_missing_key = false: a missing key is always an error here", where)
+					set(o, "error_on_missing_key", scalar("false"), "a missing key renders empty, as in consul-template")
 				}
 			case "left_delimiter", "right_delimiter":
 				set(o, k, scalar(str(v)), "")

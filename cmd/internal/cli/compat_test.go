@@ -136,4 +136,21 @@ func TestCompatCorpusAgainstConsulTemplate(t *testing.T) {
 		same++
 	}
 	t.Logf("%d of %d templates rendered byte for byte as consul-template v0.41.1 renders them", same, len(files))
+
+	// The templates that differ by design render as consul-template's do
+	// once their output opts in (error_on_missing_key: false).
+	for name := range compatDifferences {
+		src, _ := filepath.Abs(filepath.Join(compatCorpus, name))
+		cfg := filepath.Join(work, "optin.yaml")
+		os.WriteFile(cfg, []byte("output_root: "+filepath.Join(work, "optin")+"\noutputs:\n  - path: "+name+"\n    template: "+src+"\n    error_on_missing_key: false\n"), 0o600)
+		if r := run(t, "", "run", "--once", "--timeout", "1m", "--vault-addr", v.Addr, "--config", cfg); r.code != 0 {
+			t.Errorf("%s with error_on_missing_key: false: exit %d\n%s", name, r.code, r.stderr)
+			continue
+		}
+		want, _ := os.ReadFile(filepath.Join(ctDir, name))
+		got, _ := os.ReadFile(filepath.Join(work, "optin", name))
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s with error_on_missing_key: false differs:\nconsul-template:\n%s\nsecrets-broker:\n%s", name, want, got)
+		}
+	}
 }
