@@ -141,3 +141,15 @@ func TestPlainHTTPAddressIsNoted(t *testing.T) {
 		}
 	}
 }
+
+// A Consul function in a migrated template is named with its template and
+// line by migrate, not first by a failed render.
+func TestMigrateNamesRefusedFunctions(t *testing.T) {
+	out, err := migrate.Convert([]byte("template {\n  contents = \"ok\\n{{ key \\\"service/web\\\" }}\"\n  destination = \"/etc/app/a\"\n}\n"), migrate.ConsulTemplate, "ct.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `template "/etc/app/a": template contents of template "/etc/app/a":2:`) || !strings.Contains(string(out), "Consul function") {
+		t.Fatalf("the Consul function is not named with its line:\n%s", out)
+	}
+}

@@ -2,6 +2,8 @@ package migrate
 
 import (
 	"fmt"
+	"github.com/secrets-broker/secrets-broker/internal/readlimit"
+	"github.com/secrets-broker/secrets-broker/templates"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -241,6 +243,7 @@ func (c *converter) templates(bs []map[string]any) {
 			}
 		}
 		set(o, "path", scalar(rel), "")
+		c.checkTemplate(where, b)
 		for _, k := range sortedKeys(b) {
 			v := b[k]
 			switch k {
@@ -449,4 +452,24 @@ func plainHTTPOffLoopback(addr string) bool {
 		return false
 	}
 	return true
+}
+
+// checkTemplate parses a template (inline, or its source file when this
+// machine can read it) as the broker will, and notes what it refuses, such
+// as a Consul function, with its line: found now rather than at the first
+// render.
+func (c *converter) checkTemplate(where string, b map[string]any) {
+	text, name := str(b["contents"]), "contents of "+where
+	if src := str(b["source"]); src != "" {
+		data, err := readlimit.File(src, templates.MaxTemplateLen, "template "+src)
+		if err != nil {
+			c.note("%s: the template %s was not checked here (%v); run secrets-broker validate where it is", where, src, err)
+			return
+		}
+		text, name = string(data), src
+	}
+	_, err := templates.Parse(name, text, templates.Options{LeftDelim: str(b["left_delimiter"]), RightDelim: str(b["right_delimiter"])})
+	if err != nil {
+		c.note("%s: %v", where, err)
+	}
 }
