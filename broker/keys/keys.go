@@ -114,25 +114,36 @@ func (k Config) ForOpening(ctx context.Context) ([]envelope.KeyWrapper, error) {
 	if k.Explicit() {
 		return out, nil
 	}
+	if path, err := local.DefaultPath(); err == nil {
+		if _, statErr := os.Stat(path); statErr == nil {
+			def, err := local.Load(path)
+			if err != nil {
+				return nil, err
+			}
+			out = appendUnique(out, def)
+		}
+	}
+	return out, nil
+}
+
+// ForOpeningNow is ForOpening for a command that is about to open
+// something: no key at all is an error that says where the default key
+// was looked for and how to create it (exit 3), instead of a later
+// "configured: none".
+func (k Config) ForOpeningNow(ctx context.Context) ([]envelope.KeyWrapper, error) {
+	out, err := k.ForOpening(ctx)
+	if err != nil || len(out) > 0 {
+		return out, err
+	}
 	path, err := local.DefaultPath()
 	if err != nil {
 		return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("no key to open with: %w; or name keys with --key, --key-file or $%s", err, Env))
 	}
-	if _, statErr := os.Stat(path); statErr != nil {
-		if len(out) > 0 {
-			return out, nil
-		}
-		by := "the default path"
-		if os.Getenv(local.EnvKeyFile) != "" {
-			by = "$" + local.EnvKeyFile
-		}
-		return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("no key to open with: the default local key file %s (named by %s) does not exist. Create it with 'secrets-broker keygen --out %s', or name the keys the file is sealed for with --key, --key-file or $%s", path, by, path, Env))
+	by := "the default path"
+	if os.Getenv(local.EnvKeyFile) != "" {
+		by = "$" + local.EnvKeyFile
 	}
-	def, err := local.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	return appendUnique(out, def), nil
+	return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("no key to open with: the default local key file %s (named by %s) does not exist. Create it with 'secrets-broker keygen --out %s', or name the keys the file is sealed for with --key, --key-file or $%s", path, by, path, Env))
 }
 
 func appendUnique(ws []envelope.KeyWrapper, w envelope.KeyWrapper) []envelope.KeyWrapper {

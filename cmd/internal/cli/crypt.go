@@ -222,7 +222,7 @@ integrity manifest is checked first. Output files are written mode 0600.`,
 			if err != nil {
 				return err
 			}
-			keys, err := kf.keys().ForOpening(cmd.Context())
+			keys, err := kf.keys().ForOpeningNow(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -369,7 +369,7 @@ SOPS' updatekeys does. --dry-run prints what would change.`,
 			if err != nil {
 				return err
 			}
-			openKeys, err := kf.keys().ForOpening(cmd.Context())
+			openKeys, err := kf.keys().ForOpeningNow(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -423,7 +423,7 @@ check and pass explicitly.`,
 			if err != nil {
 				return err
 			}
-			open, err := kf.keys().ForOpening(cmd.Context())
+			open, err := kf.keys().ForOpeningNow(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -476,7 +476,7 @@ func newInspect(env Env) *cobra.Command {
 			}
 			var keys []envelope.KeyWrapper
 			if verify {
-				if keys, err = kf.keys().ForOpening(cmd.Context()); err != nil {
+				if keys, err = kf.keys().ForOpeningNow(cmd.Context()); err != nil {
 					return err
 				}
 			}

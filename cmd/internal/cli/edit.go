@@ -90,7 +90,7 @@ func openTarget(ctx context.Context, path string, kf keyFlags, contextPairs []st
 			return nil, err
 		}
 	}
-	if t.open, err = cfg.ForOpening(ctx); err != nil {
+	if t.open, err = cfg.ForOpeningNow(ctx); err != nil {
 		return nil, err
 	}
 	if !cfg.Explicit() {
