@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -104,7 +106,28 @@ func NewFromConfig(arn string, cfg aws.Config, optFns ...func(*kms.Options)) (*K
 			so.Backoff = fullJitter{retryBackoff()}
 		})
 	}}, optFns...)
-	return &Key{arn: arn, client: kms.NewFromConfig(cfg, opts...)}, nil
+	client := kms.NewFromConfig(cfg, opts...)
+	if ep := client.Options().BaseEndpoint; ep != nil {
+		if err := checkEndpoint(*ep); err != nil {
+			return nil, fmt.Errorf("AWS KMS key %s: %w", arn, err)
+		}
+	}
+	return &Key{arn: arn, client: client}, nil
+}
+
+// checkEndpoint refuses an endpoint override (AWS_ENDPOINT_URL_KMS, the
+// shared config's endpoint_url) over plain HTTP off loopback: data keys
+// and the request signatures would cross the network in clear.
+func checkEndpoint(ep string) error {
+	u, err := url.Parse(ep)
+	if err != nil || u.Scheme != "http" {
+		return nil
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return fail.Mark(fail.Usage, fmt.Errorf("the KMS endpoint %s is plain HTTP: data keys would cross the network in clear. Use https:// (plain http is allowed on loopback only, for a local stand-in)", u.Redacted()))
 }
 
 // retryBackoff spaces KMS retries.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -299,5 +300,26 @@ func TestRetriesAreLoggedWithTheirDelay(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), `"v"`) {
 		t.Fatal("a value reached the log")
+	}
+}
+
+// An endpoint override over plain HTTP is refused off loopback (data keys
+// would cross in clear) and allowed on loopback (a local stand-in).
+func TestPlainHTTPEndpointIsRefusedOffLoopback(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	const arn = "arn:aws:kms:eu-west-1:111122223333:key/11111111-2222-3333-4444-555555555555"
+	t.Setenv("AWS_ENDPOINT_URL_KMS", "http://kms.internal.example.com")
+	_, err := awskms.New(context.Background(), arn)
+	if err == nil || fail.KindOf(err) != fail.Usage || !strings.Contains(err.Error(), "plain HTTP") {
+		t.Fatalf("a plain-http KMS endpoint: %v", err)
+	}
+	for _, ok := range []string{"http://127.0.0.1:4566", "https://kms.internal.example.com"} {
+		t.Setenv("AWS_ENDPOINT_URL_KMS", ok)
+		if _, err := awskms.New(context.Background(), arn); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
 	}
 }
