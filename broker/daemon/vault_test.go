@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -145,6 +146,27 @@ outputs:
 	if u, _ := creds(); u != first || leases() != 1 {
 		t.Fatalf("reload minted new credentials (%d leases)", leases())
 	}
+	// A noisy scraper floods the metrics listener the whole time: it gets
+	// 429s, and the daemon still renews and rotates on time (below).
+	flood, stopFlood := context.WithCancel(context.Background())
+	defer stopFlood()
+	var limited atomic.Int64
+	for range 16 {
+		go func() {
+			for flood.Err() == nil {
+				req, _ := http.NewRequestWithContext(flood, http.MethodGet, "http://"+addr+"/metrics", nil)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusTooManyRequests {
+					limited.Add(1)
+				}
+			}
+		}()
+	}
 	// Over 25 s (max TTL 10 s) the file gets new credentials, and whatever
 	// it holds logs in at every check.
 	seen := map[string]bool{first: true}
@@ -162,6 +184,9 @@ outputs:
 	}
 	if len(seen) < 2 {
 		t.Fatal("credentials never rotated at max TTL")
+	}
+	if limited.Load() == 0 {
+		t.Error("the flood of the metrics listener was never limited")
 	}
 	t.Logf("%d credential sets over 25 s", len(seen))
 }
