@@ -175,6 +175,8 @@ func (b *Broker) vaultAuth() vault.Auth {
 		return vault.CertAuth{Mount: a.Mount, Name: a.Name, CertFile: crt, KeyFile: key}
 	case "aws":
 		return vault.NewAWSAuth(vault.AWSAuth{Mount: a.Mount, Role: a.Role, Region: a.Region, ServerID: a.HeaderValue})
+	case "userpass", "ldap":
+		return vault.PasswordAuth{Method: a.Method, Mount: a.Mount, Username: a.Username, PasswordFile: b.cfg.Resolve(a.PasswordFile)}
 	}
 	return vault.TokenAuth{} // the method was checked when the config loaded
 }

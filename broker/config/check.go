@@ -39,7 +39,7 @@ func (c *Config) Check() error {
 		switch a.Method {
 		case "token":
 		case "":
-			add("vault.auth: method is required (token, approle, kubernetes, jwt, cert or aws); without vault.auth the broker uses VAULT_TOKEN")
+			add("vault.auth: method is required (token, approle, kubernetes, jwt, cert, aws, userpass or ldap); without vault.auth the broker uses VAULT_TOKEN")
 		case "approle":
 			if a.RoleIDFile == "" || a.SecretIDFile == "" {
 				add("vault.auth: approle needs role_id_file and secret_id_file")
@@ -65,8 +65,15 @@ func (c *Config) Check() error {
 			if a.AccessKey != "" || a.SecretKey != "" || a.SessionToken != "" {
 				add("vault.auth: aws credentials (access_key, secret_key, session_token) do not belong in the broker's config: give the workload an IAM role, or set AWS_ACCESS_KEY_ID and friends, or a shared credentials file")
 			}
+		case "userpass", "ldap":
+			if a.Username == "" || a.PasswordFile == "" {
+				add("vault.auth: %s needs username and password_file (the password is never in the config)", a.Method)
+			}
 		default:
-			add("vault.auth: method %q is not token, approle, kubernetes, jwt, cert or aws", a.Method)
+			add("vault.auth: method %q is not token, approle, kubernetes, jwt, cert, aws, userpass or ldap", a.Method)
+		}
+		if a.Method != "userpass" && a.Method != "ldap" && (a.Username != "" || a.PasswordFile != "") {
+			add("vault.auth: username and password_file are for methods userpass and ldap")
 		}
 		if a.Method != "cert" && (a.Name != "" || a.ClientCert != "" || a.ClientKey != "") {
 			add("vault.auth: name, client_cert and client_key are for method cert")

@@ -88,7 +88,7 @@ type Vault struct {
 
 // Auth chooses a Vault auth method.
 type Auth struct {
-	Method             string `yaml:"method"` // token, approle, kubernetes, jwt, cert, aws
+	Method             string `yaml:"method"` // token, approle, kubernetes, jwt, cert, aws, userpass, ldap
 	Mount              string `yaml:"mount"`
 	Role               string `yaml:"role"`
 	TokenFile          string `yaml:"token_file"`
@@ -103,6 +103,9 @@ type Auth struct {
 	Name       string `yaml:"name"`
 	ClientCert string `yaml:"client_cert"`
 	ClientKey  string `yaml:"client_key"`
+	// userpass and ldap: the username and a file holding the password.
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
 	// aws: the IAM type only, the STS region and the server ID header.
 	Type        string `yaml:"type"`
 	Region      string `yaml:"region"`

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -240,4 +241,51 @@ func (a *AWSAuth) signedRequest(ctx context.Context, creds aws.Credentials, now 
 		data["role"] = a.Role
 	}
 	return data, nil
+}
+
+// PasswordAuth logs in to Vault's userpass or ldap method with a username
+// and a password read from a file at every login (never from the config
+// or the command line).
+type PasswordAuth struct {
+	Method       string // "userpass" or "ldap"
+	Mount        string // default: Method
+	Username     string
+	PasswordFile string
+}
+
+// Describe names the method and user.
+func (p PasswordAuth) Describe() string { return p.Method + " (user " + p.Username + ")" }
+
+func (p PasswordAuth) mount() string {
+	if p.Mount == "" {
+		return p.Method
+	}
+	return p.Mount
+}
+
+// Principal is the method, mount and username: the password rotates.
+func (p PasswordAuth) Principal() (string, error) {
+	return principalOf(p.Method, p.mount(), p.Username), nil
+}
+
+// Login logs in.
+func (p PasswordAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
+	pw, err := readCredFile(p.Method+" password", p.PasswordFile)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := client.Clone()
+	if err != nil {
+		return nil, err
+	}
+	cl.SetToken("")
+	path := "auth/" + p.mount() + "/login/" + url.PathEscape(p.Username)
+	s, err := cl.Logical().WriteWithContext(ctx, path, map[string]any{"password": pw})
+	if err != nil {
+		return nil, loginErr(p, path, err)
+	}
+	if s == nil || s.Auth == nil {
+		return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s at %s: no token in the response", p.Describe(), path))
+	}
+	return s, nil
 }

@@ -170,3 +170,38 @@ func TestAWSIAMAuthRefusals(t *testing.T) {
 		t.Errorf("STS refused %q, want the wrong key's signature only (the server ID is Vault's to check)", r)
 	}
 }
+
+// userpass (and ldap, the same shape): the password is read from its file
+// at every login, so a rotated password is used without a restart; a
+// wrong one is denied without the password in the error.
+func TestUserpassAuth(t *testing.T) {
+	ctx := context.Background()
+	v := vaulttest.Start(t)
+	v.Run(t, "kv", "put", "secret/app", "password=pw")
+	writePolicy(t, v, "read-app", readAppPolicy)
+	v.Run(t, "auth", "enable", "userpass")
+	v.Run(t, "write", "auth/userpass/users/ci", "password=first-pass-1", "token_policies=read-app")
+	dir := t.TempDir()
+	pwFile := writeFile(t, dir, "pw", "first-pass-1\n")
+	t.Setenv("VAULT_TOKEN", "")
+	auth := vault.PasswordAuth{Method: "userpass", Username: "ci", PasswordFile: pwFile}
+	c, err := vault.Connect(ctx, vault.Config{Address: v.Addr, Auth: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Read(ctx, ref(t, "secret/data/app#password")); err != nil {
+		t.Fatal(err)
+	}
+	v.Run(t, "write", "auth/userpass/users/ci/password", "password=second-pass-2")
+	writeFile(t, dir, "pw", "second-pass-2\n")
+	if _, err := auth.Login(ctx, c.API()); err != nil {
+		t.Fatalf("a login after the password rotated: %v", err)
+	}
+	writeFile(t, dir, "pw", "wrong-pass-3\n")
+	_, err = vault.Connect(ctx, vault.Config{Address: v.Addr, Auth: auth})
+	wantErr(t, err, fail.Denied, "userpass (user ci)")
+	if strings.Contains(err.Error(), "wrong-pass-3") {
+		t.Fatal("the password is in the error")
+	}
+}
