@@ -54,6 +54,16 @@ func TestParsePlainFile(t *testing.T) {
 	if strings.Join(names, " ") != "db.user=u db.hosts.0=h1 db.hosts.1=h2 plain=p" {
 		t.Errorf("flattened: %v", names)
 	}
+	// Deep nesting of long keys is refused as soon as the name is too
+	// long, not after building every longer name.
+	var deep strings.Builder
+	for i := 0; i < 3000; i++ {
+		deep.WriteString("{" + strings.Repeat("k", 200) + ": ")
+	}
+	deep.WriteString("v" + strings.Repeat("}", 3000))
+	if _, err := crypt.ParsePlainFile([]byte(deep.String()), "deep.yaml"); err == nil || !strings.Contains(err.Error(), "nest less deeply") {
+		t.Errorf("deep nesting: %v", err)
+	}
 	// A dotenv file, by its name.
 	if got, err := crypt.ParsePlainFile([]byte("A=1\nB=\"two\"\n"), "prod.env"); err != nil || len(got) != 2 || string(got[1].Value) != "two" {
 		t.Errorf("dotenv: %q %v", got, err)

@@ -81,6 +81,11 @@ func ParsePlainFile(data []byte, path string) ([]envelope.Plain, error) {
 		return prefix + "." + k
 	}
 	walk = func(prefix string, n *yaml.Node, keyLine int) error {
+		if len(prefix) > envelope.MaxNameLen {
+			// Checked on the way down: a deep nesting of long keys would
+			// otherwise build ever longer names (memory quadratic in depth).
+			return bad(keyLine, "a secret name under %q... is longer than %d bytes: nest less deeply or use shorter keys", prefix[:32], envelope.MaxNameLen)
+		}
 		switch n.Kind {
 		case yaml.ScalarNode:
 			return leaf(prefix, n, keyLine)

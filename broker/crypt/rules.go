@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/fileowner"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
 
@@ -53,17 +54,24 @@ type Match struct {
 	Source string
 }
 
-// FindRule looks for the rules file from target's directory up and
-// returns the first rule whose path_regex matches target, or nil when
-// there is no rules file or no rule matches.
+// FindRule looks for the rules file from target's directory up to the
+// repository's root (the first directory with .git) or the home
+// directory, whichever comes first, and returns the first rule whose
+// path_regex matches target, or nil when there is no rules file or no rule
+// matches. A rules file another user owns, or that others may write, is
+// refused: whoever can write it chooses whom secrets are sealed for.
 func FindRule(target string) (*Match, error) {
 	abs, err := filepath.Abs(target)
 	if err != nil {
 		return nil, err
 	}
+	home, _ := os.UserHomeDir()
 	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
 		p := filepath.Join(dir, RulesFile)
-		if _, err := os.Lstat(p); err == nil {
+		if fi, err := os.Lstat(p); err == nil {
+			if err := trustedRules(p, fi); err != nil {
+				return nil, err
+			}
 			data, err := readlimit.File(p, maxRulesLen, "creation rules "+p)
 			if err != nil {
 				return nil, err
@@ -77,10 +85,28 @@ func FindRule(target string) (*Match, error) {
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return nil, fail.Mark(fail.Usage, fmt.Errorf("cannot look for creation rules: %w", err))
 		}
+		if _, err := os.Lstat(filepath.Join(dir, ".git")); err == nil || dir == home {
+			return nil, nil // the repository's root, or home: no further
+		}
 		if parent := filepath.Dir(dir); parent == dir {
 			return nil, nil
 		}
 	}
+}
+
+// trustedRules refuses a rules file that is not a regular file of the
+// user's own, or that group or others may write.
+func trustedRules(p string, fi os.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fail.Mark(fail.Usage, fmt.Errorf("creation rules %s is not a regular file (a symlink?): refused", p))
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fail.Mark(fail.Usage, fmt.Errorf("creation rules %s may be written by others (mode %04o), who could choose whom your secrets are sealed for: refused. chmod go-w it, or remove it", p, fi.Mode().Perm()))
+	}
+	if uid, _, ok := fileowner.Of(fi); ok && uid != os.Getuid() {
+		return fail.Mark(fail.Usage, fmt.Errorf("creation rules %s belongs to uid %d, not to you: refused (whoever writes it chooses whom your secrets are sealed for). Remove it or use your own", p, uid))
+	}
+	return nil
 }
 
 // ParseRules reads a rules file strictly (an unknown key is an error).
@@ -131,7 +157,7 @@ func (m *Match) Agree(target string, specs []string) error {
 	if len(specs) == 0 || slices.Equal(specs, m.Keys) {
 		return nil
 	}
-	return fail.Mark(fail.Usage, fmt.Errorf("%s matches the creation rule in %s, which seals for %s; --key asks for %s. Drop --key, or change the rule", target, m.Source, strings.Join(m.Keys, ", "), strings.Join(specs, ", ")))
+	return fail.Mark(fail.Usage, fmt.Errorf("%s matches the creation rule in %s, which seals for %s; --key or $SECRETS_BROKER_KEYS asks for %s. Name the rule's keys, or change the rule", target, m.Source, strings.Join(m.Keys, ", "), strings.Join(specs, ", ")))
 }
 
 // CheckContext refuses an existing file whose context lacks the rule's

@@ -14,9 +14,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"golang.org/x/net/netutil"
 	"golang.org/x/time/rate"
 
 	"github.com/secrets-broker/secrets-broker/internal/certreload"
@@ -34,9 +34,15 @@ type Listener struct {
 	// RequestsPerSecond bounds the requests served (with a burst of as
 	// many); more are answered 429. Default DefaultRequestsPerSecond.
 	RequestsPerSecond float64
-	// MaxConnections bounds the connections open at once; more wait to be
-	// accepted. Default DefaultMaxConnections.
+	// MaxConnections bounds the connections from other hosts open at once;
+	// more are closed at once. Loopback connections (the health command of
+	// an exec probe) do not count, so a flood from the network cannot
+	// starve the probe. Default DefaultMaxConnections.
 	MaxConnections int
+
+	// exempt says which clients the connection bound spares (nil:
+	// loopback); tests count loopback clients too.
+	exempt func(net.Addr) bool
 }
 
 // The listener's defaults: a Prometheus scraper and two kubelet probes
@@ -68,7 +74,13 @@ func Serve(l Listener, st *State, m *Metrics, log *slog.Logger) (*http.Server, e
 	if err != nil {
 		return nil, fmt.Errorf("cannot serve metrics on %s: %w", l.Addr, err)
 	}
-	ln = netutil.LimitListener(ln, l.MaxConnections)
+	if l.exempt == nil {
+		l.exempt = func(a net.Addr) bool {
+			tcp, ok := a.(*net.TCPAddr)
+			return ok && tcp.IP.IsLoopback()
+		}
+	}
+	ln = &boundedListener{Listener: ln, slots: make(chan struct{}, l.MaxConnections), exempt: l.exempt}
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
 	}
@@ -77,7 +89,7 @@ func Serve(l Listener, st *State, m *Metrics, log *slog.Logger) (*http.Server, e
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       60 * time.Second,
+		IdleTimeout:       5 * time.Second, // an idle keep-alive gives its slot back soon
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          slog.NewLogLogger(slog.DiscardHandler, slog.LevelError), // TLS handshake noise from scanners
 	}
@@ -101,9 +113,54 @@ func loopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// boundedListener accepts at most cap(slots) connections from clients
+// exempt does not spare, and closes the rest at once (queueing them would
+// let a flood hold every later client, the kubelet's probe included).
+type boundedListener struct {
+	net.Listener
+	slots  chan struct{}
+	exempt func(net.Addr) bool
+}
+
+func (b *boundedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := b.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if b.exempt(c.RemoteAddr()) {
+			return c, nil
+		}
+		select {
+		case b.slots <- struct{}{}:
+			return &slotConn{Conn: c, free: func() { <-b.slots }}, nil
+		default:
+			c.Close()
+		}
+	}
+}
+
+type slotConn struct {
+	net.Conn
+	once sync.Once
+	free func()
+}
+
+func (c *slotConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.free)
+	return err
+}
+
 // limit answers 429 past the limiter's rate, before any work is done.
+// Probes (/livez, /readyz, /healthz) are not limited: a flood of /metrics
+// must not fail them (a kubelet restarts a pod whose liveness fails).
 func limit(l *rate.Limiter, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/livez" || r.URL.Path == "/readyz" || r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
 		if !l.Allow() {
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "too many requests: the daemon serves at most "+strconv.FormatFloat(float64(l.Limit()), 'f', -1, 64)+" a second", http.StatusTooManyRequests)

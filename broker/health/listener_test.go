@@ -133,41 +133,86 @@ func TestListenerBoundsRequestsPerSecond(t *testing.T) {
 	}
 }
 
-// Connections past the bound wait to be accepted: while idle connections
-// hold every slot a request gets no answer, and once one closes it does.
+// Connections from other hosts past the bound are closed at once (a
+// flood cannot queue ahead of later clients); once one closes, a new one
+// is served. Loopback clients (the health command of an exec probe) are
+// not counted.
 func TestListenerBoundsConnections(t *testing.T) {
+	hold := func(t *testing.T, addr string, n int) []net.Conn {
+		var held []net.Conn
+		for range n {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A request on each makes sure the server accepted it.
+			c.Write([]byte("GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"))
+			buf := make([]byte, 12)
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "HTTP/1.1 200" {
+				t.Fatalf("held connection: %q %v", buf, err)
+			}
+			held = append(held, c)
+		}
+		return held
+	}
+	t.Run("counted", func(t *testing.T) {
+		addr := freeAddr(t)
+		serve(t, health.CountingLoopback(health.Listener{Addr: addr, MaxConnections: 2}))
+		held := hold(t, addr, 2)
+		if _, err := health.Check(context.Background(), addr, true, ""); err == nil {
+			t.Fatal("a third connection was served while two held every slot")
+		}
+		held[1].Close()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := health.Check(context.Background(), addr, true, "")
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after a slot freed: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		held[0].Close()
+	})
+	t.Run("loopback not counted", func(t *testing.T) {
+		addr := freeAddr(t)
+		serve(t, health.Listener{Addr: addr, MaxConnections: 1})
+		held := hold(t, addr, 3)
+		if _, err := health.Check(context.Background(), addr, true, ""); err != nil {
+			t.Fatalf("an exec probe over loopback was starved: %v", err)
+		}
+		for _, c := range held {
+			c.Close()
+		}
+	})
+}
+
+// A flood of /metrics past the rate never fails the probes.
+func TestProbesAreNotRateLimited(t *testing.T) {
 	addr := freeAddr(t)
-	serve(t, health.Listener{Addr: addr, MaxConnections: 2})
-	var held []net.Conn
-	for range 2 {
-		c, err := net.Dial("tcp", addr)
+	serve(t, health.Listener{Addr: addr, RequestsPerSecond: 1})
+	limited := 0
+	for range 20 {
+		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
-		held = append(held, c)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited++
+		}
 	}
-	// The server must have accepted both: a request on one of them is
-	// answered (and keeps its slot, kept alive).
-	if _, err := held[0].Write([]byte("GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
-		t.Fatal(err)
+	if limited == 0 {
+		t.Fatal("the /metrics flood was not limited")
 	}
-	buf := make([]byte, 12)
-	if _, err := io.ReadFull(held[0], buf); err != nil || string(buf) != "HTTP/1.1 200" {
-		t.Fatalf("held connection: %q %v", buf, err)
+	for _, p := range []string{"/livez", "/readyz"} {
+		resp, err := http.Get("http://" + addr + p)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s during the flood: %v %v", p, err, resp.Status)
+		}
+		resp.Body.Close()
 	}
-	answered := make(chan error, 1)
-	go func() {
-		_, err := health.Check(context.Background(), addr, true, "")
-		answered <- err
-	}()
-	select {
-	case err := <-answered:
-		t.Fatalf("a third connection was served while two held every slot: %v", err)
-	case <-time.After(300 * time.Millisecond):
-	}
-	held[1].Close()
-	if err := <-answered; err != nil {
-		t.Fatalf("after a slot freed: %v", err)
-	}
-	held[0].Close()
 }

@@ -68,6 +68,10 @@ func (k Config) specs() []string {
 	return nil
 }
 
+// NamedSpecs are the key specs the user named: the flags', else
+// $SECRETS_BROKER_KEYS's.
+func (k Config) NamedSpecs() []string { return k.specs() }
+
 // Explicit reports whether the user named keys: specs (flags, config or
 // $SECRETS_BROKER_KEYS) or key files. Then only those keys are used.
 func (k Config) Explicit() bool {

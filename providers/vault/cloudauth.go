@@ -167,7 +167,8 @@ func (a *AWSAuth) provider(ctx context.Context) (aws.CredentialsProvider, error)
 	a.once.Do(func() {
 		cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(a.region()))
 		if err != nil {
-			*a.err = fail.Mark(fail.Usage, fmt.Errorf("vault login with %s: cannot set up AWS credentials: %w", a.Describe(), err))
+			// The SDK's text may quote the shared files; it is not shown.
+			*a.err = fail.Mark(fail.Usage, fmt.Errorf("vault login with %s: the AWS configuration does not load (%s): check AWS_PROFILE, AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE", a.Describe(), errorType(err)))
 			return
 		}
 		*a.creds = cfg.Credentials
@@ -189,8 +190,9 @@ func (a *AWSAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, e
 	}
 	creds, err := prov.Retrieve(ctx)
 	if err != nil {
-		// The SDK's error names the providers it tried, never a key.
-		return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s: no AWS credentials: give the workload an IAM role or set AWS_* credentials: %w", a.Describe(), err))
+		// Never the SDK's text: a credential_process whose output does
+		// not parse has the whole output, keys included, in its error.
+		return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s: no AWS credentials could be retrieved from the standard chain (%s; its text is not shown, it can hold credentials): check the AWS_* variables, the shared files' profile and credential_process, or the workload's IAM role", a.Describe(), errorType(err)))
 	}
 	data, err := a.signedRequest(ctx, creds, time.Now())
 	if err != nil {
@@ -288,4 +290,16 @@ func (p PasswordAuth) Login(ctx context.Context, client *api.Client) (*api.Secre
 		return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s at %s: no token in the response", p.Describe(), path))
 	}
 	return s, nil
+}
+
+// errorType names the innermost error's type, for a message that must not
+// carry the error's text.
+func errorType(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return fmt.Sprintf("%T", err)
+		}
+		err = next
+	}
 }

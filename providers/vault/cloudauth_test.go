@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -203,5 +204,33 @@ func TestUserpassAuth(t *testing.T) {
 	wantErr(t, err, fail.Denied, "userpass (user ci)")
 	if strings.Contains(err.Error(), "wrong-pass-3") {
 		t.Fatal("the password is in the error")
+	}
+}
+
+// A credential_process whose output does not parse puts that output, keys
+// and all, in the SDK's error: the login error carries none of it.
+func TestAWSCredentialErrorsCarryNoCredentials(t *testing.T) {
+	dir := t.TempDir()
+	script := writeFile(t, dir, "cred.sh", "#!/bin/sh\necho '{\"Version\":1,\"AccessKeyId\":\"AKIALEAK00000000\",\"SecretAccessKey\":\"LEAKED-secret-access-key\",\"SessionToken\":\"LEAKED-session-token\",\"Expiration\":1700000000}'\n")
+	os.Chmod(script, 0o700)
+	cfg := writeFile(t, dir, "config", "[profile poc]\ncredential_process = "+script+"\n")
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", cfg)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "none"))
+	t.Setenv("AWS_PROFILE", "poc")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	_, err := vault.NewAWSAuth(vault.AWSAuth{Role: "web"}).Login(context.Background(), nil)
+	if err == nil {
+		t.Fatal("a malformed credential_process logged in")
+	}
+	for _, leak := range []string{"LEAKED", "AKIALEAK", "\n"} {
+		if strings.Contains(err.Error(), leak) {
+			t.Fatalf("the error carries %q: %v", leak, err)
+		}
+	}
+	if !strings.Contains(err.Error(), "credential_process") {
+		t.Errorf("the error does not say what to check: %v", err)
 	}
 }

@@ -119,7 +119,7 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 							clear(v.Value)
 						}
 					}()
-					t, err := openTarget(cmd.Context(), out, kf, contextPairs)
+					t, err := openTarget(cmd.Context(), out, kf, contextPairs, env.Stderr)
 					if err != nil {
 						return err
 					}
@@ -129,7 +129,7 @@ The value is sealed byte for byte: 'echo' adds a newline, 'printf %s' does not.`
 					}
 					return t.apply(cmd.Context(), changes)
 				}
-				cfg, rule, err := ruleKeys(out, kf)
+				cfg, rule, err := ruleKeys(out, kf, env.Stderr)
 				if err != nil {
 					return err
 				}

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -30,7 +34,7 @@ type changeTarget struct {
 // ruleKeys is the key configuration for writing the secrets file path:
 // the creation rule that matches it (with which --key must agree), else
 // the flags. rule is nil when none applies.
-func ruleKeys(path string, kf keyFlags) (keys.Config, *crypt.Match, error) {
+func ruleKeys(path string, kf keyFlags, notice io.Writer) (keys.Config, *crypt.Match, error) {
 	if path == "" || path == "-" {
 		return kf.keys(), nil, nil
 	}
@@ -38,15 +42,16 @@ func ruleKeys(path string, kf keyFlags) (keys.Config, *crypt.Match, error) {
 	if err != nil || rule == nil {
 		return kf.keys(), nil, err
 	}
-	if err := rule.Agree(path, kf.specs); err != nil {
+	if err := rule.Agree(path, kf.keys().NamedSpecs()); err != nil {
 		return keys.Config{}, nil, err
 	}
+	fmt.Fprintf(notice, "secrets-broker: %s: sealing for %s (creation rule in %s)\n", path, strings.Join(rule.Keys, ", "), rule.Source)
 	return keys.Config{Specs: rule.Keys, KeyFiles: kf.files}, rule, nil
 }
 
-func openTarget(ctx context.Context, path string, kf keyFlags, contextPairs []string) (*changeTarget, error) {
+func openTarget(ctx context.Context, path string, kf keyFlags, contextPairs []string, notice io.Writer) (*changeTarget, error) {
 	t := &changeTarget{path: path}
-	cfg, rule, err := ruleKeys(path, kf)
+	cfg, rule, err := ruleKeys(path, kf, notice)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +142,7 @@ never from the command line. The file is replaced atomically.`,
 			if err := (envelope.Binding{Name: name}).Validate(); err != nil {
 				return usageErr("%v", err)
 			}
-			t, err := openTarget(cmd.Context(), path, kf, contextPairs)
+			t, err := openTarget(cmd.Context(), path, kf, contextPairs, env.Stderr)
 			if err != nil {
 				return err
 			}
@@ -184,7 +189,7 @@ have is an error (exit 6) and nothing is changed.`,
 			if _, err := os.Lstat(path); err != nil {
 				return usageErr("%s: %v", path, err)
 			}
-			t, err := openTarget(cmd.Context(), path, kf, nil)
+			t, err := openTarget(cmd.Context(), path, kf, nil, env.Stderr)
 			if err != nil {
 				return err
 			}
@@ -240,7 +245,12 @@ parse is opened again with the error on top.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := openTarget(cmd.Context(), args[0], kf, contextPairs)
+			// A closed terminal (SIGHUP) or SIGQUIT must end the edit
+			// through its clean-up too, not kill it with the plaintext
+			// still in /dev/shm.
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGHUP, syscall.SIGQUIT)
+			defer stop()
+			t, err := openTarget(ctx, args[0], kf, contextPairs, env.Stderr)
 			if err != nil {
 				return err
 			}
@@ -248,7 +258,7 @@ parse is opened again with the error on top.`,
 			if stdin == nil {
 				stdin = os.Stdin
 			}
-			changes, err := crypt.Edit(cmd.Context(), t.sealed, t.open, crypt.EditDir(), crypt.EditorCommand(stdin, env.Stdout, env.Stderr), env.Stderr)
+			changes, err := crypt.Edit(ctx, t.sealed, t.open, crypt.EditDir(), crypt.EditorCommand(stdin, env.Stdout, env.Stderr), env.Stderr)
 			defer func() {
 				for _, c := range changes {
 					clear(c.Value)
@@ -261,7 +271,7 @@ parse is opened again with the error on top.`,
 				fmt.Fprintf(env.Stderr, "secrets-broker: no changes; %s is as it was\n", args[0])
 				return nil
 			}
-			if err := t.apply(cmd.Context(), changes); err != nil {
+			if err := t.apply(ctx, changes); err != nil {
 				return err
 			}
 			fmt.Fprintf(env.Stderr, "secrets-broker: %d change(s) sealed into %s\n", len(changes), args[0])

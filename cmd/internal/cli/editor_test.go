@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,8 +100,16 @@ func TestEditCancelsAndReopens(t *testing.T) {
 }
 
 // Ending the command while the editor is open (Ctrl-C, SIGTERM: the
-// command's context ends) removes the plaintext too.
+// command's context ends; a closed terminal: SIGHUP) removes the plaintext
+// too.
 func TestEditRemovesThePlaintextWhenInterrupted(t *testing.T) {
+	t.Run("cancelled", func(t *testing.T) { editInterrupted(t, func(cancel func()) { cancel() }) })
+	t.Run("SIGHUP", func(t *testing.T) {
+		editInterrupted(t, func(func()) { syscall.Kill(os.Getpid(), syscall.SIGHUP) })
+	})
+}
+
+func editInterrupted(t *testing.T, interrupt func(cancel func())) {
 	dir := setup(t)
 	f := filepath.Join(dir, "secrets.enc.yaml")
 	mustRun(t, "v1", "set", f, "a")
@@ -126,7 +135,8 @@ func TestEditRemovesThePlaintextWhenInterrupted(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("the plaintext is not there while the editor runs: %v", err)
 	}
-	cancel()
+	interrupt(cancel)
+	defer cancel()
 	if code := <-done; code == 0 {
 		t.Fatal("an interrupted edit exited 0")
 	}

@@ -137,3 +137,31 @@ func TestOutputDelimiters(t *testing.T) {
 	os.WriteFile(cfg, []byte("output_root: out\noutputs:\n  - path: x\n    left_delimiter: '[['\n    template_text: x\n"), 0o600)
 	wantExit(t, run(t, "", "validate", "--config", cfg), 2, "left_delimiter and right_delimiter go together")
 }
+
+// A rules file others may write, or one above the repository's root, does
+// not choose the keys: the first is refused, the second never read; the
+// rule used is named; $SECRETS_BROKER_KEYS must agree with it.
+func TestCreationRulesAreTrustedOnlyFromTheUser(t *testing.T) {
+	dir := setup(t)
+	above := filepath.Join(dir, "shared")
+	repo := filepath.Join(above, "repo")
+	os.MkdirAll(filepath.Join(repo, ".git"), 0o755)
+	planted := "creation_rules:\n  - path_regex: .*\n    keys: [\"awskms:arn:aws:kms:eu-west-1:999999999999:key/attacker\"]\n"
+	os.WriteFile(filepath.Join(above, ".secrets-broker.yaml"), []byte(planted), 0o600)
+	f := filepath.Join(repo, "app.enc.yaml")
+	mustRun(t, "v", "set", f, "a") // the file above .git is never read
+	if ins := mustRun(t, "", "inspect", "--in", f); strings.Contains(ins, "attacker") {
+		t.Fatalf("a rules file above the repository chose the keys:\n%s", ins)
+	}
+	rules := filepath.Join(repo, ".secrets-broker.yaml")
+	os.WriteFile(rules, []byte("creation_rules:\n  - path_regex: .*\n    keys: [local]\n"), 0o600)
+	os.Chmod(rules, 0o666)
+	wantExit(t, run(t, "w", "set", f, "b"), 2, "may be written by others")
+	os.Chmod(rules, 0o600)
+	r := run(t, "w", "set", f, "b")
+	if r.code != 0 || !strings.Contains(r.stderr, "sealing for local (creation rule in "+rules+", rule 1)") {
+		t.Fatalf("the rule used is not named: %d %s", r.code, r.stderr)
+	}
+	t.Setenv("SECRETS_BROKER_KEYS", "awskms:arn:aws:kms:eu-west-1:111122223333:key/other")
+	wantExit(t, run(t, "x", "set", f, "c"), 2, "$SECRETS_BROKER_KEYS asks for")
+}
