@@ -141,13 +141,13 @@ func (k Config) ForOpeningNow(ctx context.Context) ([]envelope.KeyWrapper, error
 	}
 	path, err := local.DefaultPath()
 	if err != nil {
-		return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("no key to open with: %w; or name keys with --key, --key-file or $%s", err, Env))
+		return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("no configured key to open with: %w; or name keys with --key, --key-file or $%s", err, Env))
 	}
 	by := "the default path"
 	if os.Getenv(local.EnvKeyFile) != "" {
 		by = "$" + local.EnvKeyFile
 	}
-	return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("no key to open with: the default local key file %s (named by %s) does not exist. Create it with 'secrets-broker keygen --out %s', or name the keys the file is sealed for with --key, --key-file or $%s", path, by, path, Env))
+	return nil, fail.Mark(fail.KeyUnavailable, fmt.Errorf("no configured key to open with: the default local key file %s (named by %s) does not exist. Create it with 'secrets-broker keygen --out %s', or name the keys the file is sealed for with --key, --key-file or $%s", path, by, path, Env))
 }
 
 func appendUnique(ws []envelope.KeyWrapper, w envelope.KeyWrapper) []envelope.KeyWrapper {

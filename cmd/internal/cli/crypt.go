@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -224,6 +225,11 @@ integrity manifest is checked first. Output files are written mode 0600.`,
 			}
 			keys, err := kf.keys().ForOpeningNow(cmd.Context())
 			if err != nil {
+				if ids := sealed.KeyIDs(); len(ids) > 0 && fail.KindOf(err) == fail.KeyUnavailable {
+					// Which keys would open it (unauthenticated: shown,
+					// never used).
+					return fmt.Errorf("%w. %s is wrapped for: %s", err, path, strings.Join(ids, ", "))
+				}
 				return err
 			}
 			if sealed.Single != nil {
