@@ -353,18 +353,24 @@ func (j JWTAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, er
 	if err != nil {
 		return nil, err
 	}
+	return writeLogin(ctx, client, j, "auth/"+mount+"/login", map[string]any{"role": j.Role, "jwt": jwt})
+}
+
+// writeLogin writes body to a login path without a token and returns the
+// auth response: the shape of every login but token, AppRole and
+// Kubernetes (which use Vault's auth libraries).
+func writeLogin(ctx context.Context, client *api.Client, a Auth, path string, body map[string]any) (*api.Secret, error) {
 	c, err := client.Clone()
 	if err != nil {
 		return nil, err
 	}
 	c.SetToken("")
-	path := "auth/" + mount + "/login"
-	s, err := c.Logical().WriteWithContext(ctx, path, map[string]any{"role": j.Role, "jwt": jwt})
+	s, err := c.Logical().WriteWithContext(ctx, path, body)
 	if err != nil {
-		return nil, loginErr(j, path, err)
+		return nil, loginErr(a, path, err)
 	}
 	if s == nil || s.Auth == nil {
-		return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s at %s: no token in the response", j.Describe(), path))
+		return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s at %s: no token in the response", a.Describe(), path))
 	}
 	return s, nil
 }

@@ -72,24 +72,11 @@ func (c CertAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, e
 	}
 	// Idle connections carry the certificate they were opened with.
 	client.CloneConfig().HttpClient.CloseIdleConnections()
-	cl, err := client.Clone()
-	if err != nil {
-		return nil, err
-	}
-	cl.SetToken("")
-	path := "auth/" + c.mount() + "/login"
 	body := map[string]any{}
 	if c.Name != "" {
 		body["name"] = c.Name
 	}
-	s, err := cl.Logical().WriteWithContext(ctx, path, body)
-	if err != nil {
-		return nil, loginErr(c, path, err)
-	}
-	if s == nil || s.Auth == nil {
-		return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s at %s: no token in the response", c.Describe(), path))
-	}
-	return s, nil
+	return writeLogin(ctx, client, c, "auth/"+c.mount()+"/login", body)
 }
 
 // AWSAuth logs in to Vault's aws auth method, IAM type: it signs an
@@ -198,20 +185,7 @@ func (a *AWSAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, e
 	if err != nil {
 		return nil, err
 	}
-	cl, err := client.Clone()
-	if err != nil {
-		return nil, err
-	}
-	cl.SetToken("")
-	path := "auth/" + a.mount() + "/login"
-	s, err := cl.Logical().WriteWithContext(ctx, path, data)
-	if err != nil {
-		return nil, loginErr(a, path, err)
-	}
-	if s == nil || s.Auth == nil {
-		return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s at %s: no token in the response", a.Describe(), path))
-	}
-	return s, nil
+	return writeLogin(ctx, client, a, "auth/"+a.mount()+"/login", data)
 }
 
 // signedRequest is the login's body: the signed GetCallerIdentity request,
@@ -276,20 +250,7 @@ func (p PasswordAuth) Login(ctx context.Context, client *api.Client) (*api.Secre
 	if err != nil {
 		return nil, err
 	}
-	cl, err := client.Clone()
-	if err != nil {
-		return nil, err
-	}
-	cl.SetToken("")
-	path := "auth/" + p.mount() + "/login/" + url.PathEscape(p.Username)
-	s, err := cl.Logical().WriteWithContext(ctx, path, map[string]any{"password": pw})
-	if err != nil {
-		return nil, loginErr(p, path, err)
-	}
-	if s == nil || s.Auth == nil {
-		return nil, fail.Mark(fail.Denied, fmt.Errorf("vault login with %s at %s: no token in the response", p.Describe(), path))
-	}
-	return s, nil
+	return writeLogin(ctx, client, p, "auth/"+p.mount()+"/login/"+url.PathEscape(p.Username), map[string]any{"password": pw})
 }
 
 // errorType names the innermost error's type, for a message that must not

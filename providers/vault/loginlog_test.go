@@ -1,7 +1,6 @@
 package vault_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
@@ -9,27 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secrets-broker/secrets-broker/internal/brokertest"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
 	"github.com/secrets-broker/secrets-broker/providers/vault"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Every login and re-login is logged at INFO with the method and the
 // token's TTL, and counted with its result, as operators of Vault Agent
@@ -51,7 +34,7 @@ func TestLoginsAreLoggedAndCounted(t *testing.T) {
 		results[err == nil]++
 		mu.Unlock()
 	}
-	logs := &syncBuffer{}
+	logs := &brokertest.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	t.Setenv("VAULT_TOKEN", "")
 	auth := vault.NewAppRoleAuth(vault.AppRoleAuth{RoleIDFile: writeFile(t, dir, "role-id", roleID), SecretIDFile: writeFile(t, dir, "secret-id", secretID)})
