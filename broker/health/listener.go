@@ -21,6 +21,7 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/internal/certreload"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/loopback"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
 
@@ -99,18 +100,10 @@ func Serve(l Listener, st *State, m *Metrics, log *slog.Logger) (*http.Server, e
 		scheme = "https"
 	}
 	log.Info("serving metrics", "address", ln.Addr().String(), "scheme", scheme, "requests_per_second", l.RequestsPerSecond, "max_connections", l.MaxConnections)
-	if host, _, _ := net.SplitHostPort(l.Addr); tlsConfig == nil && !loopback(host) {
+	if host, _, _ := net.SplitHostPort(l.Addr); tlsConfig == nil && !loopback.Host(host) {
 		log.Warn("refresh.metrics_address is not loopback and is served over plain HTTP: anyone on the network can read which outputs fail and which secrets are stale (never a value); set refresh.metrics_tls_cert and metrics_tls_key to serve HTTPS", "address", l.Addr)
 	}
 	return srv, nil
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // boundedListener accepts at most cap(slots) connections from clients

@@ -2,9 +2,6 @@ package migrate
 
 import (
 	"fmt"
-	"github.com/secrets-broker/secrets-broker/internal/readlimit"
-	"github.com/secrets-broker/secrets-broker/templates"
-	"net"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -12,6 +9,10 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/secrets-broker/secrets-broker/internal/loopback"
+	"github.com/secrets-broker/secrets-broker/internal/readlimit"
+	"github.com/secrets-broker/secrets-broker/templates"
 )
 
 func (c *converter) vault(bs []map[string]any) {
@@ -446,12 +447,7 @@ func plainHTTPOffLoopback(addr string) bool {
 	if err != nil || u.Scheme != "http" {
 		return false
 	}
-	if h := u.Hostname(); h == "localhost" {
-		return false
-	} else if ip := net.ParseIP(h); ip != nil && ip.IsLoopback() {
-		return false
-	}
-	return true
+	return !loopback.Host(u.Hostname())
 }
 
 // checkTemplate parses a template (inline, or its source file when this

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/envelope"
 	"github.com/secrets-broker/secrets-broker/internal/backoff"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/loopback"
 )
 
 // KeyIDPrefix starts the id of every AWS KMS key: "awskms:" and the key ARN.
@@ -123,8 +123,7 @@ func checkEndpoint(ep string) error {
 	if err != nil || u.Scheme != "http" {
 		return nil
 	}
-	host := u.Hostname()
-	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+	if loopback.Host(u.Hostname()) {
 		return nil
 	}
 	return fail.Mark(fail.Usage, fmt.Errorf("the KMS endpoint %s is plain HTTP: data keys would cross the network in clear. Use https:// (plain http is allowed on loopback only, for a local stand-in)", u.Redacted()))

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -26,6 +25,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/loopback"
 )
 
 // The client authentication methods (OpenID Connect Core 9, RFC 8705).
@@ -121,20 +121,12 @@ func CheckURL(u, what string) error {
 	case "https":
 		return nil
 	case "http":
-		if loopback(p.Hostname()) {
+		if loopback.Host(p.Hostname()) {
 			return nil
 		}
 		return fail.Mark(fail.Usage, fmt.Errorf("%s: %s is plain HTTP; a token endpoint receives the client's credentials and returns tokens, so use https:// (plain http is allowed only on loopback)", what, p.Redacted()))
 	}
 	return fail.Mark(fail.Usage, fmt.Errorf("%s: scheme %q is not https", what, p.Scheme))
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Client fetches tokens for one Source: it holds the HTTP client and the

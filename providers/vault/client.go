@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/internal/certreload"
 	"github.com/secrets-broker/secrets-broker/internal/fail"
+	"github.com/secrets-broker/secrets-broker/internal/loopback"
 	"github.com/secrets-broker/secrets-broker/internal/readlimit"
 )
 
@@ -227,7 +227,7 @@ func CheckTransport(addr string, insecure bool, skipVerify string, log *slog.Log
 		log = slog.New(slog.DiscardHandler)
 	}
 	u, err := url.Parse(addr)
-	if err != nil || u.Scheme == "unix" || loopbackHost(u.Hostname()) {
+	if err != nil || u.Scheme == "unix" || loopback.Host(u.Hostname()) {
 		return nil
 	}
 	if skip, _ := strconv.ParseBool(skipVerify); skip {
@@ -241,16 +241,6 @@ func CheckTransport(addr string, insecure bool, skipVerify string, log *slog.Log
 	}
 	log.Warn("vault.insecure_http: talking to Vault over plain HTTP; the broker's token and every secret cross the network in clear", "address", u.Redacted())
 	return nil
-}
-
-// loopbackHost says whether host names this machine (a loopback address
-// or localhost).
-func loopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Close stops keeping the token alive.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"github.com/secrets-broker/secrets-broker/broker/crypt"
 	"github.com/secrets-broker/secrets-broker/broker/keys"
 	"github.com/secrets-broker/secrets-broker/envelope"
+	"github.com/secrets-broker/secrets-broker/internal/fail"
 	"github.com/secrets-broker/secrets-broker/providers/local"
 )
 
