@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,10 +23,21 @@ import (
 
 // Prepared is an output ready to render: its template parsed, its needs known.
 type Prepared struct {
-	Output   config.Output
+	Output config.Output
+	// Root is the directory Spec.Path is beneath (config.RootOf).
+	Root     string
 	Spec     outdir.Spec
 	Template *templates.Template
 	Secrets  []string
+}
+
+// Name names the output in results, logs and metrics: its path, joined
+// to its root when it has its own (two roots may hold the same path).
+func (p Prepared) Name() string {
+	if p.Output.Root == "" {
+		return p.Output.Path
+	}
+	return filepath.Join(p.Root, p.Output.Path)
 }
 
 // Prepare parses every template and works out what each output needs,
@@ -36,7 +48,7 @@ func (b *Broker) Prepare() ([]Prepared, error) {
 	var out []Prepared
 	var errs []error
 	for _, o := range b.cfg.Outputs {
-		p := Prepared{Output: o}
+		p := Prepared{Output: o, Root: b.cfg.RootOf(o)}
 		mode, _ := o.FileMode()
 		p.Spec = outdir.Spec{Path: o.Path, Mode: mode, UID: -1, GID: -1, AllowSymlink: o.AllowSymlink, AllowEmpty: o.AllowEmpty}
 		if err := resolveOwner(&p.Spec, o); err != nil {
@@ -215,12 +227,12 @@ func (b *Broker) RenderOnce(ctx context.Context, opts RenderOptions) (Report, er
 	if err != nil {
 		return Report{}, fail.Mark(fail.Usage, err)
 	}
-	dir, err := outdir.Open(b.cfg.Resolve(b.cfg.OutputRoot), perms)
+	roots, err := outdir.OpenRoots(b.cfg.Roots(), perms)
 	if err != nil {
 		return Report{}, err
 	}
-	defer dir.Close()
-	rep := WriteAll(dir, prepared, res, opts.DryRun)
+	defer roots.Close()
+	rep := WriteAll(roots, prepared, res, opts.DryRun)
 	if fetchErr != nil {
 		return rep, fetchErr
 	}
@@ -233,7 +245,7 @@ const writeConcurrency = 8
 // WriteAll renders every prepared output from res and writes the ones
 // that rendered (all of a bundle or none of it). Outputs that need a secret
 // missing from res fail, naming it.
-func WriteAll(dir *outdir.Dir, prepared []Prepared, res *Resolved, dryRun bool) Report {
+func WriteAll(roots *outdir.Roots, prepared []Prepared, res *Resolved, dryRun bool) Report {
 	var rep Report
 	bundles := map[string][]int{}
 	var order []string
@@ -249,16 +261,16 @@ func WriteAll(dir *outdir.Dir, prepared []Prepared, res *Resolved, dryRun bool) 
 	errs := make([]error, len(prepared))
 	for i, p := range prepared {
 		if res == nil {
-			errs[i] = fmt.Errorf("output %s: not rendered: its secrets could not be fetched", p.Output.Path)
+			errs[i] = fmt.Errorf("output %s: not rendered: its secrets could not be fetched", p.Name())
 			continue
 		}
 		if missing := missingFor(p, res); missing != "" {
-			errs[i] = fmt.Errorf("output %s: secret %s is unavailable", p.Output.Path, missing)
+			errs[i] = fmt.Errorf("output %s: secret %s is unavailable", p.Name(), missing)
 			continue
 		}
 		data, err := Render(p, res)
 		if err != nil {
-			errs[i] = fmt.Errorf("output %s: %w", p.Output.Path, err)
+			errs[i] = fmt.Errorf("output %s: %w", p.Name(), err)
 			continue
 		}
 		rendered[i] = data
@@ -266,9 +278,9 @@ func WriteAll(dir *outdir.Dir, prepared []Prepared, res *Resolved, dryRun bool) 
 	// Files are written a few at a time: each write waits on two fsyncs,
 	// which the file system can overlap.
 	results := make([]OutputResult, len(prepared))
-	batch := !dryRun && dir != nil // a daemon that only supervises a command has no output directory
+	batch := !dryRun && roots != nil // a daemon that only supervises a command has no output directory
 	if batch {
-		dir.BeginBatch()
+		roots.BeginBatch()
 	}
 	var g errgroup.Group
 	g.SetLimit(writeConcurrency)
@@ -277,7 +289,11 @@ func WriteAll(dir *outdir.Dir, prepared []Prepared, res *Resolved, dryRun bool) 
 			continue
 		}
 		g.Go(func() error {
-			r := OutputResult{Path: p.Output.Path, Err: errs[i]}
+			r := OutputResult{Path: p.Name(), Err: errs[i]}
+			dir, err := roots.Dir(p.Root)
+			if r.Err == nil && err != nil {
+				r.Err = err
+			}
 			if r.Err == nil {
 				r.Sum = sha256.Sum256(rendered[i])
 				if dryRun {
@@ -293,7 +309,7 @@ func WriteAll(dir *outdir.Dir, prepared []Prepared, res *Resolved, dryRun bool) 
 	}
 	_ = g.Wait()
 	if batch {
-		dir.EndBatch() // each directory written to is synced once
+		roots.EndBatch() // each directory written to is synced once
 	}
 	for i, p := range prepared {
 		if p.Output.Bundle == "" {
@@ -313,6 +329,10 @@ func WriteAll(dir *outdir.Dir, prepared []Prepared, res *Resolved, dryRun bool) 
 			data = append(data, rendered[i])
 		}
 		changed := false
+		dir, err := roots.Dir(prepared[idx[0]].Root)
+		if bundleErr == nil && err != nil {
+			bundleErr = err
+		}
 		if bundleErr == nil {
 			if dryRun {
 				var same bool
@@ -323,7 +343,7 @@ func WriteAll(dir *outdir.Dir, prepared []Prepared, res *Resolved, dryRun bool) 
 			}
 		}
 		for _, i := range idx {
-			r := OutputResult{Path: prepared[i].Output.Path, Changed: changed, Err: bundleErr}
+			r := OutputResult{Path: prepared[i].Name(), Changed: changed, Err: bundleErr}
 			if bundleErr == nil {
 				r.Sum = sha256.Sum256(rendered[i])
 			}

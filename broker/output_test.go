@@ -149,3 +149,39 @@ func TestRenderOnceFailureKeepsPrevious(t *testing.T) {
 		}
 	}
 }
+
+// Outputs with their own roots are written beneath them, each kept inside
+// its root: the same path in two roots is two files, and a symlink in a
+// root pointing out of it is refused, as beneath output_root.
+func TestRenderOnceSeveralRoots(t *testing.T) {
+	ctx := context.Background()
+	dir := brokertest.LocalDir(t)
+	cfg := loadConfig(t, dir, "secrets:\n  token: file:token\n  api_key: envelope:secrets.enc.yaml#api_key\noutputs:\n"+
+		"  - {path: key, root: etc/nginx/certs, secret: api_key}\n  - {path: key, root: var/run/app, secret: token}\n")
+	b := broker.New(cfg)
+	defer b.Close()
+	rep, err := b.RenderOnce(ctx, broker.RenderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, filepath.Join(dir, "etc/nginx/certs/key")); got != "ak-123" {
+		t.Errorf("etc/nginx/certs/key = %q", got)
+	}
+	if got := read(t, filepath.Join(dir, "var/run/app/key")); got != "file-token" {
+		t.Errorf("var/run/app/key = %q", got)
+	}
+	if len(rep.Results) != 2 || rep.Results[0].Path != filepath.Join(dir, "etc/nginx/certs/key") {
+		t.Errorf("results name outputs by root and path: %+v", rep.Results)
+	}
+	os.Remove(filepath.Join(dir, "var/run/app/key"))
+	os.Symlink("../../../token-copy", filepath.Join(dir, "var/run/app/key"))
+	cfg = loadConfig(t, dir, "secrets:\n  token: file:token\noutputs:\n  - {path: key, root: var/run/app, secret: token, allow_symlink: true}\n")
+	b2 := broker.New(cfg)
+	defer b2.Close()
+	if _, err := b2.RenderOnce(ctx, broker.RenderOptions{}); err == nil || !strings.Contains(err.Error(), "outside output_root") {
+		t.Errorf("a symlink out of an output's own root: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "token-copy")); err == nil {
+		t.Error("written through a symlink out of the output's root")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 
 	"github.com/secrets-broker/secrets-broker/broker/format"
@@ -95,6 +96,7 @@ func (c *Config) Check() error {
 	}
 	paths := map[string]int{}
 	bundleDirs := map[string]string{}
+	bundleWaits := map[string]Wait{}
 	for i := range c.Outputs {
 		o := &c.Outputs[i]
 		where := fmt.Sprintf("outputs[%d]", i)
@@ -109,12 +111,16 @@ func (c *Config) Check() error {
 			add("%s: left_delimiter and right_delimiter go together", where)
 		}
 		if !filepath.IsLocal(o.Path) {
-			add("%s: path must be relative and stay beneath output_root (no .., no absolute path)", where)
+			add("%s: path must be relative and stay beneath output_root or its root (no .., no absolute path)", where)
 		}
-		if prev, dup := paths[filepath.Clean(o.Path)]; dup {
+		target := filepath.Join(c.RootOf(*o), filepath.Clean(o.Path))
+		if prev, dup := paths[target]; dup {
 			add("%s: path is also written by output %d", where, prev)
 		}
-		paths[filepath.Clean(o.Path)] = i
+		paths[target] = i
+		if w := o.Wait; w != nil && (w.Min <= 0 || w.Max < 0 || (w.Max > 0 && w.Max < w.Min)) {
+			add("%s: wait needs min > 0 and max >= min (max 0: four times min, as consul-template)", where)
+		}
 		if o.Format == "" {
 			switch {
 			case o.Template != "" || o.TemplateText != "":
@@ -169,11 +175,15 @@ func (c *Config) Check() error {
 			if o.AllowSymlink {
 				add("%s: bundle outputs are symlinks already; allow_symlink does not apply", where)
 			}
-			dir := filepath.Dir(filepath.Clean(o.Path))
+			dir := filepath.Dir(filepath.Join(c.RootOf(*o), filepath.Clean(o.Path)))
 			if prev, ok := bundleDirs[o.Bundle]; ok && prev != dir {
 				add("%s: every output of bundle %q must be in one directory (%s, not %s)", where, o.Bundle, prev, dir)
 			}
 			bundleDirs[o.Bundle] = dir
+			if prev, ok := bundleWaits[o.Bundle]; ok && prev != o.Wait.or() {
+				add("%s: every output of bundle %q must have the same wait (a bundle switches at once)", where, o.Bundle)
+			}
+			bundleWaits[o.Bundle] = o.Wait.or()
 		}
 	}
 	if r := c.Refresh; r != nil {
@@ -198,8 +208,8 @@ func (c *Config) Check() error {
 	if _, err := c.DirPerms(); err != nil {
 		add("%v", err)
 	}
-	if len(c.Outputs) > 0 && c.OutputRoot == "" {
-		add("output_root is required when there are outputs: every output path is resolved beneath it")
+	if c.OutputRoot == "" && slices.ContainsFunc(c.Outputs, func(o Output) bool { return o.Root == "" }) {
+		add("output_root is required when an output has no root of its own: every output path is resolved beneath one")
 	}
 	if c.Exec != nil {
 		e := c.Exec
@@ -314,6 +324,34 @@ func (c *Config) SecretsFileContext(p string) map[string]string {
 		}
 	}
 	return nil
+}
+
+// RootOf is the directory output o's path is beneath: its own root, or
+// output_root, resolved against the config's directory.
+func (c *Config) RootOf(o Output) string {
+	if o.Root != "" {
+		return filepath.Clean(c.Resolve(o.Root))
+	}
+	return filepath.Clean(c.Resolve(c.OutputRoot))
+}
+
+// Roots are the distinct output roots the outputs use, in first use order.
+func (c *Config) Roots() []string {
+	var roots []string
+	for _, o := range c.Outputs {
+		if r := c.RootOf(o); !slices.Contains(roots, r) {
+			roots = append(roots, r)
+		}
+	}
+	return roots
+}
+
+// or is w, or the zero Wait when w is nil.
+func (w *Wait) or() Wait {
+	if w == nil {
+		return Wait{}
+	}
+	return *w
 }
 
 // Resolve makes a path from the config absolute, relative to its directory.

@@ -148,6 +148,16 @@ type Output struct {
 	// consul-template's error_on_missing_key = false does; unset or true
 	// fails the output (the strict default).
 	ErrorOnMissingKey *bool `yaml:"error_on_missing_key"`
+	// Root, when set, is the directory this output's path is beneath
+	// instead of output_root (absolute, or relative to the config's
+	// directory): outputs in several system directories keep the rooted
+	// write model without output_root: /.
+	Root string `yaml:"root"`
+	// Wait holds this output's writes (and its notify) until its secrets
+	// have been quiet for Min, at most Max after the first change
+	// (consul-template's per-template wait). It applies on top of
+	// refresh.wait, which debounces every pass.
+	Wait *Wait `yaml:"wait"`
 	// Notify tells the app when the daemon changed this file.
 	Notify *Notify `yaml:"notify"`
 
@@ -158,6 +168,13 @@ type Output struct {
 	Perms    string `yaml:"perms"`
 
 	line int
+}
+
+// Wait is a debounce: Min after the last change, never longer than Max
+// after the first (consul-template's wait).
+type Wait struct {
+	Min time.Duration `yaml:"min"`
+	Max time.Duration `yaml:"max"`
 }
 
 // Notify is how the daemon tells an app that a file changed: a signal
@@ -178,10 +195,7 @@ type Refresh struct {
 	StaticSecretRenderInterval time.Duration `yaml:"static_secret_render_interval"`
 	// Wait debounces rendering: after a change, wait Min for more changes,
 	// but never longer than Max since the first (consul-template's wait).
-	Wait struct {
-		Min time.Duration `yaml:"min"`
-		Max time.Duration `yaml:"max"`
-	} `yaml:"wait"`
+	Wait Wait `yaml:"wait"`
 	// MetricsAddress serves Prometheus metrics and /healthz, e.g.
 	// 127.0.0.1:9102. Empty: off.
 	MetricsAddress string `yaml:"metrics_address"`

@@ -51,29 +51,35 @@ func TestCertAndAWSLoginsLoad(t *testing.T) {
 func TestConfigStrictWithLines(t *testing.T) {
 	cases := map[string]string{
 		"output_root: out\nsecrets:\n  a: file:/x\noutputs:\n  - path: a.env\n    formt: dotenv\n": `line 6: unknown key "formt" in an output; did you mean "format"?`,
-		"secrets:\n  a: nope\n":                                                                "line 2",
-		"secrets:\n  a: file:/x\n  a: file:/y\n":                                               "declared twice",
-		"secrets:\n  9bad: file:/x\n":                                                          "must start with a letter",
-		"secrets:\n  a" + strings.Repeat("b", 128) + ": file:/x\n":                             "(at most 128)",
-		"output_root: o\noutputs:\n  - path: x\n    bundle: " + strings.Repeat("b", 65) + "\n": "(at most 64)",
-		"outputs:\n  - path: x\n":                                                              "output_root is required",
-		"output_root: o\noutputs:\n  - path: ../x\n":                                           "line 3",
-		"output_root: o\noutputs:\n  - path: /etc/x\n":                                         "must be relative",
-		"output_root: o\noutputs:\n  - path: x\n    secret: nope\n":                            `secret "nope" is not declared`,
-		"output_root: o\noutputs:\n  - path: x\n    format: toml\n":                            "format",
-		"output_root: o\noutputs:\n  - path: x\n    mode: rw\n":                                "octal",
-		"output_root: o\noutputs:\n  - path: x\n  - path: ./x\n":                               "also written",
-		"vault:\n  auth:\n    method: radius\n":                                                "not token, approle",
-		"vault:\n  auth:\n    method: ldap\n":                                                  "ldap needs username and password_file",
-		"vault:\n  auth:\n    method: approle\n":                                               "role_id_file",
-		"vault:\n  auth:\n    method: cert\n":                                                  "cert needs a client certificate",
-		"vault:\n  auth:\n    method: cert\n    client_cert: c.pem\n":                          "client_cert and client_key together",
-		"vault:\n  auth:\n    method: aws\n    type: ec2\n":                                    "only iam is",
-		"vault:\n  auth:\n    method: aws\n    secret_key: x\n":                                "do not belong in the broker's config",
-		"vault:\n  auth:\n    method: jwt\n    role: r\n    jwt_file: j\n    region: x\n":      "are for method aws",
-		"vault:\n  auth:\n    method: token\n    name: web\n":                                  "are for method cert",
-		"exec:\n  env:\n    BAD-NAME: a\n":                                                     "not a valid environment",
-		"{\"secrets\": {\"a\": \"file:/x\"}, \"bogus\": 1}":                                    `unknown key "bogus" at the top level`,
+		"secrets:\n  a: nope\n":                                                                           "line 2",
+		"secrets:\n  a: file:/x\n  a: file:/y\n":                                                          "declared twice",
+		"secrets:\n  9bad: file:/x\n":                                                                     "must start with a letter",
+		"secrets:\n  a" + strings.Repeat("b", 128) + ": file:/x\n":                                        "(at most 128)",
+		"output_root: o\noutputs:\n  - path: x\n    bundle: " + strings.Repeat("b", 65) + "\n":            "(at most 64)",
+		"outputs:\n  - path: x\n":                                                                         "output_root is required",
+		"output_root: o\noutputs:\n  - path: ../x\n":                                                      "line 3",
+		"output_root: o\noutputs:\n  - path: /etc/x\n":                                                    "must be relative",
+		"output_root: o\noutputs:\n  - path: x\n    secret: nope\n":                                       `secret "nope" is not declared`,
+		"output_root: o\noutputs:\n  - path: x\n    format: toml\n":                                       "format",
+		"output_root: o\noutputs:\n  - path: x\n    mode: rw\n":                                           "octal",
+		"output_root: o\noutputs:\n  - path: x\n  - path: ./x\n":                                          "also written",
+		"output_root: o\noutputs:\n  - path: b/x\n  - path: x\n    root: o/b\n":                           "also written",
+		"outputs:\n  - path: x\n    root: /etc/a\n  - path: y\n":                                          "output_root is required when an output has no root",
+		"output_root: o\noutputs:\n  - path: x\n    wait: {max: 1s}\n":                                    "wait needs min > 0",
+		"output_root: o\noutputs:\n  - path: x\n    wait: {min: 2s, max: 1s}\n":                           "wait needs min > 0 and max >= min",
+		"output_root: o\noutputs:\n  - {path: x, bundle: b}\n  - {path: y, bundle: b, root: p}\n":         "must be in one directory",
+		"output_root: o\noutputs:\n  - {path: x, bundle: b, wait: {min: 1s}}\n  - {path: y, bundle: b}\n": "must have the same wait",
+		"vault:\n  auth:\n    method: radius\n":                                                           "not token, approle",
+		"vault:\n  auth:\n    method: ldap\n":                                                             "ldap needs username and password_file",
+		"vault:\n  auth:\n    method: approle\n":                                                          "role_id_file",
+		"vault:\n  auth:\n    method: cert\n":                                                             "cert needs a client certificate",
+		"vault:\n  auth:\n    method: cert\n    client_cert: c.pem\n":                                     "client_cert and client_key together",
+		"vault:\n  auth:\n    method: aws\n    type: ec2\n":                                               "only iam is",
+		"vault:\n  auth:\n    method: aws\n    secret_key: x\n":                                           "do not belong in the broker's config",
+		"vault:\n  auth:\n    method: jwt\n    role: r\n    jwt_file: j\n    region: x\n":                 "are for method aws",
+		"vault:\n  auth:\n    method: token\n    name: web\n":                                             "are for method cert",
+		"exec:\n  env:\n    BAD-NAME: a\n":                                                                "not a valid environment",
+		"{\"secrets\": {\"a\": \"file:/x\"}, \"bogus\": 1}":                                               `unknown key "bogus" at the top level`,
 	}
 	for text, want := range cases {
 		_, err := config.Parse([]byte(text), "broker.yaml", t.TempDir())
@@ -84,6 +90,10 @@ func TestConfigStrictWithLines(t *testing.T) {
 	// The longest names are accepted.
 	if _, err := config.Parse([]byte("output_root: o\nsecrets:\n  a"+strings.Repeat("b", 127)+": file:/x\noutputs:\n  - path: x\n    bundle: "+strings.Repeat("b", 64)+"\n"), "broker.yaml", t.TempDir()); err != nil {
 		t.Errorf("a 128-byte secret name and a 64-byte bundle: %v", err)
+	}
+	// Outputs that each have a root need no output_root.
+	if _, err := config.Parse([]byte("outputs:\n  - {path: tls.crt, root: /etc/nginx/certs}\n  - {path: env, root: /var/run/app}\n"), "broker.yaml", t.TempDir()); err != nil {
+		t.Errorf("outputs with their own roots: %v", err)
 	}
 	// JSON is accepted.
 	c, err := config.Parse([]byte(`{"output_root": "o", "secrets": {"a": "file:/x", "b": "vault:secret/data/b#k"}, "outputs": [{"path": "x.env"}]}`), "c.json", "/tmp")

@@ -35,7 +35,7 @@ type generation struct {
 	names    []string
 	calls    []templates.VaultCall
 	requests *broker.Requests
-	dir      *outdir.Dir
+	dir      *outdir.Roots
 
 	// fromCache is set when the generation started with Vault unreachable
 	// and rendered its Vault values from the restart cache: nothing of
@@ -63,6 +63,8 @@ type generation struct {
 	// file written again with the same content is a restore (someone
 	// deleted or changed it), not a change.
 	written map[string][32]byte
+	// holds keeps outputs with a wait of their own until it is over.
+	holds holds
 
 	trigger chan struct{}
 	cancel  context.CancelFunc
@@ -106,14 +108,14 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 		b.Close()
 		return nil, fail.Mark(fail.Usage, fmt.Errorf("config %s has no outputs and no command to run: nothing to keep fresh. Add outputs, or run a command with --exec -- COMMAND (or exec.command)", cfg.Source))
 	}
-	var dir *outdir.Dir
+	var dir *outdir.Roots
 	if len(prepared) > 0 {
 		perms, err := cfg.DirPerms()
 		if err != nil {
 			b.Close()
 			return nil, err
 		}
-		dir, err = outdir.Open(cfg.Resolve(cfg.OutputRoot), perms)
+		dir, err = outdir.OpenRoots(cfg.Roots(), perms)
 		if err != nil {
 			b.Close()
 			return nil, err
@@ -143,7 +145,7 @@ func (d *daemon) startGeneration(parent context.Context, have map[string]*vault.
 	g := &generation{id: d.generations, started: started, heldOver: have, d: d, cfg: cfg, b: b, prepared: prepared, names: names, calls: calls, requests: b.IndexRequests(names, calls), dir: dir, trigger: make(chan struct{}, 1), cancel: cancel,
 		dirty: map[int]bool{}, allDirty: true, usersOf: outputUsers(prepared), failed: map[string]bool{}, byPath: map[string]int{}}
 	for i, p := range prepared {
-		g.byPath[p.Output.Path] = i
+		g.byPath[p.Name()] = i
 	}
 	// Expired data keys are zeroed on a timer; a reload starts a new
 	// broker with an empty cache, and stopping this one purges it.
@@ -227,6 +229,11 @@ func (g *generation) heldRequests() map[string]*vault.Secret {
 func (g *generation) stop() {
 	g.cancel()
 	g.wg.Wait()
+	g.mu.Lock()
+	if g.holds.timer != nil {
+		g.holds.timer.Stop()
+	}
+	g.mu.Unlock()
 	if g.dir != nil {
 		g.dir.Close()
 	}
@@ -319,7 +326,7 @@ func (g *generation) adopt(todo []broker.Prepared, found map[int][]templates.Vau
 		known[c.Key()] = true
 	}
 	for i, cs := range found {
-		out := g.byPath[todo[i].Output.Path]
+		out := g.byPath[todo[i].Name()]
 		for _, c := range cs {
 			if !slices.Contains(g.usersOf[c.Key()], out) {
 				g.usersOf[c.Key()] = append(g.usersOf[c.Key()], out)
@@ -406,7 +413,7 @@ func (g *generation) onVault(ctx context.Context, r vault.Ref, ev vault.Event) {
 		g.mu.Lock()
 		err := g.b.Apply(g.res, g.requests, key, ev.Secret)
 		for i := range g.outputsOf(key) {
-			g.dirty[i] = true
+			g.touch(i)
 		}
 		g.mu.Unlock()
 		if err != nil {

@@ -61,6 +61,12 @@ func (g *generation) pass(ctx context.Context, tell bool) {
 		todo = g.dirtyOutputs()
 	}
 	clear(g.dirty)
+	if !g.allDirty {
+		todo = g.release(todo)
+	} else {
+		clear(g.holds.first)
+		clear(g.holds.last)
+	}
 	g.allDirty = false
 	g.mu.Unlock()
 	g.discover(ctx, todo, res)
@@ -175,7 +181,7 @@ func (g *generation) outputsOf(key string) map[int]bool {
 func (g *generation) outputsUsing(key string) []string {
 	var out []string
 	for i := range g.outputsOf(key) {
-		out = append(out, g.prepared[i].Output.Path)
+		out = append(out, g.prepared[i].Name())
 	}
 	slices.Sort(out)
 	return out
@@ -185,7 +191,7 @@ func (g *generation) outputsUsing(key string) []string {
 // held).
 func (g *generation) markDirty(nameOrCall string) {
 	for _, i := range g.usersOf[nameOrCall] {
-		g.dirty[i] = true
+		g.touch(i)
 	}
 }
 

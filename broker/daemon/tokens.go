@@ -81,7 +81,7 @@ func (g *generation) outputsOfToken(name string) []string {
 	var out []string
 	for _, n := range g.b.TokenDecls(name) {
 		for _, i := range g.usersOf[n] {
-			if p := g.prepared[i].Output.Path; !slices.Contains(out, p) {
+			if p := g.prepared[i].Name(); !slices.Contains(out, p) {
 				out = append(out, p)
 			}
 		}

@@ -75,8 +75,8 @@ func (g *generation) watchFiles(ctx context.Context) error {
 	outputs := map[string]int{} // path -> output index; -1 for a directory
 	outputDirs := map[string]bool{}
 	inDir := map[string][]int{} // directory -> the outputs in it
-	root := filepath.Clean(g.cfg.Resolve(g.cfg.OutputRoot))
 	for i, p := range g.prepared {
+		root := filepath.Clean(p.Root)
 		abs := filepath.Join(root, filepath.Clean(p.Output.Path))
 		outputs[abs] = i
 		inDir[filepath.Dir(abs)] = append(inDir[filepath.Dir(abs)], i)

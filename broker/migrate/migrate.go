@@ -234,7 +234,7 @@ func (c *converter) convert(m map[string]any) {
 		"auto_auth":       func(v any) { c.autoAuth(blocks(v)) },
 		"template":        func(v any) { c.templates(blocks(v)) },
 		"template_config": func(v any) { c.templateConfig(blocks(v)) },
-		"wait":            func(v any) { c.wait("wait", blocks(v)) },
+		"wait":            func(v any) { c.wait("wait", v) },
 		"env_template":    func(v any) { c.envTemplates(v) },
 		"exec":            func(v any) { c.exec(blocks(v)) },
 		"cache":           func(v any) { c.cache(blocks(v)) },

@@ -4,8 +4,10 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/secrets-broker/secrets-broker/broker/config"
 	"github.com/secrets-broker/secrets-broker/broker/migrate"
@@ -46,7 +48,7 @@ func TestConvertCoversEveryStanza(t *testing.T) {
 				"path: nginx/conf.d/app.conf", "user: nginx", "timeout: 60s", "min: 5s", "max: 30s", "splay: 5s", "kill_timeout: 15s",
 				"reload_signal: HUP", "error_on_missing_key: false", "env_allow: [PATH, HOME, APP_*]", "env_deny: [VAULT_*]", "command: [/usr/bin/app, -config, /etc/app/config.json]"},
 			[]string{"consul {", "max_stale", "vault.ssl.verify = false", "vault.retry", "renew_token", "default_lease_duration", "exec.env.custom",
-				"log_level", "pid_file", "kill_signal", "reload_signal", "wait: one wait"}},
+				"log_level", "pid_file", "kill_signal", "reload_signal"}},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
@@ -117,6 +119,40 @@ func TestOctalPermsAndUntranslatedLogins(t *testing.T) {
 	// validate refuses an auth section without a method.
 	if _, err := config.Parse([]byte("vault:\n  auth:\n    mount: gcp\n"), "broker.yaml", t.TempDir()); err == nil || !strings.Contains(err.Error(), "method is required") {
 		t.Errorf("an auth section without a method: %v", err)
+	}
+}
+
+// Destinations in several system directories each keep their directory as
+// their own root (never output_root: /), and a template's own wait, in
+// either of consul-template's forms, becomes the output's wait; the result
+// loads.
+func TestSeveralRootsAndTemplateWait(t *testing.T) {
+	in := "template {\n  contents = \"a\"\n  destination = \"/etc/nginx/certs/tls.crt\"\n  wait {\n    min = \"2s\"\n    max = \"10s\"\n  }\n}\n" +
+		"template {\n  contents = \"b\"\n  destination = \"/etc/nginx/certs/tls.key\"\n}\n" +
+		"template {\n  contents = \"c\"\n  destination = \"/var/run/app/env\"\n  wait = \"3s:9s\"\n}\n"
+	out, err := migrate.Convert([]byte(in), migrate.ConsulTemplate, "ct.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(out)
+	if strings.Contains(text, "\noutput_root:") {
+		t.Errorf("output_root emitted for destinations sharing no directory:\n%s", text)
+	}
+	for _, want := range []string{"root: /etc/nginx/certs\n    path: tls.crt", "root: /etc/nginx/certs\n    path: tls.key", "root: /var/run/app\n    path: env",
+		"wait:\n      min: 2s\n      max: 10s", "wait:\n      min: 3s\n      max: 9s", "each output has its own root"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("migrated config lacks %q:\n%s", want, text)
+		}
+	}
+	cfg, err := config.Parse(out, "broker.yaml", t.TempDir())
+	if err != nil {
+		t.Fatalf("the broker does not load it: %v\n%s", err, text)
+	}
+	if got := cfg.Roots(); !slices.Equal(got, []string{"/etc/nginx/certs", "/var/run/app"}) {
+		t.Errorf("roots = %v", got)
+	}
+	if w := cfg.Outputs[2].Wait; w == nil || w.Min != 3*time.Second || w.Max != 9*time.Second {
+		t.Errorf("wait of the third output = %+v", w)
 	}
 }
 

@@ -219,13 +219,16 @@ func (c *converter) templates(bs []map[string]any) {
 			dests = append(dests, d)
 		}
 	}
+	// Destinations that share no directory below / (/etc/nginx/certs and
+	// /var/run/app) each get their directory as their own root: no output
+	// is written beneath output_root: /.
 	root := commonDir(dests)
-	if len(dests) > 0 {
-		comment := ""
-		if root == "/" {
-			comment = "the destinations share no directory: consider one output directory"
-		}
-		set(c.root, "output_root", scalar(root), comment)
+	ownRoots := root == string(filepath.Separator)
+	if len(dests) > 0 && !ownRoots {
+		set(c.root, "output_root", scalar(root), "")
+	}
+	if ownRoots {
+		c.note("templates: the destinations share no directory, so each output has its own root (its destination's directory) instead of output_root: /")
 	}
 	outs := &yaml.Node{Kind: yaml.SequenceNode}
 	for i, b := range bs {
@@ -238,7 +241,10 @@ func (c *converter) templates(bs []map[string]any) {
 		}
 		where = fmt.Sprintf("template %q", dest)
 		rel := dest
-		if root != "" {
+		if ownRoots {
+			set(o, "root", scalar(filepath.Dir(dest)), "")
+			rel = filepath.Base(dest)
+		} else if root != "" {
 			if r, err := filepath.Rel(root, dest); err == nil {
 				rel = r
 			}
@@ -270,7 +276,7 @@ func (c *converter) templates(bs []map[string]any) {
 			case "backup":
 				c.note("%s backup: not needed: writes are atomic and a failed one leaves the old file", where)
 			case "wait":
-				c.note("%s wait: one wait for all outputs (refresh.wait)", where)
+				c.templateWait(where, o, v)
 			case "create_dest_dirs":
 				if b, _ := v.(bool); !b {
 					c.note("%s create_dest_dirs = false: missing directories beneath output_root are always created", where)
@@ -325,13 +331,39 @@ func (c *converter) templateConfig(bs []map[string]any) {
 	}
 }
 
-func (c *converter) wait(where string, bs []map[string]any) {
-	for _, b := range bs {
-		w := section(section(c.root, "refresh"), "wait")
+func (c *converter) wait(where string, v any) {
+	c.waitInto(where, func() *yaml.Node { return section(section(c.root, "refresh"), "wait") }, v)
+}
+
+// templateWait is a template's own wait: the output's wait.
+func (c *converter) templateWait(where string, o *yaml.Node, v any) {
+	c.waitInto(where+" wait", func() *yaml.Node { return section(o, "wait") }, v)
+}
+
+// waitInto writes a wait block ({min, max}) or consul-template's
+// "MIN:MAX" / "MIN" string form into the section at.
+func (c *converter) waitInto(where string, at func() *yaml.Node, v any) {
+	if s, ok := v.(string); ok {
+		lo, hi, _ := strings.Cut(s, ":")
+		w := at()
+		set(w, "min", scalar(strings.TrimSpace(lo)), "")
+		if hi != "" {
+			set(w, "max", scalar(strings.TrimSpace(hi)), "")
+		}
+		return
+	}
+	for _, b := range blocks(v) {
+		w := at()
+		for _, k := range []string{"min", "max"} {
+			if v, ok := b[k]; ok {
+				set(w, k, scalar(str(v)), "")
+			}
+		}
 		for _, k := range sortedKeys(b) {
 			switch k {
 			case "min", "max":
-				set(w, k, scalar(str(b[k])), "")
+			case "enabled":
+				c.note("%s.enabled: no equivalent (remove the wait to turn it off)", where)
 			default:
 				c.note("%s.%s: no equivalent", where, k)
 			}
