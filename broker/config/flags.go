@@ -15,8 +15,8 @@ import (
 // AddTemplateFlags adds consul-template-style --template SRC:DST[:COMMAND]
 // outputs: the template file SRC rendered to DST, and COMMAND (split on
 // spaces, run without a shell) as its notify command. Without output_root
-// in the config, the first DST's directory becomes it; every DST must be
-// beneath it.
+// in the config, the first DST's directory becomes it; a DST not beneath
+// it gets its own directory as its root.
 func (c *Config) AddTemplateFlags(flags []string) error {
 	wd, _ := os.Getwd()
 	for _, f := range flags {
@@ -34,12 +34,13 @@ func (c *Config) AddTemplateFlags(flags []string) error {
 		if c.OutputRoot == "" {
 			c.OutputRoot = filepath.Dir(dst)
 		}
-		root := c.Resolve(c.OutputRoot)
-		rel, err := filepath.Rel(root, dst)
-		if err != nil || !filepath.IsLocal(rel) {
-			return fail.Mark(fail.Usage, fmt.Errorf("--template %q: %s is not beneath the output root %s; every destination must be (set output_root in a config to choose it)", f, dst, root))
+		o := Output{Template: src, Format: FormatTemplate}
+		rel, err := filepath.Rel(c.Resolve(c.OutputRoot), dst)
+		if err == nil && filepath.IsLocal(rel) {
+			o.Path = rel
+		} else { // beneath a directory of its own (consul-template writes anywhere)
+			o.Root, o.Path = filepath.Dir(dst), filepath.Base(dst)
 		}
-		o := Output{Path: rel, Template: src, Format: FormatTemplate}
 		if len(parts) == 3 && strings.TrimSpace(parts[2]) != "" {
 			o.Notify = &Notify{Command: strings.Fields(parts[2])}
 		}

@@ -27,7 +27,14 @@ func TestConsulTemplateStyleFlags(t *testing.T) {
 		t.Fatalf("app.conf = %q", got)
 	}
 	wantExit(t, run(t, "", "run", "--once", "--template", "app.tmpl"), 2, "is not SRC:DST[:COMMAND]")
-	wantExit(t, run(t, "", "run", "--once", "--secret", "PW=file:pw", "--template", "app.tmpl:out/a", "--template", "app.tmpl:/elsewhere/b"), 2, "is not beneath the output root")
+	// A destination outside the first one's directory is written beneath
+	// its own directory, as consul-template writes it.
+	mustRun(t, "", "run", "--once", "--secret", "PW=file:pw", "--template", "app.tmpl:out/a", "--template", "app.tmpl:"+filepath.Join(dir, "elsewhere", "b"))
+	for _, p := range []string{"out/a", "elsewhere/b"} {
+		if got := readFile(t, filepath.Join(dir, p)); got != "password=s3cret-value\n" {
+			t.Errorf("%s = %q", p, got)
+		}
+	}
 
 	// No config at all: say what is needed (run --once, run, validate).
 	t.Setenv("SECRETS_BROKER_CONFIG", "")
