@@ -23,6 +23,8 @@ fuzz:
 	go test ./broker/format -run '^$$' -fuzz 'FuzzParseDotenv$$' -fuzztime 60s
 	go test ./broker/format -run '^$$' -fuzz FuzzDotenvRoundTrip -fuzztime 60s
 	go test ./providers/idp -run '^$$' -fuzz FuzzTokenResponse -fuzztime 60s
+	go test ./broker/inject -run '^$$' -fuzz FuzzAnnotations -fuzztime 60s
+	go test ./broker/inject/webhook -run '^$$' -fuzz FuzzReview -fuzztime 60s
 
 bench:
 	./bench/envelope.sh

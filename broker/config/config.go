@@ -358,3 +358,6 @@ func (l SecretList) Lookup(name string) (SecretDecl, bool) {
 	}
 	return SecretDecl{}, false
 }
+
+// ValidSecretName reports whether name can be a declared secret's name.
+func ValidSecretName(name string) bool { return validSecretName(name) == nil }

@@ -43,6 +43,10 @@ type Source struct {
 	// EnvFiles are exec --env-file secrets files: every entry becomes a
 	// secret of its own name (an environment variable name).
 	EnvFiles []string
+	// Inline is the config text itself, used when Path is empty
+	// ($SECRETS_BROKER_CONFIG_YAML, as the Kubernetes injector sets it);
+	// relative paths in it are against the working directory.
+	Inline string
 }
 
 // Load reads and checks the config with the flags applied: the one config
@@ -51,6 +55,13 @@ func (s Source) Load() (*Config, error) {
 	var cfg *Config
 	if s.Path != "" {
 		c, err := Load(s.Path)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	} else if s.Inline != "" {
+		wd, _ := os.Getwd()
+		c, err := Parse([]byte(s.Inline), "$SECRETS_BROKER_CONFIG_YAML", wd)
 		if err != nil {
 			return nil, err
 		}

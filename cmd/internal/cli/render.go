@@ -21,6 +21,11 @@ import (
 // EnvConfig names the environment variable with the default config path.
 const EnvConfig = "SECRETS_BROKER_CONFIG"
 
+// EnvConfigYAML names the environment variable holding the config itself
+// (YAML), used when no config file is given: the Kubernetes injector puts
+// the config it writes there.
+const EnvConfigYAML = "SECRETS_BROKER_CONFIG_YAML"
+
 type configFlags struct {
 	path      string
 	secrets   []string
@@ -48,7 +53,10 @@ func (c *configFlags) configPath() string {
 // at all to go on.
 func (c *configFlags) source() (config.Source, error) {
 	src := config.Source{Path: c.configPath(), Secrets: c.secrets, Templates: c.templates, VaultAddress: c.vaultAddr, EnvFiles: c.envFiles}
-	if src.Path == "" && len(src.Secrets) == 0 && len(src.Templates) == 0 && len(src.EnvFiles) == 0 {
+	if src.Path == "" {
+		src.Inline = os.Getenv(EnvConfigYAML)
+	}
+	if src.Path == "" && src.Inline == "" && len(src.Secrets) == 0 && len(src.Templates) == 0 && len(src.EnvFiles) == 0 {
 		return src, usageErr("no configuration: give a config file (-c FILE, or $%s), or --secret NAME=REF and --template SRC:DST", EnvConfig)
 	}
 	return src, nil

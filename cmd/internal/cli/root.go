@@ -127,6 +127,7 @@ configured key allows.
 		newExec(env),
 		newHealth(env),
 		newMigrate(env),
+		newInjector(env),
 	)
 	return root
 }
