@@ -33,4 +33,5 @@ bench:
 	./bench/idle.sh
 	./bench/floor.sh
 	./bench/kms.sh
+	./bench/injector.sh
 	go run ./bench/peakrss

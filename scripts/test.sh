@@ -3,7 +3,7 @@
 # It installs what it needs: PostgreSQL, podman, busybox-static (Debian
 # packages), a real Vault and a real kube-apiserver, kubectl and etcd built
 # from the Go module proxy (scripts/vault-bin.sh, scripts/k8s-bin.sh,
-# scripts/consul-template-bin.sh, cached per machine) and staticcheck; then gofmt,
+# scripts/consul-template-bin.sh, cached per machine), helm and staticcheck; then gofmt,
 # go vet, staticcheck, cross-builds, the container image (scripts/image.sh)
 # and go test -race.
 set -euo pipefail
@@ -51,6 +51,16 @@ have="$("$(go env GOPATH)/bin/actionlint" -version 2>/dev/null || true)"
 if [[ "$have" != "${ACTIONLINT_VERSION#v}"* ]]; then
 	GOFLAGS=-mod=mod go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
 fi
+
+step "helm, for the injector's chart (built once per machine from the Go module proxy)"
+HELM_VERSION=v4.3.2
+# helm built by go install reports only its minor version; the module
+# version is in the binary's build info.
+have="$(go version -m "$(go env GOPATH)/bin/helm" 2>/dev/null || true)"
+if [[ "$have" != *"helm.sh/helm/v4"*"$HELM_VERSION"* ]]; then
+	GOFLAGS=-mod=mod go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+fi
+"$(go env GOPATH)/bin/helm" version --short
 
 step "staticcheck"
 STATICCHECK_VERSION=v0.8.2

@@ -268,6 +268,8 @@ func TestRefusalsAndWarnings(t *testing.T) {
 		{[]string{"vault.hashicorp.com/service", "http://vault.vault.svc:8200"}, "plain http"},
 		{[]string{"vault.hashicorp.com/role", ""}, "vault.hashicorp.com/role: required"},
 		{[]string{"vault.hashicorp.com/agent-pre-populate", "maybe"}, "is not true or false"},
+		{[]string{"vault.hashicorp.com/agent-inject-template-db-creds", "{{ with secret \"x\" }}{{ .Data"}, "does not validate"},
+		{[]string{"vault.hashicorp.com/agent-inject-template-db-creds", "{{ plugin \"x\" }}"}, "does not validate"},
 	} {
 		p := pod(t, "vault-k8s-template.yaml")
 		for i := 0; i+1 < len(c.kv); i += 2 {

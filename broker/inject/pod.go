@@ -9,6 +9,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/secrets-broker/secrets-broker/broker"
+	"github.com/secrets-broker/secrets-broker/broker/config"
 )
 
 // Names the injector gives what it adds.
@@ -63,6 +66,9 @@ func Mutate(pod *corev1.Pod, opts Options) (*Result, error) {
 	}
 	cfg, err := r.Config(opts)
 	if err != nil {
+		return nil, err
+	}
+	if err := validate(cfg); err != nil {
 		return nil, err
 	}
 	for _, c := range r.Containers {
@@ -122,6 +128,22 @@ func hasContainer(pod *corev1.Pod, name string) bool {
 		}
 	}
 	return false
+}
+
+// validate checks the config the annotations describe as `validate` does
+// (templates parsed, references checked, nothing contacted), so a pod whose
+// template cannot work is refused now, not left crash-looping.
+func validate(cfg []byte) error {
+	c, err := config.Parse(cfg, "from the pod's annotations", "/")
+	if err == nil {
+		b := broker.New(c)
+		_, err = b.Prepare()
+		b.Close()
+	}
+	if err != nil {
+		return refuse("metadata.annotations", "the broker config they describe does not validate: %v", err)
+	}
+	return nil
 }
 
 // escape is a JSON pointer token (RFC 6901).
