@@ -1,7 +1,10 @@
 # secrets-broker image: one static binary, CA certificates and a passwd entry
 # on an empty base, running as 65532:65532. No shell, no package manager.
 #
-#   docker build --build-arg VERSION=v1.2.3 --build-arg COMMIT=$(git rev-parse HEAD) -t secrets-broker .
+#   docker build $(scripts/ldflags.sh --build-args) -t secrets-broker .
+#
+# (VERSION, COMMIT and DATE as scripts/ldflags.sh computes them; a release
+# builds the image from its own reproducible binary instead: --target release.)
 #
 # The builder image is pinned by digest; override GO_IMAGE to use another
 # (scripts/image.sh passes a local stand-in where registries are unreachable).
@@ -16,7 +19,8 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 ARG COMMIT=unknown
-RUN go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
+ARG DATE=unknown
+RUN go build -trimpath -buildvcs=false -ldflags "-s -w -buildid= -X main.version=${VERSION} -X main.commit=${COMMIT} -X main.date=${DATE}" \
         -o /rootfs/secrets-broker ./cmd/secrets-broker && \
     mkdir -p /rootfs/etc/ssl/certs /rootfs/etc/secrets-broker /rootfs/secrets && \
     cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ && \

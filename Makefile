@@ -1,6 +1,6 @@
 # The two commands README.md gives: the main job on the embedded default
 # (a local key; no Vault or AWS), and the full test suite.
-.PHONY: quickstart test build fuzz bench
+.PHONY: quickstart test build release-snapshot fuzz bench
 
 quickstart:
 	./scripts/quickstart.sh
@@ -9,7 +9,12 @@ test:
 	./scripts/test.sh
 
 build:
-	go build -trimpath -o bin/secrets-broker ./cmd/secrets-broker
+	CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "$$(scripts/ldflags.sh)" -o bin/secrets-broker ./cmd/secrets-broker
+
+# Every release artifact, unsigned, into dist/ (what .github/workflows/release.yml
+# builds on a tag; see docs/releases.md).
+release-snapshot:
+	./scripts/release.sh --snapshot dist
 
 # Longer fuzzing than CI does (CI runs the committed seed corpus as tests).
 fuzz:

@@ -47,12 +47,11 @@ if ! podman image exists "$builder"; then
 	trap - EXIT
 fi
 
-version="$(git describe --tags --always --dirty 2>/dev/null || echo dev)"
-commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+read -r -a stamp <<<"$(scripts/ldflags.sh --build-args)"
 image="localhost/secrets-broker:test"
 start=$(date +%s)
 podman build --quiet --isolation=chroot \
-	--build-arg GO_IMAGE="$builder" --build-arg VERSION="$version" --build-arg COMMIT="$commit" \
+	--build-arg GO_IMAGE="$builder" "${stamp[@]}" \
 	-t "$image" . >/dev/null
 say "built $image from the Dockerfile in $(($(date +%s) - start)) s"
 

@@ -62,6 +62,13 @@ if [[ "$have" != *"helm.sh/helm/v4"*"$HELM_VERSION"* ]]; then
 fi
 "$(go env GOPATH)/bin/helm" version --short
 
+step "cyclonedx-gomod, for the release snapshot's SBOM (Go module proxy)"
+CYCLONEDX_VERSION=v1.10.0
+have="$(go version -m "$(go env GOPATH)/bin/cyclonedx-gomod" 2>/dev/null || true)"
+if [[ "$have" != *"github.com/CycloneDX/cyclonedx-gomod"*"$CYCLONEDX_VERSION"* ]]; then
+	GOFLAGS=-mod=mod go install "github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$CYCLONEDX_VERSION"
+fi
+
 step "staticcheck"
 STATICCHECK_VERSION=v0.8.2
 gobin="$(go env GOPATH)/bin"

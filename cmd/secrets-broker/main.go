@@ -13,9 +13,10 @@ import (
 	"github.com/secrets-broker/secrets-broker/internal/nodump"
 )
 
-// version and commit are set at link time:
-// -ldflags "-X main.version=v1.2.3 -X main.commit=abc123".
-var version, commit = "", ""
+// version, commit and date are set at link time by scripts/ldflags.sh
+// (-X main.version=v1.2.3 -X main.commit=... -X main.date=...), the one
+// place every build (Makefile, Dockerfile, release) takes them from.
+var version, commit, date = "", "", ""
 
 func main() {
 	// First, before any secret is read: a child of the same uid must not
@@ -25,7 +26,7 @@ func main() {
 		os.Exit(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, cli.Env{Args: os.Args[1:], Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Version: version, Commit: commit})
+	code := cli.Main(ctx, cli.Env{Args: os.Args[1:], Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Version: version, Commit: commit, Date: date})
 	stop()
 	os.Exit(code)
 }

@@ -27,8 +27,9 @@ type Env struct {
 	Args           []string
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
-	// Version and Commit are stamped at link time (see Dockerfile).
-	Version, Commit string
+	// Version, Commit and Date (the commit's time, UTC) are stamped at
+	// link time (scripts/ldflags.sh).
+	Version, Commit, Date string
 
 	// session is what one run of Main shares between its command and
 	// Main itself: the JSON logger the command chose with --log-json (and
@@ -144,7 +145,7 @@ func noSecretArgs(_ *cobra.Command, args []string) error {
 func newVersion(env Env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version and commit",
+		Short: "Print the version, commit and build date",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintln(cmd.OutOrStdout(), versionLine(env))
@@ -155,7 +156,7 @@ func newVersion(env Env) *cobra.Command {
 
 // versionLine is what version and --version print.
 func versionLine(env Env) string {
-	v, commit := env.Version, env.Commit
+	v, commit, date := env.Version, env.Commit, env.Date
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if v == "" && bi.Main.Version != "" {
 			v = bi.Main.Version
@@ -163,6 +164,9 @@ func versionLine(env Env) string {
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" && commit == "" {
 				commit = s.Value
+			}
+			if s.Key == "vcs.time" && date == "" {
+				date = s.Value
 			}
 		}
 	}
@@ -172,7 +176,10 @@ func versionLine(env Env) string {
 	if commit == "" {
 		commit = "unknown"
 	}
-	return fmt.Sprintf("secrets-broker %s (commit %s, envelope format v1)", v, commit)
+	if date == "" {
+		date = "unknown"
+	}
+	return fmt.Sprintf("secrets-broker %s (commit %s, built %s, envelope format v1)", v, commit, date)
 }
 
 type keyFlags struct {

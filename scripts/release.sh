@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# release.sh: every release artifact of the commit at HEAD, into OUT:
+#   secrets-broker_VERSION_OS_ARCH.tar.gz (linux/amd64, linux/arm64,
+#     darwin/arm64) and _windows_amd64.zip, each holding the static binary,
+#     README.md and LICENSE when present;
+#   secrets-broker_VERSION.sbom.cdx.json, a CycloneDX SBOM of the binary's
+#     modules (cyclonedx-gomod; the image holds that binary and CA
+#     certificates only, so it is the image's SBOM too);
+#   secrets-broker_VERSION_SHA256SUMS over all of them.
+# Binaries and archives are reproducible: -trimpath, no build id, no VCS
+# stamp, version/commit/date from scripts/ldflags.sh (the date is the
+# commit's), archives with fixed times and owners. With --image it also
+# builds the OCI images for linux/amd64 and linux/arm64 with podman from
+# those same binaries (scripts/release.Dockerfile: nothing compiled there).
+# Signing and pushing need GitHub (.github/workflows/release.yml).
+#
+# Usage: scripts/release.sh [--snapshot] [--image] OUT
+#   without --snapshot, HEAD must be a tag and the tree clean.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+snapshot=0 image=0
+while [[ $# -gt 1 ]]; do
+	case "$1" in
+	--snapshot) snapshot=1 ;;
+	--image) image=1 ;;
+	*) echo "release.sh: unknown flag $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+out="${1:?usage: scripts/release.sh [--snapshot] [--image] OUT}"
+if [[ $snapshot == 0 ]]; then
+	VERSION="$(git describe --tags --exact-match 2>/dev/null)" || { echo "release.sh: HEAD is not a tag; tag it, or use --snapshot" >&2; exit 2; }
+	[[ -z "$(git status --porcelain)" ]] || { echo "release.sh: the tree has changes; a release is built from a clean commit" >&2; exit 2; }
+	export VERSION
+fi
+ldflags="$(scripts/ldflags.sh)"
+version="${ldflags#*main.version=}" version="${version%% *}"
+date="${ldflags#*main.date=}" date="${date%% *}"
+epoch="$(git log -1 --format=%ct)"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+rm -rf "$out/build" "$out/image"
+
+for platform in linux/amd64 linux/arm64 darwin/arm64 windows/amd64; do
+	os="${platform%/*}" arch="${platform#*/}"
+	dir="$out/build/${os}_$arch"
+	exe=secrets-broker
+	[[ $os == windows ]] && exe=secrets-broker.exe
+	mkdir -p "$dir"
+	CGO_ENABLED=0 GOOS="$os" GOARCH="$arch" GOFLAGS=-mod=readonly go build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$dir/$exe" ./cmd/secrets-broker
+	files=("$exe")
+	for doc in README.md LICENSE; do
+		[[ -f "$doc" ]] && cp "$doc" "$dir/" && touch -d "@$epoch" "$dir/$doc" && files+=("$doc")
+	done
+	touch -d "@$epoch" "$dir/$exe"
+	name="secrets-broker_${version}_${os}_$arch"
+	if [[ $os == windows ]]; then
+		go run ./scripts/zipdet "$out/$name.zip" "$date" "$dir" "${files[@]}"
+	else
+		tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner --mode=go-w,u+rw \
+			-C "$dir" -cf - "${files[@]}" | gzip -n -9 >"$out/$name.tar.gz"
+	fi
+	echo "release: $name"
+done
+
+sbom="$out/secrets-broker_${version}.sbom.cdx.json"
+cdx="$(go env GOPATH)/bin/cyclonedx-gomod"
+[[ -x "$cdx" ]] || { echo "release.sh: cyclonedx-gomod is missing (scripts/test.sh installs it)" >&2; exit 1; }
+CGO_ENABLED=0 GOOS=linux GOARCH=amd64 "$cdx" app -json -noserial -notimestamp -output "$sbom" -main cmd/secrets-broker . 2>/dev/null
+echo "release: $(basename "$sbom")"
+
+(cd "$out" && sha256sum -- *.tar.gz *.zip "$(basename "$sbom")" >"secrets-broker_${version}_SHA256SUMS")
+echo "release: secrets-broker_${version}_SHA256SUMS"
+
+if [[ $image == 1 ]]; then
+	commit="${ldflags#*main.commit=}" commit="${commit%% *}"
+	tag="${version//+/-}" # an image tag has no +
+	for arch in amd64 arm64; do
+		ctx="$out/image/linux_$arch"
+		mkdir -p "$ctx/rootfs/etc/ssl/certs" "$ctx/rootfs/etc/secrets-broker" "$ctx/rootfs/secrets"
+		cp "$out/build/linux_$arch/secrets-broker" "$ctx/rootfs/secrets-broker"
+		cp /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/"
+		echo 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$ctx/rootfs/etc/passwd"
+		echo 'nonroot:x:65532:' >"$ctx/rootfs/etc/group"
+		podman build --quiet --isolation=chroot --platform "linux/$arch" --build-arg VERSION="$version" --build-arg COMMIT="$commit" \
+			-f scripts/release.Dockerfile -t "localhost/secrets-broker:$tag-$arch" "$ctx" >/dev/null
+		echo "release: image localhost/secrets-broker:$tag-$arch"
+	done
+fi
