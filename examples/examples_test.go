@@ -186,6 +186,14 @@ func TestCIExamplesLint(t *testing.T) {
 	if out, err := exec.Command(tool(t, "actionlint"), "ci/github-actions-token.yml").CombinedOutput(); err != nil {
 		t.Fatalf("actionlint: %v\n%s", err, out)
 	}
+	if out, err := exec.Command(tool(t, "actionlint"), "ci/github-actions-action.yml", "../.github/workflows/ci.yml", "../.github/workflows/release.yml").CombinedOutput(); err != nil {
+		t.Fatalf("actionlint: %v\n%s", err, out)
+	}
+	for _, f := range []string{"ci/github-actions.yml", "ci/github-actions-token.yml", "ci/gitlab-ci.yml"} {
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), "@latest") || !strings.Contains(string(b), "sha256sum -c") {
+			t.Errorf("%s installs an unpinned or unverified secrets-broker", f)
+		}
+	}
 	ghaToken, _ := os.ReadFile("ci/github-actions-token.yml")
 	validateConfig(t, "ci/github-actions-token.yml#broker.yaml", heredocConfig(t, string(ghaToken)))
 	gl, _ := os.ReadFile("ci/gitlab-ci.yml")

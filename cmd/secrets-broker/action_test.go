@@ -1,0 +1,88 @@
+package main_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/secrets-broker/secrets-broker/internal/vaulttest"
+)
+
+// The GitHub Action's script (action.yml runs scripts/action.sh), run as a
+// runner runs it against a local Vault and a release built here: it refuses
+// an archive whose checksum is not the pinned one, and otherwise masks
+// every value and every line of it first, then writes each secret to the
+// step's outputs and the next steps' environment, never printing a value
+// outside the mask commands.
+func TestActionMasksAndExports(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	dir := t.TempDir()
+	const version = "v0.0.1-test"
+	rel := filepath.Join(dir, "releases", version)
+	os.MkdirAll(filepath.Join(dir, "bin"), 0o755)
+	os.MkdirAll(rel, 0o755)
+	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "bin", "secrets-broker"), "./cmd/secrets-broker")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	archive := "secrets-broker_" + version + "_linux_amd64.tar.gz"
+	if out, err := exec.Command("tar", "-C", filepath.Join(dir, "bin"), "-czf", filepath.Join(rel, archive), "secrets-broker").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	data, _ := os.ReadFile(filepath.Join(rel, archive))
+	sum := sha256.Sum256(data)
+	pinned := hex.EncodeToString(sum[:])
+	os.WriteFile(filepath.Join(rel, "secrets-broker_"+version+"_SHA256SUMS"), []byte(pinned+"  "+archive+"\n"), 0o644)
+
+	v := vaulttest.Start(t)
+	v.Run(t, "kv", "put", "secret/ci", "db_password=s3cr3t-Pa55", "cert=line-one-XYZ\nline-two-QRS")
+	action := func(sha string) (stdout, stderr, outputs, env string, err error) {
+		outF, envF := filepath.Join(dir, "output"), filepath.Join(dir, "env")
+		os.WriteFile(outF, nil, 0o600)
+		os.WriteFile(envF, nil, 0o600)
+		cmd := exec.Command(filepath.Join(root, "scripts", "action.sh"))
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir, "RUNNER_OS=Linux", "RUNNER_ARCH=X64", "RUNNER_TEMP=" + dir,
+			"GITHUB_OUTPUT=" + outF, "GITHUB_ENV=" + envF, "VAULT_ADDR=" + v.Addr, "VAULT_TOKEN=" + v.Token,
+			"INPUT_VERSION=" + version, "INPUT_SHA256=" + sha, "INPUT_DOWNLOAD_URL=file://" + filepath.Join(dir, "releases"),
+			"INPUT_EXPORT_ENV=true", "INPUT_SECRETS=DB_PASSWORD=vault:secret/data/ci#db_password\n  CERT=vault:secret/data/ci#cert\n"}
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err = cmd.Run()
+		ob, _ := os.ReadFile(outF)
+		eb, _ := os.ReadFile(envF)
+		return o.String(), e.String(), string(ob), string(eb), err
+	}
+
+	_, stderr, outputs, env, err := action(strings.Repeat("0", 64))
+	if err == nil || !strings.Contains(stderr, "not the pinned") || outputs != "" || env != "" {
+		t.Fatalf("a wrong checksum: %v\n%s\noutputs %q env %q", err, stderr, outputs, env)
+	}
+	stdout, stderr, outputs, env, err := action(pinned)
+	if err != nil {
+		t.Fatalf("action: %v\n%s\n%s", err, stdout, stderr)
+	}
+	for _, m := range []string{"::add-mask::s3cr3t-Pa55", "::add-mask::line-one-XYZ", "::add-mask::line-two-QRS"} {
+		if !strings.Contains(stdout, m) {
+			t.Errorf("stdout lacks %q:\n%s", m, stdout)
+		}
+	}
+	for _, line := range strings.Split(stdout+stderr, "\n") {
+		if !strings.HasPrefix(line, "::add-mask::") && (strings.Contains(line, "s3cr3t") || strings.Contains(line, "XYZ")) {
+			t.Errorf("a value printed outside a mask command: %q", line)
+		}
+	}
+	for _, f := range []string{outputs, env} {
+		if !strings.Contains(f, "DB_PASSWORD<<SB_") || !strings.Contains(f, "\ns3cr3t-Pa55\n") || !strings.Contains(f, "\nline-one-XYZ\nline-two-QRS\n") {
+			t.Errorf("not exported as a GitHub heredoc:\n%s", f)
+		}
+	}
+	if !strings.Contains(outputs, "names=DB_PASSWORD CERT") {
+		t.Errorf("outputs lack the names:\n%s", outputs)
+	}
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# action.sh: the GitHub Action's step (action.yml). Inputs arrive as
+# INPUT_* variables; GITHUB_OUTPUT, GITHUB_ENV, RUNNER_OS, RUNNER_ARCH and
+# RUNNER_TEMP are the runner's. Downloads the pinned release, refuses it
+# unless its SHA-256 is the pinned one and the release's SHA256SUMS agrees
+# (and, with cosign on the runner, the SHA256SUMS' Sigstore bundle verifies
+# as signed by this repository's release workflow), then runs
+# `secrets-broker exec --github-actions` (every value and line masked
+# first) with scripts/action-export.sh as the command, which writes the
+# values to GITHUB_OUTPUT and GITHUB_ENV.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+version="${INPUT_VERSION:?version is required (e.g. v1.2.3)}"
+want="${INPUT_SHA256:?sha256 is required: pin the checksum of the release archive}"
+case "${RUNNER_OS:-Linux}/${RUNNER_ARCH:-X64}" in
+Linux/X64) platform=linux_amd64 ext=tar.gz ;;
+Linux/ARM64) platform=linux_arm64 ext=tar.gz ;;
+macOS/ARM64) platform=darwin_arm64 ext=tar.gz ;;
+Windows/X64) platform=windows_amd64 ext=zip ;;
+*) echo "::error::secrets-broker: no release for ${RUNNER_OS:-}/${RUNNER_ARCH:-}" >&2; exit 1 ;;
+esac
+work="$(mktemp -d "${RUNNER_TEMP:-/tmp}/secrets-broker.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+archive="secrets-broker_${version}_${platform}.${ext}"
+sums="secrets-broker_${version}_SHA256SUMS"
+base="${INPUT_DOWNLOAD_URL%/}/$version"
+curl --fail --silent --show-error --location --proto '=https,file' -o "$work/$archive" "$base/$archive"
+curl --fail --silent --show-error --location --proto '=https,file' -o "$work/$sums" "$base/$sums"
+got="$(sha256sum "$work/$archive")" got="${got%% *}"
+if [[ "$got" != "$want" ]]; then
+	echo "::error::secrets-broker: $archive has SHA-256 $got, not the pinned $want: refusing to run it" >&2
+	exit 1
+fi
+listed=""
+while read -r sum name; do
+	[[ "$name" == "$archive" ]] && listed="$sum"
+done <"$work/$sums"
+if [[ "$listed" != "$want" ]]; then
+	echo "::error::secrets-broker: the release's $sums does not list $archive with the pinned checksum" >&2
+	exit 1
+fi
+if command -v cosign >/dev/null; then
+	curl --fail --silent --show-error --location --proto '=https,file' -o "$work/$sums.sigstore.json" "$base/$sums.sigstore.json"
+	cosign verify-blob --bundle "$work/$sums.sigstore.json" \
+		--certificate-identity-regexp '^https://github.com/secrets-broker/secrets-broker/\.github/workflows/release\.yml@refs/tags/' \
+		--certificate-oidc-issuer https://token.actions.githubusercontent.com "$work/$sums" >/dev/null
+	echo "secrets-broker: $sums signature verified"
+fi
+mkdir -p "$work/bin"
+if [[ $ext == zip ]]; then
+	unzip -q -o "$work/$archive" -d "$work/bin"
+else
+	tar -xzf "$work/$archive" -C "$work/bin"
+fi
+args=(exec --github-actions)
+names=()
+while IFS= read -r line; do
+	line="${line#"${line%%[![:space:]]*}"}" line="${line%"${line##*[![:space:]]}"}"
+	[[ -z "$line" || "$line" == \#* ]] && continue
+	args+=(--secret "$line")
+	names+=("${line%%=*}")
+done <<<"${INPUT_SECRETS:-}"
+if [[ -n "${INPUT_CONFIG:-}" ]]; then
+	args+=(-c "$INPUT_CONFIG")
+fi
+if [[ ${#names[@]} -eq 0 ]]; then
+	echo "::error::secrets-broker: give secrets: NAME=REF lines (config only says how to reach and log in to Vault)" >&2
+	exit 1
+fi
+"$work/bin/secrets-broker" version
+SB_EXPORT_NAMES="${names[*]}" SB_EXPORT_ENV="${INPUT_EXPORT_ENV:-true}" \
+	"$work/bin/secrets-broker" "${args[@]}" -- bash "$here/action-export.sh"
