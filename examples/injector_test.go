@@ -56,7 +56,7 @@ func TestInjectorManifestsAndChart(t *testing.T) {
 	if err != nil || strings.Contains(strings.ToLower(out), "warning") {
 		t.Fatalf("the chart's objects: %v\n%s\n%s", err, out, rendered)
 	}
-	for _, want := range []string{"secrets-broker@sha256:aaaa", "--vault-address=https://vault.vault.svc:8200", "values:\n            - secrets-broker-system\n            - kube-system"} {
+	for _, want := range []string{"secrets-broker@sha256:aaaa", "--vault-address=https://vault.vault.svc:8200", "values:\n            - secrets-broker-system\n            - kube-system\n            - cert-manager"} {
 		if !strings.Contains(string(rendered), want) {
 			t.Errorf("rendered chart lacks %q", want)
 		}

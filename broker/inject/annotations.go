@@ -36,12 +36,15 @@ const (
 // Request is what a pod's annotations ask for.
 type Request struct {
 	// Style is the prefix the pod used (Own or Vault).
-	Style         string
-	Role          string
-	AuthMount     string
-	VaultAddress  string
-	Namespace     string
-	CACert        string
+	Style        string
+	Role         string
+	AuthMount    string
+	VaultAddress string
+	Namespace    string
+	CACert       string
+	// CAPath is a directory of CA certificates (vault-k8s's ca-key,
+	// which it writes as Vault Agent's ca_path).
+	CAPath        string
 	TLSServerName string
 	ClientCert    string
 	ClientKey     string
@@ -114,7 +117,7 @@ func Wanted(ann map[string]string) (want, done bool) {
 // Parse reads the annotations of a pod that asks for injection. Own
 // annotations win when a pod carries both kinds; the other kind is then a
 // warning. An annotation that cannot be honoured safely is an *Error.
-func Parse(ann map[string]string) (*Request, error) {
+func Parse(ann map[string]string, opts Options) (*Request, error) {
 	size := 0
 	for k, v := range ann {
 		size += len(k) + len(v)
@@ -128,7 +131,7 @@ func Parse(ann map[string]string) (*Request, error) {
 	if own, _ := strconv.ParseBool(ann[Own+"inject"]); own {
 		return parseOwn(ann)
 	}
-	return parseVault(ann)
+	return parseVault(ann, opts)
 }
 
 // sortedKeys are the annotation names with prefix, sorted (messages and
@@ -144,8 +147,10 @@ func sortedKeys(ann map[string]string, prefix string) []string {
 	return ks
 }
 
+// parseBool reads a boolean annotation; callers treat an empty value as
+// unset before calling it.
 func parseBool(a, v string) (bool, error) {
-	b, err := strconv.ParseBool(v)
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
 	if err != nil {
 		return false, refuse(a, "%q is not true or false", v)
 	}
@@ -185,7 +190,7 @@ func parseMode(a, v string) (string, error) {
 
 // checkFile is a file name beneath the mount path.
 func checkFile(a, f string) error {
-	if f == "" || len(f) > 253 || path.IsAbs(f) || path.Clean(f) != f || f == "." || strings.HasPrefix(f, "../") || f == ".." || strings.ContainsAny(f, "\x00\\") {
+	if f == "" || len(f) > 253 || path.IsAbs(f) || f == "." || strings.HasPrefix(f, "../") || f == ".." || strings.ContainsAny(f, "\x00\\") {
 		return refuse(a, "file %q must be a relative path beneath the secrets volume (no .., no absolute path)", f)
 	}
 	return nil

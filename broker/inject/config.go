@@ -37,6 +37,15 @@ type Options struct {
 	// HealthPort is the loopback port of the broker's health endpoint in
 	// the pod (its probes query it).
 	HealthPort int
+	// Defaults for pods that do not say (vault-k8s's injector flags of the
+	// same names): the auth mount (default kubernetes), the Vault
+	// namespace, a TLS Secret mounted at TLSMountPath and the CA file in
+	// it, and vault-k8s's default template (map or json).
+	AuthPath        string
+	Namespace       string
+	TLSSecret       string
+	CACert          string
+	DefaultTemplate string
 }
 
 // brokerConfig is the part of the broker's config the injector writes.
@@ -54,6 +63,7 @@ type vaultSection struct {
 	Address       string   `yaml:"address"`
 	Namespace     string   `yaml:"namespace,omitempty"`
 	CACert        string   `yaml:"ca_cert,omitempty"`
+	CAPath        string   `yaml:"ca_path,omitempty"`
 	ClientCert    string   `yaml:"client_cert,omitempty"`
 	ClientKey     string   `yaml:"client_key,omitempty"`
 	TLSServerName string   `yaml:"tls_server_name,omitempty"`
@@ -116,15 +126,31 @@ func (r *Request) Config(opts Options) ([]byte, error) {
 		}
 		insecure = true
 	}
-	for a, p := range map[string]string{"ca-cert": r.CACert, "client-cert": r.ClientCert, "client-key": r.ClientKey} {
+	for a, p := range map[string]string{"ca-cert": r.CACert, "ca-key": r.CAPath, "client-cert": r.ClientCert, "client-key": r.ClientKey} {
 		if p != "" && (!path.IsAbs(p) || strings.ContainsAny(p, "\x00\n")) {
 			return nil, refuse(r.Style+a, "%q must be an absolute path in the broker's container (the tls-secret is mounted at %s)", p, TLSMountPath)
 		}
 	}
+	mount := r.AuthMount
+	if mount == "" && opts.AuthPath != "" {
+		if mount, err = checkAuthPath("the injector's --auth-path", opts.AuthPath); err != nil {
+			return nil, err
+		}
+	}
+	if mount == "" {
+		mount = "kubernetes"
+	}
+	ns, caCert := r.Namespace, r.CACert
+	if ns == "" {
+		ns = opts.Namespace
+	}
+	if caCert == "" && r.CAPath == "" {
+		caCert = opts.CACert
+	}
 	c := brokerConfig{
-		Vault: vaultSection{Address: addr, Namespace: r.Namespace, CACert: r.CACert, ClientCert: r.ClientCert, ClientKey: r.ClientKey,
+		Vault: vaultSection{Address: addr, Namespace: ns, CACert: caCert, CAPath: r.CAPath, ClientCert: r.ClientCert, ClientKey: r.ClientKey,
 			TLSServerName: r.TLSServerName, InsecureHTTP: insecure,
-			Auth: authYAML{Method: "kubernetes", Mount: r.AuthMount, Role: r.Role, TokenFile: TokenFile}},
+			Auth: authYAML{Method: "kubernetes", Mount: mount, Role: r.Role, TokenFile: TokenFile}},
 		OutputRoot: r.MountPath,
 		DirMode:    "0755",
 		Refresh:    refreshYAML{MetricsAddress: fmt.Sprintf("127.0.0.1:%d", opts.HealthPort), StaticInterval: r.StaticInterval},

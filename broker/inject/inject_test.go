@@ -343,3 +343,88 @@ func TestNotAsked(t *testing.T) {
 		t.Errorf("%v %v", res, err)
 	}
 }
+
+// What a vault-k8s user switching webhooks relies on (found by a review
+// against vault-k8s's source): empty values are unset; the per-secret
+// preserve-secret-case; agent-inject-status written so vault-k8s leaves the
+// pod alone during a migration; the pod's own init containers get the
+// files; a listed container the pod lacks is skipped with a warning; the
+// injector's defaults (auth path, namespace, TLS secret and CA, default
+// template); plain seconds as a render interval; ca-key as a CA directory;
+// NAMESPACE, POD_IP and HOST_IP for templates; JSON in capitals.
+func TestVaultK8sCompatibility(t *testing.T) {
+	p := pod(t, "vault-k8s-template.yaml")
+	p.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "app"}}
+	for k, v := range map[string]string{
+		"vault.hashicorp.com/agent-limits-cpu":                       "",
+		"vault.hashicorp.com/agent-pre-populate":                     "",
+		"vault.hashicorp.com/agent-inject-secret-Mixed":              "secret/data/mixed",
+		"vault.hashicorp.com/preserve-secret-case-Mixed":             "true",
+		"vault.hashicorp.com/agent-inject-containers":                "app,migrate,ghost",
+		"vault.hashicorp.com/template-static-secret-render-interval": "300",
+		"vault.hashicorp.com/ca-key":                                 "/vault/tls/cas",
+		"vault.hashicorp.com/agent-inject-default-template":          "JSON",
+		"vault.hashicorp.com/agent-inject-file-db-creds":             "./creds/",
+	} {
+		p.Annotations[k] = v
+	}
+	o := opts
+	o.AuthPath, o.Namespace, o.TLSSecret = "auth/k8s-east", "team-a", "vault-tls"
+	res, got := mutate(t, p, o)
+	cfg := validated(t, res)
+	if cfg.Vault.Auth.Mount != "k8s-east" || cfg.Vault.Namespace != "team-a" || cfg.Vault.CAPath != "/vault/tls/cas" {
+		t.Errorf("defaults and ca-key: %+v", cfg.Vault)
+	}
+	if cfg.Refresh == nil || cfg.Refresh.StaticInterval.String() != "5m0s" {
+		t.Errorf("plain seconds: %+v", cfg.Refresh)
+	}
+	paths := map[string]string{}
+	for _, out := range cfg.Outputs {
+		paths[out.Path] = out.TemplateText
+	}
+	if _, ok := paths["Mixed"]; !ok {
+		t.Errorf("preserve-secret-case-Mixed: %v", paths)
+	}
+	if !strings.Contains(paths["creds"], "toJSON") {
+		t.Errorf("./creds/ and JSON: %v", paths)
+	}
+	if got.Annotations["vault.hashicorp.com/agent-inject-status"] != "injected" {
+		t.Error("agent-inject-status not written")
+	}
+	mounted := func(c corev1.Container) bool {
+		for _, m := range c.VolumeMounts {
+			if m.Name == inject.SecretsVolume {
+				return true
+			}
+		}
+		return false
+	}
+	_, broker := findInit(got, inject.ContainerName)
+	_, migrate := findInit(got, "migrate")
+	if migrate == nil || !mounted(*migrate) {
+		t.Error("the pod's own init container lacks the files")
+	}
+	if broker == nil || broker.StartupProbe == nil {
+		t.Fatal("no sidecar held by a startup probe (an empty agent-pre-populate is unset)")
+	}
+	if _, ok := broker.Resources.Limits["cpu"]; ok {
+		t.Error("an empty agent-limits-cpu set a CPU limit")
+	}
+	envs := map[string]bool{}
+	for _, e := range broker.Env {
+		envs[e.Name] = true
+	}
+	if !envs["NAMESPACE"] || !envs["POD_IP"] || !envs["HOST_IP"] {
+		t.Errorf("env: %v", broker.Env)
+	}
+	tls := false
+	for _, v := range got.Spec.Volumes {
+		tls = tls || (v.Secret != nil && v.Secret.SecretName == "vault-tls")
+	}
+	if !tls {
+		t.Error("the injector's --tls-secret is not mounted")
+	}
+	if w := strings.Join(res.Warnings, "\n"); !strings.Contains(w, `no container "ghost"`) {
+		t.Errorf("warnings: %s", w)
+	}
+}

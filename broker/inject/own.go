@@ -24,7 +24,7 @@ var ownPerName = []string{"secret-", "template-", "file-", "perms-", "error-on-m
 //	  password={{ secret "db_password" }}
 //	secrets-broker.io/file-db_password: db/password     # a declared secret as a raw file
 func parseOwn(ann map[string]string) (*Request, error) {
-	r := &Request{Style: Own, MountPath: OwnMountPath, Hold: true, AuthMount: "kubernetes"}
+	r := &Request{Style: Own, MountPath: OwnMountPath, Hold: true}
 	get := func(k string) (string, bool) { v, ok := ann[Own+k]; return v, ok }
 	var err error
 	r.Role, _ = get("role")

@@ -60,7 +60,7 @@ func Mutate(pod *corev1.Pod, opts Options) (*Result, error) {
 	if !want || done || hasContainer(pod, ContainerName) || hasContainer(pod, InitName) {
 		return &Result{}, nil
 	}
-	r, err := Parse(pod.Annotations)
+	r, err := Parse(pod.Annotations, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -72,8 +72,8 @@ func Mutate(pod *corev1.Pod, opts Options) (*Result, error) {
 		return nil, err
 	}
 	for _, c := range r.Containers {
-		if !slices.ContainsFunc(pod.Spec.Containers, func(x corev1.Container) bool { return x.Name == c }) {
-			return nil, refuse(r.Style+containersKey(r), "the pod has no container %q", c)
+		if !slices.ContainsFunc(append(slices.Clone(pod.Spec.Containers), pod.Spec.InitContainers...), func(x corev1.Container) bool { return x.Name == c }) {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s%s: the pod has no container %q; skipped", r.Style, containersKey(r), c))
 		}
 	}
 	for _, v := range pod.Spec.Volumes {
@@ -86,24 +86,39 @@ func Mutate(pod *corev1.Pod, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.Patch = append(res.Patch, addInit(pod, broker, r.InitFirst)...)
-	res.Patch = append(res.Patch, addVolumes(pod, r.volumes(opts))...)
+	// The files go into the app's containers and, as vault-k8s does, its
+	// own init containers (with init-first they run after the broker).
+	// The injector's own containers are added after these operations and
+	// keep their indices out of them: they are at the end, or at 0 with
+	// init-first, which is why init containers are patched first.
 	mount := corev1.VolumeMount{Name: SecretsVolume, MountPath: r.MountPath, ReadOnly: true}
-	for i, c := range pod.Spec.Containers {
-		if len(r.Containers) > 0 && !slices.Contains(r.Containers, c.Name) {
-			continue
-		}
-		if slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == r.MountPath }) {
-			return nil, refuse(r.Style+mountKey(r), "container %s already mounts something at %s", c.Name, r.MountPath)
-		}
-		base := fmt.Sprintf("/spec/containers/%d/volumeMounts", i)
-		if c.VolumeMounts == nil {
-			res.Patch = append(res.Patch, Op{Op: "add", Path: base, Value: []corev1.VolumeMount{mount}})
-		} else {
-			res.Patch = append(res.Patch, Op{Op: "add", Path: base + "/-", Value: mount})
+	for _, group := range []struct {
+		field string
+		cs    []corev1.Container
+	}{{"initContainers", pod.Spec.InitContainers}, {"containers", pod.Spec.Containers}} {
+		for i, c := range group.cs {
+			if len(r.Containers) > 0 && !slices.Contains(r.Containers, c.Name) {
+				continue
+			}
+			if slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == r.MountPath }) {
+				return nil, refuse(r.Style+mountKey(r), "container %s already mounts something at %s", c.Name, r.MountPath)
+			}
+			base := fmt.Sprintf("/spec/%s/%d/volumeMounts", group.field, i)
+			if c.VolumeMounts == nil {
+				res.Patch = append(res.Patch, Op{Op: "add", Path: base, Value: []corev1.VolumeMount{mount}})
+			} else {
+				res.Patch = append(res.Patch, Op{Op: "add", Path: base + "/-", Value: mount})
+			}
 		}
 	}
+	res.Patch = append(res.Patch, addVolumes(pod, r.volumes(opts))...)
+	res.Patch = append(res.Patch, addInit(pod, broker, r.InitFirst)...)
 	res.Patch = append(res.Patch, Op{Op: "add", Path: "/metadata/annotations/" + escape(StatusAnnotation), Value: "injected"})
+	if r.Style == Vault {
+		// vault-k8s reads this too: with both webhooks installed during a
+		// migration, it leaves a pod the broker has alone.
+		res.Patch = append(res.Patch, Op{Op: "add", Path: "/metadata/annotations/" + escape(Vault+"agent-inject-status"), Value: "injected"})
+	}
 	return res, nil
 }
 
@@ -175,7 +190,14 @@ func (r *Request) container(pod *corev1.Pod, opts Options, cfg []byte) (corev1.C
 		Image:           opts.Image,
 		ImagePullPolicy: corev1.PullIfNotPresent,
 		Args:            []string{"run"},
-		Env:             []corev1.EnvVar{{Name: EnvConfigYAML, Value: string(cfg)}},
+		Env: []corev1.EnvVar{
+			{Name: EnvConfigYAML, Value: string(cfg)},
+			// What vault-k8s gives Vault Agent, for templates that read
+			// them with env (a certificate's ip_sans, say).
+			{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+			{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+			{Name: "HOST_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.hostIP"}}},
+		},
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot: &yes, RunAsUser: &uid, RunAsGroup: &gid,
 			AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes,
@@ -251,7 +273,11 @@ func (r *Request) resources() (corev1.ResourceRequirements, error) {
 	}
 	for k, req := range rr.Requests {
 		if lim, ok := rr.Limits[k]; ok && req.Cmp(lim) > 0 {
-			return rr, refuse(r.Style+"requests-"+string(k), "the %s request %s is above its limit %s", k, req.String(), lim.String())
+			name := Own + "requests-" + string(k)
+			if r.Style == Vault {
+				name = Vault + "agent-requests-" + strings.Replace(string(k), "memory", "mem", 1)
+			}
+			return rr, refuse(name, "the %s request %s is above its limit %s", k, req.String(), lim.String())
 		}
 	}
 	return rr, nil

@@ -2,6 +2,8 @@ package inject
 
 import (
 	"fmt"
+	"path"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -28,7 +30,7 @@ var vaultPerSecret = []string{
 	"agent-inject-secret-", "agent-inject-template-file-", "agent-inject-template-",
 	"agent-inject-file-", "agent-inject-perms-", "agent-inject-command-",
 	"agent-template-left-delim-", "agent-template-right-delim-", "error-on-missing-key-",
-	"secret-volume-path-",
+	"secret-volume-path-", "preserve-secret-case-",
 }
 
 // vaultIgnored are vault-k8s annotations about Vault Agent itself: read,
@@ -79,9 +81,15 @@ var vaultRefused = map[string]string{
 
 // parseVault reads vault-k8s's annotations, as its documentation writes
 // them.
-func parseVault(ann map[string]string) (*Request, error) {
-	r := &Request{Style: Vault, MountPath: VaultMountPath, Hold: true, AuthMount: "kubernetes"}
-	get := func(k string) (string, bool) { v, ok := ann[Vault+k]; return v, ok }
+func parseVault(ann map[string]string, opts Options) (*Request, error) {
+	r := &Request{Style: Vault, MountPath: VaultMountPath, Hold: true, TLSSecret: opts.TLSSecret}
+	// An empty value is unset, as vault-k8s reads it (agent-limits-cpu: ""
+	// is how a pod drops the CPU limit).
+	get := func(k string) (string, bool) {
+		v, ok := ann[Vault+k]
+		v = strings.TrimSpace(v)
+		return v, ok && v != ""
+	}
 	var err error
 	if v, ok := get("tls-skip-verify"); ok {
 		if skip, err := parseBool(Vault+"tls-skip-verify", v); err != nil {
@@ -105,10 +113,13 @@ func parseVault(ann map[string]string) (*Request, error) {
 	r.VaultAddress, _ = get("service")
 	r.Namespace, _ = get("namespace")
 	r.CACert, _ = get("ca-cert")
+	r.CAPath, _ = get("ca-key") // vault-k8s writes it as Vault Agent's ca_path
 	r.TLSServerName, _ = get("tls-server-name")
 	r.ClientCert, _ = get("client-cert")
 	r.ClientKey, _ = get("client-key")
-	r.TLSSecret, _ = get("tls-secret")
+	if v, ok := get("tls-secret"); ok {
+		r.TLSSecret = v
+	}
 	if v, ok := get("secret-volume-path"); ok {
 		if err := checkMountPath(Vault+"secret-volume-path", v); err != nil {
 			return nil, err
@@ -147,13 +158,20 @@ func parseVault(ann map[string]string) (*Request, error) {
 		}
 	}
 	if v, ok := get("template-static-secret-render-interval"); ok {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			v += "s" // plain seconds, as vault-k8s accepts them
+		}
 		if r.StaticInterval, err = parseDuration(Vault+"template-static-secret-render-interval", v); err != nil {
 			return nil, err
 		}
 	}
 	defaultTemplate := mapTemplate
-	if v, ok := get("agent-inject-default-template"); ok {
-		switch v {
+	dt, ok := get("agent-inject-default-template")
+	if !ok {
+		dt, ok = opts.DefaultTemplate, opts.DefaultTemplate != ""
+	}
+	if ok {
+		switch v := strings.ToLower(dt); v {
 		case "map":
 		case "json":
 			defaultTemplate = jsonTemplate
@@ -180,6 +198,14 @@ func parseVault(ann map[string]string) (*Request, error) {
 		}
 		if why, ok := vaultIgnored[name]; ok {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: not applied: %s", k, why))
+			continue
+		}
+		if strings.HasPrefix(name, "auth-config-") {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: not applied: the kubernetes login takes only the role and mount here", k))
+			continue
+		}
+		if strings.HasPrefix(name, "agent-telemetry-") {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s: not applied: the broker's metrics are on its loopback health port", k))
 			continue
 		}
 		if !vaultKnown(name) {
@@ -238,12 +264,20 @@ func vaultOutputs(r *Request, ann map[string]string, defaultTemplate string, pre
 			}
 		}
 		name := raw
-		if !preserve {
+		keep := preserve
+		if v, ok := per("preserve-secret-case-", raw); ok && strings.TrimSpace(v) != "" {
+			b, err := parseBool(Vault+"preserve-secret-case-"+raw, v)
+			if err != nil {
+				return err
+			}
+			keep = b
+		}
+		if !keep {
 			name = strings.ToLower(raw)
 		}
 		o := Output{File: name, Mode: DefaultMode, MissingKeyOK: true}
 		if f, ok := per("agent-inject-file-", raw); ok && f != "" {
-			o.File = strings.TrimPrefix(f, "/")
+			o.File = path.Clean(strings.TrimPrefix(f, "/")) // vault-k8s joins it to the mount path
 		}
 		if err := checkFile(Vault+"agent-inject-secret-"+raw, o.File); err != nil {
 			return err
@@ -257,14 +291,14 @@ func vaultOutputs(r *Request, ann map[string]string, defaultTemplate string, pre
 			}
 			o.Template = fmt.Sprintf(defaultTemplate, p)
 		}
-		if v, ok := per("agent-inject-perms-", raw); ok {
+		if v, ok := per("agent-inject-perms-", raw); ok && strings.TrimSpace(v) != "" {
 			m, err := parseMode(Vault+"agent-inject-perms-"+raw, v)
 			if err != nil {
 				return err
 			}
 			o.Mode = m
 		}
-		if v, ok := per("error-on-missing-key-", raw); ok {
+		if v, ok := per("error-on-missing-key-", raw); ok && strings.TrimSpace(v) != "" {
 			strict, err := parseBool(Vault+"error-on-missing-key-"+raw, v)
 			if err != nil {
 				return err
@@ -309,8 +343,8 @@ func resources(r *Request, ann map[string]string, requests, limits, mem string) 
 		for _, kind := range []string{"cpu", mem} {
 			k := x.prefix + kind
 			v, ok := ann[k]
-			if !ok {
-				continue
+			if v = strings.TrimSpace(v); !ok || v == "" {
+				continue // empty: unset (vault-k8s drops the limit)
 			}
 			q, err := parseQuantity(k, v)
 			if err != nil {

@@ -72,7 +72,7 @@ func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	out, err := json.Marshal(review)
+	out, err := json.Marshal(review.AdmissionReview)
 	if err != nil {
 		http.Error(w, "cannot write the answer", http.StatusInternalServerError)
 		return
@@ -80,6 +80,15 @@ func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	resp := review.Response
 	h.log().Info("injector: answered", "uid", string(resp.UID), "allowed", resp.Allowed, "patched", len(resp.Patch) > 0,
 		"warnings", len(resp.Warnings), "took", time.Since(start).String())
+	// A controller (a Deployment's ReplicaSet) creates most pods and
+	// nobody reads the warnings it gets: the injector's log says them too,
+	// with where they came from.
+	for _, w := range resp.Warnings {
+		h.log().Warn("injector: "+w, "uid", string(resp.UID), "pod", review.podName)
+	}
+	if !resp.Allowed && resp.Result != nil {
+		h.log().Warn("injector: pod refused", "uid", string(resp.UID), "pod", review.podName, "reason", resp.Result.Message)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(out)
 }
@@ -93,7 +102,7 @@ func (h Handler) log() *slog.Logger {
 
 // Review decodes an AdmissionReview and answers it. Only an input that is
 // not a review of a pod is an error.
-func Review(body []byte, opts inject.Options) (*admissionv1.AdmissionReview, error) {
+func Review(body []byte, opts inject.Options) (*Answer, error) {
 	var in admissionv1.AdmissionReview
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&in); err != nil {
@@ -112,10 +121,10 @@ func Review(body []byte, opts inject.Options) (*admissionv1.AdmissionReview, err
 	if len(req.UID) > 128 {
 		return nil, errors.New("the request uid is longer than 128 bytes")
 	}
-	out := &admissionv1.AdmissionReview{
+	out := &Answer{AdmissionReview: &admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Response: &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true},
-	}
+	}}
 	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create {
 		// Not ours to change (the webhook's rules send pods on CREATE):
 		// allowed as it is.
@@ -124,6 +133,10 @@ func Review(body []byte, opts inject.Options) (*admissionv1.AdmissionReview, err
 	var pod corev1.Pod
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
 		return nil, fmt.Errorf("the request's object is not a pod: %w", err)
+	}
+	out.podName = req.Namespace + "/" + pod.Name
+	if pod.Name == "" {
+		out.podName = req.Namespace + "/" + pod.GenerateName + "*"
 	}
 	res, err := inject.Mutate(&pod, opts)
 	if err != nil {
@@ -156,6 +169,12 @@ func Review(body []byte, opts inject.Options) (*admissionv1.AdmissionReview, err
 		out.Response.Warnings = append(out.Response.Warnings, w)
 	}
 	return out, nil
+}
+
+// Answer is the review sent back, and the pod it was about (for the log).
+type Answer struct {
+	*admissionv1.AdmissionReview
+	podName string
 }
 
 // Server is the injector's HTTPS server.

@@ -54,6 +54,11 @@ The certificate and key are read again when they change.`,
 	f.BoolVar(&opt.AllowInsecureHTTP, "allow-insecure-http", false, "let pods use a plain http:// Vault address off loopback (tokens and secrets cross the network in clear)")
 	f.StringVar(&opt.TokenAudience, "token-audience", "vault", "audience of the projected service-account token pods log in with (\"\": the API server's own)")
 	f.IntVar(&opt.HealthPort, "health-port", 9102, "loopback port of the broker's health endpoint in pods")
+	f.StringVar(&opt.AuthPath, "auth-path", "", "Vault kubernetes auth mount for pods that name none (default auth/kubernetes)")
+	f.StringVar(&opt.Namespace, "vault-namespace", "", "Vault namespace for pods that name none")
+	f.StringVar(&opt.TLSSecret, "tls-secret", "", "a Secret mounted at /vault/tls in every injected broker (its CA for Vault), unless the pod names one")
+	f.StringVar(&opt.CACert, "ca-cert", "", "CA file for Vault in the broker's container (e.g. /vault/tls/ca.crt) for pods that name none")
+	f.StringVar(&opt.DefaultTemplate, "default-template", "", "vault-k8s's default template for pods that name none: map (default) or json")
 	lf.register(cmd)
 	return cmd
 }
