@@ -190,7 +190,7 @@ func parseMode(a, v string) (string, error) {
 
 // checkFile is a file name beneath the mount path.
 func checkFile(a, f string) error {
-	if f == "" || len(f) > 253 || path.IsAbs(f) || f == "." || strings.HasPrefix(f, "../") || f == ".." || strings.ContainsAny(f, "\x00\\") {
+	if f == "" || len(f) > 253 || path.IsAbs(f) || path.Clean(f) != f || f == "." || strings.HasPrefix(f, "../") || f == ".." || strings.ContainsAny(f, "\x00\\") {
 		return refuse(a, "file %q must be a relative path beneath the secrets volume (no .., no absolute path)", f)
 	}
 	return nil

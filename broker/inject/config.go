@@ -2,14 +2,13 @@ package inject
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/secrets-broker/secrets-broker/internal/loopback"
 )
 
 // Paths inside the broker's containers.
@@ -19,6 +18,10 @@ const (
 	TLSMountPath   = "/vault/tls"
 	CacheMountPath = "/var/cache/secrets-broker"
 )
+
+// MaxConfigLen bounds the config put in the broker's environment: Linux
+// refuses to start a process with one variable over 128 KiB.
+const MaxConfigLen = 120 << 10
 
 // Options are the injector's own settings (flags), which a pod cannot
 // change.
@@ -117,10 +120,17 @@ func (r *Request) Config(opts Options) ([]byte, error) {
 	}
 	u, err := url.Parse(addr)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-		return nil, refuse(where, "%q is not a Vault address such as https://vault.vault.svc:8200", addr)
+		shown := "the value" // never echoed whole: it may hold credentials
+		if err == nil {
+			shown = fmt.Sprintf("%q", u.Redacted())
+		}
+		return nil, refuse(where, "%s is not a Vault address such as https://vault.vault.svc:8200 (no user or password in it)", shown)
 	}
 	insecure := false
-	if u.Scheme == "http" && !loopback.Host(u.Hostname()) {
+	// Only a loopback IP literal is exempt: in a pod, "localhost" is what
+	// the pod's /etc/hosts says, and hostAliases let the pod say another
+	// address.
+	if ip := net.ParseIP(u.Hostname()); u.Scheme == "http" && (ip == nil || !ip.IsLoopback()) {
 		if !opts.AllowInsecureHTTP {
 			return nil, refuse(where, "%s is plain http: the pod's Vault token and every secret would cross the network in clear. Use https (vault.hashicorp.com/tls-secret and ca-cert give the CA), or, if the platform team accepts it, start the injector with --allow-insecure-http", addr)
 		}
@@ -175,6 +185,9 @@ func (r *Request) Config(opts Options) ([]byte, error) {
 	out, err := yaml.Marshal(&c)
 	if err != nil {
 		return nil, fmt.Errorf("writing the broker config: %w", err)
+	}
+	if len(out) > MaxConfigLen {
+		return nil, refuse("metadata.annotations", "the broker config they describe is %d bytes, more than the %d one environment variable can carry (Linux); split the templates over fewer, smaller files", len(out), MaxConfigLen)
 	}
 	return out, nil
 }

@@ -428,3 +428,55 @@ func TestVaultK8sCompatibility(t *testing.T) {
 		t.Errorf("warnings: %s", w)
 	}
 }
+
+// Found by an attacker's review: "localhost" off the plain-http rule (a
+// pod's hostAliases can point it elsewhere); a refusal that would echo
+// credentials in an address; a config over what one environment variable
+// carries; an app container mounting the injector's volumes; a file that
+// cleans to the volume's root; a per-name annotation for no secret.
+func TestAttackerFindings(t *testing.T) {
+	refused := func(what string, change func(p *corev1.Pod), want string) {
+		t.Helper()
+		p := pod(t, "vault-k8s-template.yaml")
+		change(p)
+		_, err := inject.Mutate(p, opts)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", what, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "S3cr3t") {
+			t.Errorf("%s: the refusal echoes a credential: %v", what, err)
+		}
+	}
+	refused("http://localhost", func(p *corev1.Pod) { p.Annotations["vault.hashicorp.com/service"] = "http://localhost:8200" }, "plain http")
+	refused("credentials in the address", func(p *corev1.Pod) {
+		p.Annotations["vault.hashicorp.com/service"] = "https://admin:S3cr3t@vault:8200"
+	}, "no user or password")
+	refused("a config too large for the environment", func(p *corev1.Pod) {
+		p.Annotations["vault.hashicorp.com/agent-inject-template-db-creds"] = strings.Repeat("x", 130<<10)
+	}, "one environment variable can carry")
+	refused("an app mounting the injector's token", func(p *corev1.Pod) {
+		p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: inject.TokenVolume, MountPath: "/t"}}
+	}, "one of the injector's own volumes")
+	refused("a file that is the volume itself", func(p *corev1.Pod) {
+		p.Annotations["vault.hashicorp.com/agent-inject-file-db-creds"] = "x/.."
+	}, "beneath the secrets volume")
+	// http://127.0.0.1 stays allowed (a sidecar Vault proxy in the pod).
+	p := pod(t, "vault-k8s-template.yaml")
+	p.Annotations["vault.hashicorp.com/service"] = "http://127.0.0.1:8200"
+	if _, err := inject.Mutate(p, opts); err != nil {
+		t.Errorf("http://127.0.0.1: %v", err)
+	}
+	// A per-secret annotation for no secret is a warning, never silence.
+	p = pod(t, "vault-k8s-template.yaml")
+	p.Annotations["vault.hashicorp.com/agent-inject-perms-db-cred"] = "0640"
+	res, _ := mutate(t, p, opts)
+	if !strings.Contains(strings.Join(res.Warnings, "\n"), "agent-inject-perms-db-cred: no secret db-cred") {
+		t.Errorf("a mistyped perms annotation: %v", res.Warnings)
+	}
+	// Own annotations are strict: refused.
+	p = pod(t, "own.yaml")
+	p.Annotations["secrets-broker.io/perms-db.cnf"] = "0640"
+	if _, err := inject.Mutate(p, opts); err == nil || !strings.Contains(err.Error(), "a typo?") {
+		t.Errorf("a mistyped own perms annotation: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package inject
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/secrets-broker/secrets-broker/broker/config"
@@ -161,6 +162,16 @@ func ownOutputs(r *Request, ann map[string]string) error {
 	}
 	if len(r.Outputs) == 0 {
 		return refuse(Own+"secret-NAME", "no secret to render: add secrets-broker.io/secret-NAME: REF (and optionally template-FILE)")
+	}
+	for _, p := range []string{"file-", "perms-", "error-on-missing-key-"} {
+		for _, k := range sortedKeys(ann, Own+p) {
+			name := strings.TrimPrefix(k, Own+p)
+			_, isSecret := ann[Own+"secret-"+name]
+			_, isTemplate := ann[Own+"template-"+name]
+			if !isSecret && !isTemplate && !(p == "perms-" && slices.ContainsFunc(r.Outputs, func(o Output) bool { return o.File == name })) {
+				return refuse(k, "no secret-%s or template-%s: a typo?", name, name)
+			}
+		}
 	}
 	seen := map[string]bool{}
 	for _, o := range r.Outputs {

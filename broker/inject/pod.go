@@ -81,6 +81,13 @@ func Mutate(pod *corev1.Pod, opts Options) (*Result, error) {
 			return nil, refuse("spec.volumes", "the volume name %s is the injector's own; rename it", v.Name)
 		}
 	}
+	for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
+		for _, m := range c.VolumeMounts {
+			if strings.HasPrefix(m.Name, "secrets-broker-") {
+				return nil, refuse("spec.containers", "container %s mounts %s, one of the injector's own volumes: the injector mounts the secrets (read-only) where they belong", c.Name, m.Name)
+			}
+		}
+	}
 	res := &Result{Warnings: r.Warnings, Config: cfg}
 	broker, err := r.container(pod, opts, cfg)
 	if err != nil {

@@ -277,7 +277,11 @@ func vaultOutputs(r *Request, ann map[string]string, defaultTemplate string, pre
 		}
 		o := Output{File: name, Mode: DefaultMode, MissingKeyOK: true}
 		if f, ok := per("agent-inject-file-", raw); ok && f != "" {
-			o.File = path.Clean(strings.TrimPrefix(f, "/")) // vault-k8s joins it to the mount path
+			if c := path.Clean(strings.TrimPrefix(f, "/")); c != "." { // vault-k8s joins it to the mount path
+				o.File = c
+			} else {
+				o.File = f
+			}
 		}
 		if err := checkFile(Vault+"agent-inject-secret-"+raw, o.File); err != nil {
 			return err
@@ -317,6 +321,19 @@ func vaultOutputs(r *Request, ann map[string]string, defaultTemplate string, pre
 			return refuse(Vault+"secret-volume-path-"+raw, "one volume holds every file here: set vault.hashicorp.com/secret-volume-path for all, and agent-inject-file-%s for a subdirectory", raw)
 		}
 		r.Outputs = append(r.Outputs, o)
+	}
+	// A per-secret annotation for a NAME no secret has is a typo (perms
+	// left at the default, say): said, never silently dropped.
+	for _, p := range vaultPerSecret {
+		for _, k := range sortedKeys(ann, Vault+p) {
+			raw := strings.TrimPrefix(k, Vault+p)
+			if p == "agent-inject-template-" && strings.HasPrefix(raw, "file-") {
+				continue
+			}
+			if !seen[raw] && p != "agent-inject-secret-" && p != "agent-inject-template-" && p != "agent-inject-template-file-" {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("%s: no secret %s (agent-inject-secret-%s); not applied", k, raw, raw))
+			}
+		}
 	}
 	files := map[string]string{}
 	for i, o := range r.Outputs {

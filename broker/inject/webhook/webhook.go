@@ -177,6 +177,30 @@ type Answer struct {
 	podName string
 }
 
+// MaxConcurrent bounds the reviews read and answered at once: each may
+// hold a 4 MiB body and its decoded pod, so a flood of slow uploads cannot
+// push the injector past its memory limit (and, with failurePolicy: Fail,
+// stop pod creation in the cluster). A review that waits over a second for
+// a slot gets 503; the API server's call fails and is retried by the
+// controller that made the pod.
+const MaxConcurrent = 4
+
+func bounded(next http.Handler, n int) http.Handler {
+	slots := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			next.ServeHTTP(w, r)
+		case <-t.C:
+			http.Error(w, "the injector is busy; retry", http.StatusServiceUnavailable)
+		case <-r.Context().Done():
+		}
+	})
+}
+
 // Server is the injector's HTTPS server.
 type Server struct {
 	Addr              string
@@ -193,13 +217,13 @@ func (s Server) Run(ctx context.Context, ready func(addr string)) error {
 		return fmt.Errorf("injector TLS: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/mutate", s.Handler)
+	mux.Handle("/mutate", bounded(s.Handler, MaxConcurrent))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	srv := &http.Server{
 		Handler:           mux,
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: pair.ServerCertificate},
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
+		ReadTimeout:       5 * time.Second, // the API server waits timeoutSeconds: 5 at most
 		WriteTimeout:      15 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    64 << 10,

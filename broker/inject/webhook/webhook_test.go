@@ -174,3 +174,33 @@ func TestCertificateRotation(t *testing.T) {
 		t.Errorf("missing key: %v", err)
 	}
 }
+
+// Reviews past MaxConcurrent in flight wait a second for a slot, then get
+// 503: slow uploads cannot pile up bodies past the memory limit.
+func TestConcurrentReviewsAreBounded(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 8)
+	h := webhook.Bounded(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}), 2)
+	done := make(chan int, 3)
+	for range 3 {
+		go func() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/mutate", nil))
+			done <- rec.Code
+		}()
+	}
+	<-entered
+	<-entered
+	if code := <-done; code != http.StatusServiceUnavailable {
+		t.Fatalf("a third concurrent review: %d, want 503", code)
+	}
+	close(release)
+	for range 2 {
+		if code := <-done; code != http.StatusOK {
+			t.Errorf("a review in a slot: %d", code)
+		}
+	}
+}
