@@ -266,25 +266,7 @@ func sideBySide(t *testing.T, k *k8stest.Server, v *vaulttest.Server, cfgYAML st
 	}
 	hcl := fmt.Sprintf("vault { address = %q }\nauto_auth {\n  method \"kubernetes\" {\n    mount_path = \"auth/kubernetes\"\n    config = {\n      role = \"payroll\"\n      token_path = %q\n    }\n  }\n}\nexit_after_auth = true\n%s",
 		v.Addr, tokenFile, tmpl.String())
-	os.WriteFile(filepath.Join(dir, "agent.hcl"), []byte(hcl), 0o600)
-	cmd := exec.Command(v.Bin, "agent", "-config="+filepath.Join(dir, "agent.hcl"))
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
-	var agentLog bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &agentLog, &agentLog
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("vault agent: %v\n%s", err, agentLog.String())
-		}
-	case <-time.After(90 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("vault agent did not exit:\n%s", agentLog.String())
-	}
+	runVaultAgent(t, v, dir, hcl)
 	for _, f := range []string{"config.txt", "payroll-map", "api.json", "sub/missing.env"} {
 		want, got := readFile(t, filepath.Join(agentOut, f)), readFile(t, filepath.Join(brokerOut, f))
 		if got != want {

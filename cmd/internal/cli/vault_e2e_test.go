@@ -145,6 +145,25 @@ template {
 }
 exit_after_auth = true
 `, v.Addr, filepath.Join(dir, "token"), filepath.Join(dir, "app.tmpl"), agentOut)
+	runVaultAgent(t, v, dir, hcl)
+	want := readFile(t, agentOut)
+	cfg := filepath.Join(dir, "broker.yaml")
+	os.WriteFile(cfg, []byte(brokerConfig(v, "")), 0o600)
+	mustRun(t, "", "run", "--once", "--config", cfg)
+	got := readFile(t, filepath.Join(dir, "out", "app.conf"))
+	if got != want {
+		t.Fatalf("outputs differ\nvault agent:\n%q\nsecrets-broker:\n%q", want, got)
+	}
+	if !strings.Contains(got, "password=") {
+		t.Fatalf("compat template rendered nothing useful: %q", got)
+	}
+}
+
+// runVaultAgent runs Vault Agent (the real vault binary) with the config
+// hcl until it exits (exit_after_auth), failing the test on an error or
+// after 90 s, with the agent's log.
+func runVaultAgent(t *testing.T, v *vaulttest.Server, dir, hcl string) {
+	t.Helper()
 	os.WriteFile(filepath.Join(dir, "agent.hcl"), []byte(hcl), 0o600)
 	cmd := exec.Command(v.Bin, "agent", "-config="+filepath.Join(dir, "agent.hcl"))
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
@@ -160,20 +179,9 @@ exit_after_auth = true
 		if err != nil {
 			t.Fatalf("vault agent: %v\n%s", err, agentLog.String())
 		}
-	case <-time.After(60 * time.Second):
+	case <-time.After(90 * time.Second):
 		cmd.Process.Kill()
 		t.Fatalf("vault agent did not exit:\n%s", agentLog.String())
-	}
-	want := readFile(t, agentOut)
-	cfg := filepath.Join(dir, "broker.yaml")
-	os.WriteFile(cfg, []byte(brokerConfig(v, "")), 0o600)
-	mustRun(t, "", "run", "--once", "--config", cfg)
-	got := readFile(t, filepath.Join(dir, "out", "app.conf"))
-	if got != want {
-		t.Fatalf("outputs differ\nvault agent:\n%q\nsecrets-broker:\n%q", want, got)
-	}
-	if !strings.Contains(got, "password=") {
-		t.Fatalf("compat template rendered nothing useful: %q", got)
 	}
 }
 
