@@ -2,13 +2,14 @@ package inject
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"path"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/secrets-broker/secrets-broker/internal/loopback"
 )
 
 // Paths inside the broker's containers.
@@ -130,7 +131,7 @@ func (r *Request) Config(opts Options) ([]byte, error) {
 	// Only a loopback IP literal is exempt: in a pod, "localhost" is what
 	// the pod's /etc/hosts says, and hostAliases let the pod say another
 	// address.
-	if ip := net.ParseIP(u.Hostname()); u.Scheme == "http" && (ip == nil || !ip.IsLoopback()) {
+	if u.Scheme == "http" && !loopback.IP(u.Hostname()) {
 		if !opts.AllowInsecureHTTP {
 			return nil, refuse(where, "%s is plain http: the pod's Vault token and every secret would cross the network in clear. Use https (vault.hashicorp.com/tls-secret and ca-cert give the CA), or, if the platform team accepts it, start the injector with --allow-insecure-http", addr)
 		}

@@ -14,3 +14,11 @@ func TestHost(t *testing.T) {
 		}
 	}
 }
+
+func TestIP(t *testing.T) {
+	for host, want := range map[string]bool{"localhost": false, "127.0.0.1": true, "::1": true, "10.0.0.1": false, "": false} {
+		if got := loopback.IP(host); got != want {
+			t.Errorf("IP(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
