@@ -480,3 +480,50 @@ func TestAttackerFindings(t *testing.T) {
 		t.Errorf("a mistyped own perms annotation: %v", err)
 	}
 }
+
+// The remaining supported vault-k8s annotations, each reaching the config
+// or the container: delimiters, error-on-missing-key, client certificate,
+// TLS server name, run-as-same-user and run-as-group, requests and limits.
+func TestEveryOtherSupportedAnnotation(t *testing.T) {
+	p := pod(t, "vault-k8s-template.yaml")
+	uid := int64(1234)
+	p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: &uid}
+	for k, v := range map[string]string{
+		"vault.hashicorp.com/agent-inject-template-db-creds":      "[[ with secret \"secret/data/db\" ]][[ .Data.data.user ]][[ end ]] {{ literal }}",
+		"vault.hashicorp.com/agent-template-left-delim-db-creds":  "[[",
+		"vault.hashicorp.com/agent-template-right-delim-db-creds": "]]",
+		"vault.hashicorp.com/error-on-missing-key-db-creds":       "true",
+		"vault.hashicorp.com/client-cert":                         "/vault/tls/client.crt",
+		"vault.hashicorp.com/client-key":                          "/vault/tls/client.key",
+		"vault.hashicorp.com/tls-server-name":                     "vault.internal",
+		"vault.hashicorp.com/agent-run-as-same-user":              "true",
+		"vault.hashicorp.com/agent-run-as-group":                  "2000",
+		"vault.hashicorp.com/agent-requests-cpu":                  "20m",
+		"vault.hashicorp.com/agent-requests-mem":                  "32Mi",
+		"vault.hashicorp.com/agent-limits-cpu":                    "200m",
+		"vault.hashicorp.com/namespace":                           "ns1",
+	} {
+		p.Annotations[k] = v
+	}
+	res, got := mutate(t, p, opts)
+	cfg := validated(t, res)
+	var o config.Output
+	for _, x := range cfg.Outputs {
+		if x.Path == "db-creds" {
+			o = x
+		}
+	}
+	if o.LeftDelimiter != "[[" || o.RightDelimiter != "]]" || o.ErrorOnMissingKey != nil {
+		t.Errorf("delimiters and error-on-missing-key true (the strict default, so unset): %+v", o)
+	}
+	if v := cfg.Vault; v.ClientCert != "/vault/tls/client.crt" || v.ClientKey != "/vault/tls/client.key" || v.TLSServerName != "vault.internal" || v.Namespace != "ns1" {
+		t.Errorf("vault section: %+v", v)
+	}
+	_, c := findInit(got, inject.ContainerName)
+	if sc := c.SecurityContext; *sc.RunAsUser != 1234 || *sc.RunAsGroup != 2000 {
+		t.Errorf("run-as-same-user and run-as-group: %d %d", *sc.RunAsUser, *sc.RunAsGroup)
+	}
+	if c.Resources.Requests.Cpu().String() != "20m" || c.Resources.Requests.Memory().String() != "32Mi" || c.Resources.Limits.Cpu().String() != "200m" {
+		t.Errorf("resources: %+v", c.Resources)
+	}
+}
