@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # action-export.sh: run by action.sh as secrets-broker exec's command, with
 # every secret in its environment (already masked by --github-actions):
-# writes each to GITHUB_OUTPUT and, unless SB_EXPORT_ENV is false, to
-# GITHUB_ENV, with a random heredoc delimiter that the value does not hold.
+# writes each to GITHUB_ENV with a random heredoc delimiter that the value
+# does not hold, and the names to GITHUB_OUTPUT.
 set -euo pipefail
 read -r -a names <<<"${SB_EXPORT_NAMES:-}"
 put() { # file name value
@@ -13,8 +13,7 @@ put() { # file name value
 }
 for n in "${names[@]}"; do
 	v="${!n-}"
-	put "$GITHUB_OUTPUT" "$n" "$v"
-	[[ "${SB_EXPORT_ENV:-true}" == false ]] || put "$GITHUB_ENV" "$n" "$v"
+	put "$GITHUB_ENV" "$n" "$v"
 done
 echo "names=${names[*]}" >>"$GITHUB_OUTPUT"
 echo "secrets-broker: ${#names[@]} secret(s) exported, masked"

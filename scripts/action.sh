@@ -7,7 +7,7 @@
 # as signed by this repository's release workflow), then runs
 # `secrets-broker exec --github-actions` (every value and line masked
 # first) with scripts/action-export.sh as the command, which writes the
-# values to GITHUB_OUTPUT and GITHUB_ENV.
+# values to GITHUB_ENV and their names to GITHUB_OUTPUT.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 version="${INPUT_VERSION:?version is required (e.g. v1.2.3)}"
@@ -68,5 +68,5 @@ if [[ ${#names[@]} -eq 0 ]]; then
 	exit 1
 fi
 "$work/bin/secrets-broker" version
-SB_EXPORT_NAMES="${names[*]}" SB_EXPORT_ENV="${INPUT_EXPORT_ENV:-true}" \
+SB_EXPORT_NAMES="${names[*]}" \
 	"$work/bin/secrets-broker" "${args[@]}" -- bash "$here/action-export.sh"

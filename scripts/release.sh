@@ -65,7 +65,7 @@ done
 
 sbom="$out/secrets-broker_${version}.sbom.cdx.json"
 cdx="$(go env GOPATH)/bin/cyclonedx-gomod"
-[[ -x "$cdx" ]] || { echo "release.sh: cyclonedx-gomod is missing (scripts/test.sh installs it)" >&2; exit 1; }
+[[ -x "$cdx" ]] || { echo "release.sh: cyclonedx-gomod is missing: go install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0" >&2; exit 1; }
 CGO_ENABLED=0 GOOS=linux GOARCH=amd64 "$cdx" app -json -noserial -notimestamp -output "$sbom" -main cmd/secrets-broker . 2>/dev/null
 echo "release: $(basename "$sbom")"
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/secrets-broker/secrets-broker/providers"
@@ -171,10 +172,28 @@ type Output struct {
 }
 
 // Wait is a debounce: Min after the last change, never longer than Max
-// after the first (consul-template's wait).
+// after the first (consul-template's wait). Written {min: 2s, max: 10s},
+// or as consul-template writes it, "2s" or "2s:10s".
 type Wait struct {
 	Min time.Duration `yaml:"min"`
 	Max time.Duration `yaml:"max"`
+}
+
+// UnmarshalYAML reads the mapping or consul-template's "MIN[:MAX]".
+func (w *Wait) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		lo, hi, hasMax := strings.Cut(n.Value, ":")
+		var err error
+		if w.Min, err = time.ParseDuration(strings.TrimSpace(lo)); err == nil && hasMax {
+			w.Max, err = time.ParseDuration(strings.TrimSpace(hi))
+		}
+		if err != nil {
+			return fmt.Errorf("line %d: wait %q is not {min: 2s, max: 10s}, \"2s\" or \"2s:10s\"", n.Line, n.Value)
+		}
+		return nil
+	}
+	type plain Wait
+	return n.Decode((*plain)(w))
 }
 
 // Notify is how the daemon tells an app that a file changed: a signal

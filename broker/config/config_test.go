@@ -91,6 +91,12 @@ func TestConfigStrictWithLines(t *testing.T) {
 	if _, err := config.Parse([]byte("output_root: o\nsecrets:\n  a"+strings.Repeat("b", 127)+": file:/x\noutputs:\n  - path: x\n    bundle: "+strings.Repeat("b", 64)+"\n"), "broker.yaml", t.TempDir()); err != nil {
 		t.Errorf("a 128-byte secret name and a 64-byte bundle: %v", err)
 	}
+	// consul-template's string forms of wait.
+	if c, err := config.Parse([]byte("output_root: o\noutputs:\n  - {path: x, wait: \"5s:10s\"}\n  - {path: y, wait: 3s}\nrefresh: {wait: \"1s:4s\"}\n"), "broker.yaml", t.TempDir()); err != nil {
+		t.Errorf("wait strings: %v", err)
+	} else if w := c.Outputs[0].Wait; w.Min.String() != "5s" || w.Max.String() != "10s" || c.Outputs[1].Wait.Min.String() != "3s" || c.Refresh.Wait.Max.String() != "4s" {
+		t.Errorf("wait strings read as %+v %+v %+v", *w, *c.Outputs[1].Wait, c.Refresh.Wait)
+	}
 	// Outputs that each have a root need no output_root.
 	if _, err := config.Parse([]byte("outputs:\n  - {path: tls.crt, root: /etc/nginx/certs}\n  - {path: env, root: /var/run/app}\n"), "broker.yaml", t.TempDir()); err != nil {
 		t.Errorf("outputs with their own roots: %v", err)

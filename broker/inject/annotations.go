@@ -98,7 +98,10 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("annotation %s: %s", e.Annotation, e.Reason)
+	if strings.HasPrefix(e.Annotation, Own) || strings.HasPrefix(e.Annotation, Vault) {
+		return fmt.Sprintf("annotation %s: %s", e.Annotation, e.Reason)
+	}
+	return fmt.Sprintf("%s: %s", e.Annotation, e.Reason)
 }
 
 func refuse(a, format string, args ...any) *Error {
@@ -129,7 +132,7 @@ func Parse(ann map[string]string, opts Options) (*Request, error) {
 		return nil, refuse("metadata.annotations", "%d bytes, more than the %d Kubernetes allows", size, MaxAnnotationsLen)
 	}
 	if own, _ := strconv.ParseBool(ann[Own+"inject"]); own {
-		return parseOwn(ann)
+		return parseOwn(ann, opts)
 	}
 	return parseVault(ann, opts)
 }

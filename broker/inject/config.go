@@ -52,6 +52,28 @@ type Options struct {
 	DefaultTemplate string
 }
 
+// Check refuses injector settings no pod could use, at start rather than
+// at every pod.
+func (o Options) Check() error {
+	switch strings.ToLower(o.DefaultTemplate) {
+	case "", "map", "json":
+	default:
+		return fmt.Errorf("--default-template %q is not map or json", o.DefaultTemplate)
+	}
+	if o.VaultAddress != "" {
+		r := &Request{Style: Vault, Role: "check", Outputs: []Output{{File: "x", Template: "x", Mode: DefaultMode}}}
+		if _, err := r.Config(o); err != nil {
+			return err
+		}
+	}
+	if o.AuthPath != "" {
+		if _, err := checkAuthPath("--auth-path", o.AuthPath); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // brokerConfig is the part of the broker's config the injector writes.
 type brokerConfig struct {
 	Vault      vaultSection `yaml:"vault"`
@@ -133,7 +155,7 @@ func (r *Request) Config(opts Options) ([]byte, error) {
 	// address.
 	if u.Scheme == "http" && !loopback.IP(u.Hostname()) {
 		if !opts.AllowInsecureHTTP {
-			return nil, refuse(where, "%s is plain http: the pod's Vault token and every secret would cross the network in clear. Use https (vault.hashicorp.com/tls-secret and ca-cert give the CA), or, if the platform team accepts it, start the injector with --allow-insecure-http", addr)
+			return nil, refuse(where, "%s is plain http: the pod's Vault token and every secret would cross the network in clear. Use https (%stls-secret and %sca-cert give the CA), or, if the platform team accepts it, start the injector with --allow-insecure-http", u.Redacted(), r.Style, r.Style)
 		}
 		insecure = true
 	}

@@ -24,8 +24,8 @@ var ownPerName = []string{"secret-", "template-", "file-", "perms-", "error-on-m
 //	secrets-broker.io/template-db.conf: |               # a file rendered from a template
 //	  password={{ secret "db_password" }}
 //	secrets-broker.io/file-db_password: db/password     # a declared secret as a raw file
-func parseOwn(ann map[string]string) (*Request, error) {
-	r := &Request{Style: Own, MountPath: OwnMountPath, Hold: true}
+func parseOwn(ann map[string]string, opts Options) (*Request, error) {
+	r := &Request{Style: Own, MountPath: OwnMountPath, Hold: true, TLSSecret: opts.TLSSecret}
 	get := func(k string) (string, bool) { v, ok := ann[Own+k]; return v, ok }
 	var err error
 	r.Role, _ = get("role")
@@ -41,7 +41,9 @@ func parseOwn(ann map[string]string) (*Request, error) {
 	r.Namespace, _ = get("vault-namespace")
 	r.CACert, _ = get("ca-cert")
 	r.TLSServerName, _ = get("tls-server-name")
-	r.TLSSecret, _ = get("tls-secret")
+	if v, ok := get("tls-secret"); ok && v != "" {
+		r.TLSSecret = v
+	}
 	r.CacheKey, _ = get("cache-key")
 	if v, ok := get("mount-path"); ok {
 		if err := checkMountPath(Own+"mount-path", v); err != nil {

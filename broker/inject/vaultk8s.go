@@ -52,7 +52,7 @@ var vaultIgnored = map[string]string{
 	"go-max-procs":                            "not needed by the broker",
 	"log-level":                               "the broker logs at info",
 	"log-format":                              "the broker logs text lines",
-	"proxy-address":                           "set HTTPS_PROXY in the injector's --env instead",
+	"proxy-address":                           "the broker takes a proxy only from HTTPS_PROXY in its own environment, never from a pod's annotations",
 	"agent-enable-quit":                       "the broker stops with the pod",
 	"auth-min-backoff":                        "the broker retries with its one backoff policy",
 	"auth-max-backoff":                        "the broker retries with its one backoff policy",
@@ -67,7 +67,6 @@ var vaultIgnored = map[string]string{
 	"agent-copy-volume-mounts":                "the broker needs only its own volumes",
 	"agent-extra-secret":                      "the broker mounts only the tls-secret",
 	"agent-request-namespace":                 "use vault.hashicorp.com/namespace",
-	"ca-key":                                  "the broker needs no CA key",
 }
 
 // vaultRefused are vault-k8s annotations the injector cannot honour

@@ -338,6 +338,7 @@ func (c *converter) wait(where string, v any) {
 // templateWait is a template's own wait: the output's wait.
 func (c *converter) templateWait(where string, o *yaml.Node, v any) {
 	c.waitInto(where+" wait", func() *yaml.Node { return section(o, "wait") }, v)
+	c.note("%s wait: the output's own wait, which adds to refresh.wait (consul-template's replaces the global one): drop refresh.wait if it was meant only for the other templates", where)
 }
 
 // waitInto writes a wait block ({min, max}) or consul-template's

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/secrets-broker/secrets-broker/broker/inject"
@@ -28,11 +30,18 @@ The certificate and key are read again when they change.`,
     --image registry.example.com/secrets-broker@sha256:... --vault-address https://vault.vault.svc:8200`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var missing []string
 			if s.CertFile == "" || s.KeyFile == "" {
-				return usageErr("injector needs --tls-cert and --tls-key: the API server calls webhooks over HTTPS only")
+				missing = append(missing, "--tls-cert and --tls-key (the API server calls webhooks over HTTPS only)")
 			}
 			if opt.Image == "" {
-				return usageErr("injector needs --image: the secrets-broker image to add to pods (by digest, so every pod runs the same bytes)")
+				missing = append(missing, "--image (the secrets-broker image to add to pods, by digest)")
+			}
+			if len(missing) > 0 {
+				return usageErr("injector needs %s", strings.Join(missing, " and "))
+			}
+			if err := opt.Check(); err != nil {
+				return usageErr("%v", err)
 			}
 			if opt.HealthPort < 1 || opt.HealthPort > 65535 {
 				return usageErr("--health-port %d is not a port", opt.HealthPort)
@@ -40,6 +49,9 @@ The certificate and key are read again when they change.`,
 			log, err := lf.logger(env)
 			if err != nil {
 				return err
+			}
+			if !strings.Contains(opt.Image, "@sha256:") {
+				log.Warn("injector: --image is not pinned by digest; pods may run different bytes under one tag", "image", opt.Image)
 			}
 			s.Handler = webhook.Handler{Options: opt, Log: log}
 			return s.Run(cmd.Context(), func(addr string) { log.Info("injector: serving", "address", addr) })

@@ -282,3 +282,12 @@ func sideBySide(t *testing.T, k *k8stest.Server, v *vaulttest.Server, cfgYAML st
 		}
 	}
 }
+
+// The injector's own settings are checked at start, all missing flags
+// named at once, not at every pod.
+func TestInjectorFlagsAreCheckedAtStart(t *testing.T) {
+	wantExit(t, run(t, "", "injector"), 2, "--tls-cert and --tls-key (the API server calls webhooks over HTTPS only) and --image")
+	wantExit(t, run(t, "", "injector", "--tls-cert", "c", "--tls-key", "k", "--image", "i", "--default-template", "yaml"), 2, `--default-template "yaml" is not map or json`)
+	wantExit(t, run(t, "", "injector", "--tls-cert", "c", "--tls-key", "k", "--image", "i", "--vault-address", "http://vault:8200"), 2, "--vault-address: http://vault:8200 is plain http")
+	wantExit(t, run(t, "", "injector", "--tls-cert", "c", "--tls-key", "k", "--image", "i", "--auth-path", "auth/../x"), 2, "--auth-path")
+}
