@@ -3,8 +3,8 @@
 #   secrets-broker_VERSION_OS_ARCH.tar.gz (linux/amd64, linux/arm64,
 #     darwin/arm64) and _windows_amd64.zip, each holding the static binary,
 #     README.md and LICENSE when present;
-#   secrets-broker_VERSION.sbom.cdx.json, a CycloneDX SBOM of the binary's
-#     modules (cyclonedx-gomod; the image holds that binary and CA
+#   secrets-broker_VERSION.sbom.cdx.json, a CycloneDX SBOM of the modules
+#     linked into the binary (cyclonedx-gomod bin; the image holds that binary and CA
 #     certificates only, so it is the image's SBOM too);
 #   secrets-broker_VERSION_SHA256SUMS over all of them.
 # Binaries and archives are reproducible: -trimpath, no build id, no VCS
@@ -66,7 +66,9 @@ done
 sbom="$out/secrets-broker_${version}.sbom.cdx.json"
 cdx="$(go env GOPATH)/bin/cyclonedx-gomod"
 [[ -x "$cdx" ]] || { echo "release.sh: cyclonedx-gomod is missing: go install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0" >&2; exit 1; }
-CGO_ENABLED=0 GOOS=linux GOARCH=amd64 "$cdx" app -json -noserial -notimestamp -output "$sbom" -main cmd/secrets-broker . 2>/dev/null
+# From the linux/amd64 binary's own build information: exactly the modules
+# linked into what ships (and no git needed, so it works in a worktree).
+"$cdx" bin -json -noserial -notimestamp -version "$version" -output "$sbom" "$out/build/linux_amd64/secrets-broker"
 echo "release: $(basename "$sbom")"
 
 (cd "$out" && sha256sum -- *.tar.gz *.zip "$(basename "$sbom")" >"secrets-broker_${version}_SHA256SUMS")
