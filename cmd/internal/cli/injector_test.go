@@ -65,6 +65,8 @@ func namespace(t *testing.T, k *k8stest.Server, name string, labels map[string]s
 }
 
 type podJSON struct {
+	// Raw is kubectl's whole answer (to create the injected pod again).
+	Raw      map[string]any `json:"-"`
 	Metadata struct {
 		Annotations map[string]string `json:"annotations"`
 	} `json:"metadata"`
@@ -99,6 +101,7 @@ func dryRun(t *testing.T, k *k8stest.Server, ns, manifest string) (podJSON, stri
 		if jerr := json.Unmarshal(out.Bytes(), &p); jerr != nil {
 			t.Fatalf("kubectl printed no pod: %v\n%s", jerr, out.String())
 		}
+		json.Unmarshal(out.Bytes(), &p.Raw)
 	}
 	return p, errb.String(), err
 }
@@ -175,7 +178,7 @@ func TestInjectorAgainstARealAPIServer(t *testing.T) {
 	}
 	// Re-created from the injected pod: left as it is (one broker).
 	p2, stderr, err := dryRun(t, k, "apps", mustJSON(t, map[string]any{"apiVersion": "v1", "kind": "Pod",
-		"metadata": map[string]any{"name": "again", "annotations": p.Metadata.Annotations}, "spec": rawSpec(t, k, "apps", restricted)}))
+		"metadata": map[string]any{"name": "again", "annotations": p.Metadata.Annotations}, "spec": p.Raw["spec"]}))
 	if err != nil {
 		t.Fatalf("re-creating the injected pod: %v\n%s", err, stderr)
 	}
@@ -198,20 +201,6 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// rawSpec is the spec of the injected pod (kubectl's full answer).
-func rawSpec(t *testing.T, k *k8stest.Server, ns, manifest string) any {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), "pod.yaml")
-	os.WriteFile(f, []byte(manifest), 0o600)
-	out, err := exec.Command(k.KubectlBin, "--kubeconfig", k.Kubeconfig, "create", "--dry-run=server", "-o", "json", "-n", ns, "-f", f).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pod map[string]any
-	json.Unmarshal(out, &pod)
-	return pod["spec"]
 }
 
 // sideBySide renders the injected pod's files with its broker config and
