@@ -3,9 +3,12 @@
 #   secrets-broker_VERSION_OS_ARCH.tar.gz (linux/amd64, linux/arm64,
 #     darwin/arm64) and _windows_amd64.zip, each holding the static binary,
 #     README.md and LICENSE when present;
-#   secrets-broker_VERSION.sbom.cdx.json, a CycloneDX SBOM of the modules
-#     linked into the binary (cyclonedx-gomod bin; the image holds that binary and CA
-#     certificates only, so it is the image's SBOM too);
+#   secrets-broker_VERSION_OS_ARCH.sbom.cdx.json beside each archive, a
+#     CycloneDX SBOM of the modules linked into that binary (cyclonedx-gomod
+#     bin, from the binary's own build information);
+#   secrets-broker_VERSION_image_linux_ARCH.sbom.cdx.json, the SBOM of each
+#     image: that binary and the CA bundle (with the distribution package
+#     it came from), each with its SHA-256 (scripts/imagesbom);
 #   secrets-broker_VERSION_SHA256SUMS over all of them.
 # Binaries and archives are reproducible: -trimpath, no build id, no VCS
 # stamp, version/commit/date from scripts/ldflags.sh (the date is the
@@ -40,6 +43,8 @@ epoch="$(git log -1 --format=%ct)"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 rm -rf "$out/build" "$out/image"
+cdx="$(go env GOPATH)/bin/cyclonedx-gomod"
+[[ -x "$cdx" ]] || { echo "release.sh: cyclonedx-gomod is missing: go install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0" >&2; exit 1; }
 
 for platform in linux/amd64 linux/arm64 darwin/arm64 windows/amd64; do
 	os="${platform%/*}" arch="${platform#*/}"
@@ -54,6 +59,10 @@ for platform in linux/amd64 linux/arm64 darwin/arm64 windows/amd64; do
 	done
 	touch -d "@$epoch" "$dir/$exe"
 	name="secrets-broker_${version}_${os}_$arch"
+	# From the binary's own build information: exactly the modules linked
+	# into what ships (and no git needed, so it works in a worktree). Its
+	# purls take the platform from GOOS and GOARCH, not from the binary.
+	GOOS="$os" GOARCH="$arch" "$cdx" bin -json -noserial -notimestamp -version "$version" -output "$out/$name.sbom.cdx.json" "$dir/$exe"
 	if [[ $os == windows ]]; then
 		go run ./scripts/zipdet "$out/$name.zip" "$date" "$dir" "${files[@]}"
 	else
@@ -63,15 +72,26 @@ for platform in linux/amd64 linux/arm64 darwin/arm64 windows/amd64; do
 	echo "release: $name"
 done
 
-sbom="$out/secrets-broker_${version}.sbom.cdx.json"
-cdx="$(go env GOPATH)/bin/cyclonedx-gomod"
-[[ -x "$cdx" ]] || { echo "release.sh: cyclonedx-gomod is missing: go install github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0" >&2; exit 1; }
-# From the linux/amd64 binary's own build information: exactly the modules
-# linked into what ships (and no git needed, so it works in a worktree).
-"$cdx" bin -json -noserial -notimestamp -version "$version" -output "$sbom" "$out/build/linux_amd64/secrets-broker"
-echo "release: $(basename "$sbom")"
+# Each image's root file system, and its SBOM (made with or without
+# --image, so the checksums do not depend on it). The CA bundle is the
+# build machine's, from its distribution's ca-certificates package.
+distro="$(. /etc/os-release && echo "$ID $VERSION_ID")"
+ca_version="$(dpkg-query -W -f '${Version}' ca-certificates)" || { echo "release.sh: the CA bundle's package is unknown: install ca-certificates (Debian or Ubuntu)" >&2; exit 1; }
+ca_purl="pkg:deb/${distro% *}/ca-certificates@${ca_version//+/%2B}?arch=all&distro=${distro/ /-}"
+for arch in amd64 arm64; do
+	ctx="$out/image/linux_$arch"
+	mkdir -p "$ctx/rootfs/etc/ssl/certs" "$ctx/rootfs/etc/secrets-broker" "$ctx/rootfs/secrets"
+	cp "$out/build/linux_$arch/secrets-broker" "$ctx/rootfs/secrets-broker"
+	cp /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/"
+	echo 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$ctx/rootfs/etc/passwd"
+	echo 'nonroot:x:65532:' >"$ctx/rootfs/etc/group"
+	name="secrets-broker_${version}_image_linux_$arch.sbom.cdx.json"
+	go run ./scripts/imagesbom "$out/$name" "$out/secrets-broker_${version}_linux_$arch.sbom.cdx.json" \
+		"${IMAGE:-ghcr.io/secrets-broker/secrets-broker}" "$version" "$ctx/rootfs" "$ca_purl"
+	echo "release: $name"
+done
 
-(cd "$out" && sha256sum -- *.tar.gz *.zip "$(basename "$sbom")" >"secrets-broker_${version}_SHA256SUMS")
+(cd "$out" && sha256sum -- *.tar.gz *.zip *.sbom.cdx.json >"secrets-broker_${version}_SHA256SUMS")
 echo "release: secrets-broker_${version}_SHA256SUMS"
 
 if [[ $image == 1 ]]; then
@@ -79,11 +99,6 @@ if [[ $image == 1 ]]; then
 	tag="${version//+/-}" # an image tag has no +
 	for arch in amd64 arm64; do
 		ctx="$out/image/linux_$arch"
-		mkdir -p "$ctx/rootfs/etc/ssl/certs" "$ctx/rootfs/etc/secrets-broker" "$ctx/rootfs/secrets"
-		cp "$out/build/linux_$arch/secrets-broker" "$ctx/rootfs/secrets-broker"
-		cp /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/"
-		echo 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$ctx/rootfs/etc/passwd"
-		echo 'nonroot:x:65532:' >"$ctx/rootfs/etc/group"
 		podman build --quiet --isolation=chroot --platform "linux/$arch" --build-arg VERSION="$version" --build-arg COMMIT="$commit" \
 			-f scripts/release.Dockerfile -t "localhost/secrets-broker:$tag-$arch" "$ctx" >/dev/null
 		echo "release: image localhost/secrets-broker:$tag-$arch"

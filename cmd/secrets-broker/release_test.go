@@ -1,10 +1,18 @@
 package main_test
 
 import (
+	"archive/tar"
+	"archive/zip"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
+	"debug/buildinfo"
+	"debug/elf"
+	"debug/macho"
+	"debug/pe"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,11 +22,14 @@ import (
 
 // The release build in snapshot mode (scripts/release.sh, what the release
 // workflow runs on a tag): every archive is built and its checksum
-// verifies; a second build of the same commit is byte-identical; the SBOM
-// parses and lists vault/api, the AWS SDK's KMS client and cobra at the
-// versions go.mod resolves; each linux binary carries the stamped version,
-// commit and date (the amd64 one prints them); and the image holds the
-// very binary the archive holds.
+// verifies; a second build of the same commit is byte-identical; each
+// archive holds only its binary and documents, and that binary is a static
+// executable for its platform (ELF, Mach-O or PE) stamped with the
+// version, commit and date (the linux/amd64 one prints them); each
+// archive's SBOM and each image's parse and list vault/api, the AWS SDK's
+// KMS client and cobra at the versions go.mod resolves, for that platform;
+// the image SBOM lists the image's binary and CA bundle by hash; and the
+// image holds the very binary the archive holds.
 func TestReleaseSnapshot(t *testing.T) {
 	if _, err := exec.LookPath("podman"); err != nil {
 		t.Fatal("podman is required to build the release image (scripts/test.sh installs it)")
@@ -51,49 +62,82 @@ func TestReleaseSnapshot(t *testing.T) {
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Fatalf("checksums do not verify: %v\n%s", err, out)
 	}
-	for _, p := range []string{"linux_amd64.tar.gz", "linux_arm64.tar.gz", "darwin_arm64.tar.gz", "windows_amd64.zip", ".sbom.cdx.json"} {
-		if !strings.Contains(string(sumA), "secrets-broker_"+version+"_"+p) && !strings.Contains(string(sumA), "secrets-broker_"+version+p) {
-			t.Errorf("no %s in the checksums:\n%s", p, sumA)
+	platforms := []struct{ os, arch, archive string }{
+		{"linux", "amd64", "tar.gz"}, {"linux", "arm64", "tar.gz"}, {"darwin", "arm64", "tar.gz"}, {"windows", "amd64", "zip"},
+	}
+	prefix := "secrets-broker_" + version + "_"
+	want := []string{prefix + "image_linux_amd64.sbom.cdx.json", prefix + "image_linux_arm64.sbom.cdx.json"}
+	for _, p := range platforms {
+		want = append(want, prefix+p.os+"_"+p.arch+"."+p.archive, prefix+p.os+"_"+p.arch+".sbom.cdx.json")
+	}
+	if listed := strings.Count(string(sumA), "\n"); listed != len(want) {
+		t.Errorf("the checksums list %d files, want %d:\n%s", listed, len(want), sumA)
+	}
+	for _, f := range want {
+		if !strings.Contains(string(sumA), "  "+f+"\n") {
+			t.Errorf("no %s in the checksums:\n%s", f, sumA)
 		}
 	}
 
-	// The SBOM names the required libraries at go.mod's versions.
-	var sbom struct {
-		BOMFormat  string `json:"bomFormat"`
-		Components []struct {
-			Name, Version, Purl string
-		} `json:"components"`
-	}
-	data, _ := os.ReadFile(filepath.Join(a, "secrets-broker_"+version+".sbom.cdx.json"))
-	if err := json.Unmarshal(data, &sbom); err != nil || sbom.BOMFormat != "CycloneDX" {
-		t.Fatalf("SBOM does not parse as CycloneDX: %v", err)
-	}
-	for _, mod := range []string{"github.com/hashicorp/vault/api", "github.com/aws/aws-sdk-go-v2/service/kms", "github.com/spf13/cobra"} {
-		want, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", mod).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		found := false
-		for _, c := range sbom.Components {
-			if c.Name == mod && c.Version == strings.TrimSpace(string(want)) {
-				found = true
-			}
-		}
-		if !found {
-			t.Errorf("the SBOM lacks %s %s", mod, want)
-		}
-	}
-
-	// The stamped version, commit and date.
 	commit, _ := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
-	amd64 := filepath.Join(a, "build", "linux_amd64", "secrets-broker")
+	ldflags, err := exec.Command(filepath.Join(root, "scripts/ldflags.sh")).Output()
+	_, date, _ := strings.Cut(string(ldflags), "main.date=")
+	date, _, _ = strings.Cut(date, " ")
+	if err != nil || len(date) < 10 {
+		t.Fatalf("scripts/ldflags.sh: %v %q", err, ldflags)
+	}
+	binaries := map[string][]byte{}
+	for _, p := range platforms {
+		platform := p.os + "_" + p.arch
+		// The binary as the archive holds it, not as the build left it.
+		bin := unpack(t, filepath.Join(a, prefix+platform+"."+p.archive))
+		binaries[platform] = bin
+		checkBinary(t, platform, bin, version, strings.TrimSpace(string(commit)), strings.TrimSpace(date))
+		// Its SBOM names the required libraries at go.mod's versions, for its platform.
+		checkSBOM(t, filepath.Join(a, prefix+platform+".sbom.cdx.json"), "goarch="+p.arch+"&goos="+p.os)
+	}
+
+	// The stamped version, commit and date, as the linux/amd64 binary prints them.
+	amd64 := filepath.Join(t.TempDir(), "secrets-broker")
+	if err := os.WriteFile(amd64, binaries["linux_amd64"], 0o755); err != nil {
+		t.Fatal(err)
+	}
 	out, err := exec.Command(amd64, "version").Output()
-	if err != nil || !strings.Contains(string(out), version) || !strings.Contains(string(out), strings.TrimSpace(string(commit))) || strings.Contains(string(out), "built unknown") {
+	if err != nil || !strings.Contains(string(out), version) || !strings.Contains(string(out), strings.TrimSpace(date)) || !strings.Contains(string(out), strings.TrimSpace(string(commit))) || strings.Contains(string(out), "built unknown") {
 		t.Errorf("version of the linux/amd64 binary: %v %q", err, out)
 	}
-	arm64, _ := os.ReadFile(filepath.Join(a, "build", "linux_arm64", "secrets-broker"))
-	if !bytes.Contains(arm64, []byte(version)) || !bytes.Contains(arm64, bytes.TrimSpace(commit)) {
-		t.Error("the linux/arm64 binary does not carry the stamped version and commit")
+
+	// Each image's SBOM: the image, the archive's binary and the CA bundle,
+	// with their hashes, and the binary's modules.
+	caBundle, _ := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	for _, arch := range []string{"amd64", "arm64"} {
+		sbom := checkSBOM(t, filepath.Join(a, prefix+"image_linux_"+arch+".sbom.cdx.json"), "goarch="+arch+"&goos=linux")
+		if c := sbom.Metadata.Component; c.Type != "container" || c.Name != "ghcr.io/secrets-broker/secrets-broker" || c.Version != version {
+			t.Errorf("image SBOM (%s) describes %+v, not the image", arch, c)
+		}
+		hashes := map[string]string{}
+		for _, c := range sbom.Components {
+			for _, h := range c.Hashes {
+				if h.Alg == "SHA-256" {
+					hashes[c.Name] = h.Content
+				}
+			}
+		}
+		if got := hashes["github.com/secrets-broker/secrets-broker"]; got != sha(binaries["linux_"+arch]) {
+			t.Errorf("image SBOM (%s): the binary's hash %q is not the archive's binary's", arch, got)
+		}
+		if got := hashes["/etc/ssl/certs/ca-certificates.crt"]; got != sha(caBundle) {
+			t.Errorf("image SBOM (%s): the CA bundle's hash %q is not the bundle's", arch, got)
+		}
+		named := false
+		for _, c := range sbom.Components {
+			for _, p := range c.Pedigree.Ancestors {
+				named = named || c.Name == "/etc/ssl/certs/ca-certificates.crt" && strings.HasPrefix(p.Purl, "pkg:deb/") && strings.Contains(p.Purl, "/ca-certificates@")
+			}
+		}
+		if !named {
+			t.Errorf("image SBOM (%s) does not name the CA bundle's package", arch)
+		}
 	}
 
 	// The image holds the archive's binary.
@@ -112,12 +156,195 @@ func TestReleaseSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	archived, _ := os.ReadFile(amd64)
-	if sha256.Sum256(inImage) != sha256.Sum256(archived) {
-		t.Errorf("the image's binary (%s) is not the archive's", hex.EncodeToString(func() []byte { s := sha256.Sum256(inImage); return s[:] }()))
+	if sha(inImage) != sha(binaries["linux_amd64"]) {
+		t.Errorf("the image's binary (%s) is not the archive's", sha(inImage))
+	}
+	if inImage, _ := os.ReadFile(filepath.Join(strings.TrimSpace(string(mnt)), "etc/ssl/certs/ca-certificates.crt")); sha(inImage) != sha(caBundle) {
+		t.Error("the image's CA bundle is not the one its SBOM lists")
 	}
 	user, _ := exec.Command("podman", "image", "inspect", "--format", "{{.Config.User}}", image).Output()
 	if strings.TrimSpace(string(user)) != "65532:65532" {
 		t.Errorf("image user %q", user)
 	}
+}
+
+func sha(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// unpack returns the binary a release archive holds, and checks that it
+// holds nothing but the binary and the documents.
+func unpack(t *testing.T, archive string) []byte {
+	t.Helper()
+	files := map[string][]byte{}
+	if strings.HasSuffix(archive, ".zip") {
+		zr, err := zip.OpenReader(archive)
+		if err != nil {
+			t.Fatalf("%s: %v", archive, err)
+		}
+		defer zr.Close()
+		for _, f := range zr.File {
+			r, err := f.Open()
+			if err != nil {
+				t.Fatalf("%s: %v", archive, err)
+			}
+			files[f.Name], err = io.ReadAll(r)
+			r.Close()
+			if err != nil {
+				t.Fatalf("%s: %v", archive, err)
+			}
+		}
+	} else {
+		f, err := os.Open(archive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		gz, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatalf("%s: %v", archive, err)
+		}
+		tr := tar.NewReader(gz)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", archive, err)
+			}
+			if h.Uid != 0 || h.Gid != 0 || h.Mode&0o022 != 0 {
+				t.Errorf("%s: %s has owner %d:%d mode %o", archive, h.Name, h.Uid, h.Gid, h.Mode)
+			}
+			if files[h.Name], err = io.ReadAll(tr); err != nil {
+				t.Fatalf("%s: %v", archive, err)
+			}
+		}
+	}
+	var bin []byte
+	for name, data := range files {
+		switch name {
+		case "secrets-broker", "secrets-broker.exe":
+			bin = data
+		case "README.md", "LICENSE":
+		default:
+			t.Errorf("%s holds %s", archive, name)
+		}
+	}
+	if bin == nil {
+		t.Fatalf("%s holds no binary: %v", archive, files)
+	}
+	return bin
+}
+
+// checkBinary: the binary is an executable for its platform (ELF, Mach-O
+// or PE, and its CPU), static, and stamped with the version and commit;
+// read from its own build information, so darwin and windows binaries are
+// checked too although they cannot run here.
+func checkBinary(t *testing.T, platform string, bin []byte, version, commit, date string) {
+	t.Helper()
+	var machine string
+	switch platform {
+	case "linux_amd64", "linux_arm64":
+		f, err := elf.NewFile(bytes.NewReader(bin))
+		if err != nil {
+			t.Fatalf("%s: not ELF: %v", platform, err)
+		}
+		machine = map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64"}[f.Machine]
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				t.Errorf("%s: dynamically linked", platform)
+			}
+		}
+	case "darwin_arm64":
+		f, err := macho.NewFile(bytes.NewReader(bin))
+		if err != nil {
+			t.Fatalf("%s: not Mach-O: %v", platform, err)
+		}
+		machine = map[macho.Cpu]string{macho.CpuArm64: "arm64", macho.CpuAmd64: "amd64"}[f.Cpu]
+	case "windows_amd64":
+		f, err := pe.NewFile(bytes.NewReader(bin))
+		if err != nil {
+			t.Fatalf("%s: not PE: %v", platform, err)
+		}
+		machine = map[uint16]string{pe.IMAGE_FILE_MACHINE_AMD64: "amd64", pe.IMAGE_FILE_MACHINE_ARM64: "arm64"}[f.Machine]
+	}
+	if !strings.HasSuffix(platform, "_"+machine) {
+		t.Errorf("%s: the binary is for %q", platform, machine)
+	}
+	info, err := buildinfo.Read(bytes.NewReader(bin))
+	if err != nil {
+		t.Fatalf("%s: no build information: %v", platform, err)
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	goos, goarch, _ := strings.Cut(platform, "_")
+	if settings["GOOS"] != goos || settings["GOARCH"] != goarch || settings["CGO_ENABLED"] != "0" || settings["-trimpath"] != "true" {
+		t.Errorf("%s: built with %v", platform, settings)
+	}
+	// -trimpath leaves -ldflags out of the build information: the stamped
+	// strings themselves must be in the binary.
+	for _, stamp := range []string{version, commit, date} {
+		if !bytes.Contains(bin, []byte(stamp)) {
+			t.Errorf("%s: %q is not stamped into the binary", platform, stamp)
+		}
+	}
+}
+
+type cdxSBOM struct {
+	BOMFormat string `json:"bomFormat"`
+	Metadata  struct {
+		Component struct{ Type, Name, Version string } `json:"component"`
+	} `json:"metadata"`
+	Components []struct {
+		Name, Version, Purl string
+		Hashes              []struct {
+			Alg     string `json:"alg"`
+			Content string `json:"content"`
+		} `json:"hashes"`
+		Pedigree struct {
+			Ancestors []struct{ Purl string } `json:"ancestors"`
+		} `json:"pedigree"`
+	} `json:"components"`
+}
+
+// checkSBOM: the file parses as CycloneDX, lists vault/api, the AWS SDK's
+// KMS client and cobra at the versions go.mod resolves, and every Go
+// module's purl names the platform.
+func checkSBOM(t *testing.T, path, platform string) cdxSBOM {
+	t.Helper()
+	var sbom cdxSBOM
+	data, _ := os.ReadFile(path)
+	if err := json.Unmarshal(data, &sbom); err != nil || sbom.BOMFormat != "CycloneDX" {
+		t.Fatalf("%s does not parse as CycloneDX: %v", path, err)
+	}
+	modules := 0
+	for _, c := range sbom.Components {
+		if strings.HasPrefix(c.Purl, "pkg:golang/") {
+			modules++
+			if !strings.Contains(c.Purl, platform) {
+				t.Errorf("%s: %s is not for %s", filepath.Base(path), c.Purl, platform)
+			}
+		}
+	}
+	for _, mod := range []string{"github.com/hashicorp/vault/api", "github.com/aws/aws-sdk-go-v2/service/kms", "github.com/spf13/cobra"} {
+		want, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", mod).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, c := range sbom.Components {
+			found = found || c.Name == mod && c.Version == strings.TrimSpace(string(want))
+		}
+		if !found {
+			t.Errorf("%s lacks %s %s", filepath.Base(path), mod, want)
+		}
+	}
+	if modules < 20 {
+		t.Errorf("%s lists %d Go modules", filepath.Base(path), modules)
+	}
+	return sbom
 }
