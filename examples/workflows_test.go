@@ -59,3 +59,54 @@ func TestWorkflowsPinEveryAction(t *testing.T) {
 		t.Errorf("only %d uses: lines found; the pattern no longer matches the workflows", seen)
 	}
 }
+
+// Every place an example names the broker's image names the release image
+// (ghcr.io/secrets-broker/secrets-broker) by version or digest: no
+// placeholder registry, no :latest. The kustomize examples name it once,
+// in kustomization.yaml's images, and the pods say `secrets-broker`.
+func TestExamplesNameTheReleaseImage(t *testing.T) {
+	const release = "ghcr.io/secrets-broker/secrets-broker"
+	ref := regexp.MustCompile(`(?m)(?:image:|--image=)\s*"?([^\s"#]+)`)
+	versioned := regexp.MustCompile(`^` + regexp.QuoteMeta(release) + `(:v\d+\.\d+\.\d+|@sha256:[0-9a-f]{64})$`)
+	seen := 0
+	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) || strings.Contains(path, "templates/") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(b), "secrets-broker:latest") || strings.Contains(string(b), "example.com/secrets-broker") {
+			t.Errorf("%s names a placeholder image for the broker", path)
+		}
+		for _, m := range ref.FindAllStringSubmatch(string(b), -1) {
+			img := m[1]
+			if !strings.Contains(img, "secrets-broker") {
+				continue // the app's own image
+			}
+			seen++
+			if img == "secrets-broker" && strings.HasPrefix(path, "kubernetes/") && !strings.HasPrefix(path, "kubernetes/injector/") {
+				continue // mapped by kustomization.yaml, checked below
+			}
+			if !versioned.MatchString(img) {
+				t.Errorf("%s: image %q is not the release image by version or digest", path, img)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := os.ReadFile("kubernetes/kustomization.yaml")
+	if !strings.Contains(string(k), "newName: "+release+"\n") || !regexp.MustCompile(`newTag: v\d+\.\d+\.\d+|digest: sha256:`).Match(k) {
+		t.Errorf("kubernetes/kustomization.yaml does not map secrets-broker to the release image:\n%s", k)
+	}
+	values, _ := os.ReadFile("helm/secrets-broker-injector/values.yaml")
+	if !strings.Contains(string(values), "repository: "+release+"\n") {
+		t.Error("the chart's image is not the release image")
+	}
+	if seen < 6 {
+		t.Errorf("only %d broker image references found; the pattern no longer matches the examples", seen)
+	}
+}

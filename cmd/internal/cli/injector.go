@@ -27,7 +27,7 @@ to log in to Vault with. See docs/kubernetes.md.
 
 The certificate and key are read again when they change.`,
 		Example: `  secrets-broker injector --tls-cert /tls/tls.crt --tls-key /tls/tls.key \
-    --image registry.example.com/secrets-broker@sha256:... --vault-address https://vault.vault.svc:8200`,
+    --image ghcr.io/secrets-broker/secrets-broker@sha256:... --vault-address https://vault.vault.svc:8200`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var missing []string
