@@ -2,14 +2,15 @@
 # action.sh: the GitHub Action's step (action.yml). Inputs arrive as
 # INPUT_* variables; GITHUB_OUTPUT, GITHUB_ENV, RUNNER_OS, RUNNER_ARCH and
 # RUNNER_TEMP are the runner's. Downloads the pinned release, refuses it
-# unless its SHA-256 is the pinned one and the release's SHA256SUMS agrees
-# (and, with cosign on the runner, the SHA256SUMS' Sigstore bundle verifies
-# as signed by this repository's release workflow), then runs
-# `secrets-broker exec --github-actions` (every value and line masked
-# first) with scripts/action-export.sh as the command, which writes the
-# values to GITHUB_ENV and their names to GITHUB_OUTPUT.
+# unless its SHA-256 is the pinned one, the release's SHA256SUMS lists it
+# with that checksum, and the SHA256SUMS' Sigstore bundle verifies as
+# signed by this repository's release workflow at exactly that tag
+# (cosign: action.yml installs it; INPUT_VERIFY_SIGNATURE=false skips this
+# with a warning), then runs `secrets-broker exec --github-actions
+# --github-env`: every value and line masked first, then the secrets the
+# broker resolved (and only those) appended to GITHUB_ENV; their names go
+# to GITHUB_OUTPUT.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
 version="${INPUT_VERSION:?version is required (e.g. v1.2.3)}"
 want="${INPUT_SHA256:?sha256 is required: pin the checksum of the release archive}"
 case "${RUNNER_OS:-Linux}/${RUNNER_ARCH:-X64}" in
@@ -39,12 +40,18 @@ if [[ "$listed" != "$want" ]]; then
 	echo "::error::secrets-broker: the release's $sums does not list $archive with the pinned checksum" >&2
 	exit 1
 fi
-if command -v cosign >/dev/null; then
-	curl --fail --silent --show-error --location --proto '=https,file' -o "$work/$sums.sigstore.json" "$base/$sums.sigstore.json"
+if [[ "${INPUT_VERIFY_SIGNATURE:-true}" == false ]]; then
+	echo "::warning::secrets-broker: verify-signature is false: $archive is trusted on its pinned checksum alone"
+else
+	command -v cosign >/dev/null || { echo "::error::secrets-broker: cosign is not on the runner, so the release's signature cannot be verified; action.yml installs it, or set verify-signature: false to rely on the pinned checksum alone" >&2; exit 1; }
+	curl --fail --silent --show-error --location --proto '=https,file' -o "$work/$sums.sigstore.json" "$base/$sums.sigstore.json" ||
+		{ echo "::error::secrets-broker: the release has no signature $sums.sigstore.json: refusing it" >&2; exit 1; }
+	# Exactly this repository's release workflow, run for exactly this tag.
 	cosign verify-blob --bundle "$work/$sums.sigstore.json" \
-		--certificate-identity-regexp '^https://github.com/secrets-broker/secrets-broker/\.github/workflows/release\.yml@refs/tags/' \
-		--certificate-oidc-issuer https://token.actions.githubusercontent.com "$work/$sums" >/dev/null
-	echo "secrets-broker: $sums signature verified"
+		--certificate-identity "https://github.com/secrets-broker/secrets-broker/.github/workflows/release.yml@refs/tags/$version" \
+		--certificate-oidc-issuer https://token.actions.githubusercontent.com "$work/$sums" >/dev/null ||
+		{ echo "::error::secrets-broker: $sums is not signed by the release workflow for $version: refusing it" >&2; exit 1; }
+	echo "secrets-broker: $sums signature verified (release workflow, $version)"
 fi
 mkdir -p "$work/bin"
 if [[ $ext == zip ]]; then
@@ -52,7 +59,7 @@ if [[ $ext == zip ]]; then
 else
 	tar -xzf "$work/$archive" -C "$work/bin"
 fi
-args=(exec --github-actions)
+args=(exec --github-actions --github-env "${GITHUB_ENV:?GITHUB_ENV is not set: run this as a GitHub Actions step}")
 names=()
 while IFS= read -r line; do
 	line="${line#"${line%%[![:space:]]*}"}" line="${line%"${line##*[![:space:]]}"}"
@@ -68,5 +75,8 @@ if [[ ${#names[@]} -eq 0 ]]; then
 	exit 1
 fi
 "$work/bin/secrets-broker" version
-SB_EXPORT_NAMES="${names[*]}" \
-	"$work/bin/secrets-broker" "${args[@]}" -- bash "$here/action-export.sh"
+# No command: the broker masks, then appends to GITHUB_ENV the secrets it
+# resolved, with a random heredoc delimiter, and exits.
+"$work/bin/secrets-broker" "${args[@]}"
+echo "names=${names[*]}" >>"$GITHUB_OUTPUT"
+echo "secrets-broker: ${#names[@]} secret(s) exported, masked"

@@ -123,6 +123,27 @@ func TestSecretFlags(t *testing.T) {
 	}
 }
 
+// A secret declared on the command line reaches exec even when the config
+// maps exec's environment with exec.env (it was left out unseen: a GitHub
+// Action given such a config exported a runner variable of that name).
+func TestSecretFlagsJoinExecEnv(t *testing.T) {
+	c, err := config.Parse([]byte("secrets:\n  db: file:/db\nexec:\n  env:\n    DB_PASSWORD: db\n"), "b.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddSecretFlags([]string{"API_KEY=file:/k"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Exec.Env["API_KEY"] != "API_KEY" || c.Exec.Env["DB_PASSWORD"] != "db" || len(c.Exec.Env) != 2 {
+		t.Errorf("exec.env after --secret API_KEY: %v", c.Exec.Env)
+	}
+	for flag, want := range map[string]string{"DB_PASSWORD=file:/x": "exec.env already sets DB_PASSWORD", "a.b=file:/x": "not an environment variable name"} {
+		if err := c.AddSecretFlags([]string{flag}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--secret %s: %v, want %q", flag, err, want)
+		}
+	}
+}
+
 // Unknown keys name where they are and the closest known key, never a Go
 // type name.
 func TestUnknownKeysSuggestTheClosestKey(t *testing.T) {

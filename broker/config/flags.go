@@ -85,6 +85,18 @@ func (c *Config) AddSecretFlags(flags []string) error {
 			return fail.Mark(fail.Usage, fmt.Errorf("--secret %q: %s names no entry of tokens: in the config; give the config that declares it (-c FILE)", f, ref))
 		}
 		c.Secrets = append(c.Secrets, SecretDecl{Name: name, Ref: r})
+		// A config's exec.env names what exec passes; a secret declared on
+		// the command line is meant for exec too, under its own name, so
+		// it joins that map rather than being left out of it unseen.
+		if c.Exec != nil && len(c.Exec.Env) > 0 {
+			if _, taken := c.Exec.Env[name]; taken {
+				return fail.Mark(fail.Usage, fmt.Errorf("--secret %q: the config's exec.env already sets %s; rename the secret or drop that entry", f, name))
+			}
+			if !envName.MatchString(name) {
+				return fail.Mark(fail.Usage, fmt.Errorf("--secret %q: %q is not an environment variable name (letters, digits, _), and the config's exec.env passes secrets to exec by name", f, name))
+			}
+			c.Exec.Env[name] = name
+		}
 	}
 	return nil
 }
