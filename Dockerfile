@@ -1,5 +1,8 @@
-# secrets-broker image: one static binary, CA certificates and a passwd entry
-# on an empty base, running as 65532:65532. No shell, no package manager.
+# secrets-broker image: one static binary and a passwd entry on an empty
+# base, running as 65532:65532. No shell, no package manager, no CA bundle:
+# the binary carries Mozilla's roots (golang.org/x/crypto/x509roots/fallback),
+# used where the system has none; mount a bundle at /etc/ssl/certs or set
+# SSL_CERT_FILE to trust others.
 #
 #   docker build $(scripts/ldflags.sh --build-args) -t secrets-broker .
 #
@@ -22,8 +25,7 @@ ARG COMMIT=unknown
 ARG DATE=unknown
 RUN go build -trimpath -buildvcs=false -ldflags "-s -w -buildid= -X main.version=${VERSION} -X main.commit=${COMMIT} -X main.date=${DATE}" \
         -o /rootfs/secrets-broker ./cmd/secrets-broker && \
-    mkdir -p /rootfs/etc/ssl/certs /rootfs/etc/secrets-broker /rootfs/secrets && \
-    cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ && \
+    mkdir -p /rootfs/etc/secrets-broker /rootfs/secrets && \
     echo 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' > /rootfs/etc/passwd && \
     echo 'nonroot:x:65532:' > /rootfs/etc/group
 

@@ -1,6 +1,7 @@
 # The release image: the release's own static binary (built and checksummed
-# by scripts/release.sh, byte-identical to the archive's), CA certificates
-# and a passwd entry, nothing else; built per architecture from a root
+# by scripts/release.sh, byte-identical to the archive's; Mozilla's roots
+# compiled in) and a passwd entry, nothing else: no CA bundle of the
+# machine that built it; built per architecture from a root
 # file system release.sh prepares, so nothing is compiled or run here.
 FROM scratch
 ARG VERSION=dev

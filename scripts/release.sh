@@ -7,8 +7,8 @@
 #     CycloneDX SBOM of the modules linked into that binary (cyclonedx-gomod
 #     bin, from the binary's own build information);
 #   secrets-broker_VERSION_image_linux_ARCH.sbom.cdx.json, the SBOM of each
-#     image: that binary and the CA bundle (with the distribution package
-#     it came from), each with its SHA-256 (scripts/imagesbom);
+#     image: that binary, /etc/passwd and /etc/group, each with its SHA-256
+#     (scripts/imagesbom); no CA bundle: the binary carries Mozilla's roots;
 #   secrets-broker_VERSION_SHA256SUMS over all of them.
 # Binaries and archives are reproducible: -trimpath, no build id, no VCS
 # stamp, version/commit/date from scripts/ldflags.sh (the date is the
@@ -32,7 +32,15 @@ while [[ $# -gt 1 ]]; do
 done
 out="${1:?usage: scripts/release.sh [--snapshot] [--image] OUT}"
 if [[ $snapshot == 0 ]]; then
-	VERSION="$(git describe --tags --exact-match 2>/dev/null)" || { echo "release.sh: HEAD is not a tag; tag it, or use --snapshot" >&2; exit 2; }
+	# The tag that triggered the release (GITHUB_REF_NAME), or HEAD's only
+	# tag: never one picked by git describe among several.
+	mapfile -t tags < <(git tag --points-at HEAD 'v*')
+	VERSION="${GITHUB_REF_NAME:-}"
+	if [[ -z "$VERSION" ]]; then
+		[[ ${#tags[@]} == 1 ]] || { echo "release.sh: HEAD has ${#tags[@]} v* tags (${tags[*]:-none}); tag it once, set GITHUB_REF_NAME to the one to release, or use --snapshot" >&2; exit 2; }
+		VERSION="${tags[0]}"
+	fi
+	[[ " ${tags[*]} " == *" $VERSION "* ]] || { echo "release.sh: the tag $VERSION does not point at HEAD ($(git rev-parse --short HEAD)); check out the tag to release" >&2; exit 2; }
 	[[ -z "$(git status --porcelain)" ]] || { echo "release.sh: the tree has changes; a release is built from a clean commit" >&2; exit 2; }
 	export VERSION
 fi
@@ -58,36 +66,37 @@ for platform in linux/amd64 linux/arm64 darwin/arm64 windows/amd64; do
 		[[ -f "$doc" ]] && cp "$doc" "$dir/" && touch -d "@$epoch" "$dir/$doc" && files+=("$doc")
 	done
 	touch -d "@$epoch" "$dir/$exe"
+	# Modes fixed, not the builder's umask: the binary 0755, documents 0644.
+	chmod 0755 "$dir/$exe"
+	for doc in "${files[@]:1}"; do chmod 0644 "$dir/$doc"; done
 	name="secrets-broker_${version}_${os}_$arch"
 	# From the binary's own build information: exactly the modules linked
 	# into what ships (and no git needed, so it works in a worktree). Its
 	# purls take the platform from GOOS and GOARCH, not from the binary.
-	GOOS="$os" GOARCH="$arch" "$cdx" bin -json -noserial -notimestamp -version "$version" -output "$out/$name.sbom.cdx.json" "$dir/$exe"
+	GOOS="$os" GOARCH="$arch" "$cdx" bin -json -std -noserial -notimestamp -version "$version" -output "$out/$name.sbom.cdx.json" "$dir/$exe"
 	if [[ $os == windows ]]; then
 		go run ./scripts/zipdet "$out/$name.zip" "$date" "$dir" "${files[@]}"
 	else
-		tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner --mode=go-w,u+rw \
+		tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner --mode=u=rwX,go=rX \
 			-C "$dir" -cf - "${files[@]}" | gzip -n -9 >"$out/$name.tar.gz"
 	fi
 	echo "release: $name"
 done
 
 # Each image's root file system, and its SBOM (made with or without
-# --image, so the checksums do not depend on it). The CA bundle is the
-# build machine's, from its distribution's ca-certificates package.
-distro="$(. /etc/os-release && echo "$ID $VERSION_ID")"
-ca_version="$(dpkg-query -W -f '${Version}' ca-certificates)" || { echo "release.sh: the CA bundle's package is unknown: install ca-certificates (Debian or Ubuntu)" >&2; exit 1; }
-ca_purl="pkg:deb/${distro% *}/ca-certificates@${ca_version//+/%2B}?arch=all&distro=${distro/ /-}"
+# --image, so the checksums do not depend on it). Nothing in it comes from
+# the build machine: no CA bundle (the binary carries Mozilla's roots).
 for arch in amd64 arm64; do
 	ctx="$out/image/linux_$arch"
-	mkdir -p "$ctx/rootfs/etc/ssl/certs" "$ctx/rootfs/etc/secrets-broker" "$ctx/rootfs/secrets"
+	mkdir -p "$ctx/rootfs/etc" "$ctx/rootfs/etc/secrets-broker" "$ctx/rootfs/secrets"
 	cp "$out/build/linux_$arch/secrets-broker" "$ctx/rootfs/secrets-broker"
-	cp /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/"
 	echo 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$ctx/rootfs/etc/passwd"
 	echo 'nonroot:x:65532:' >"$ctx/rootfs/etc/group"
+	chmod 0755 "$ctx/rootfs/secrets-broker" "$ctx/rootfs/etc" "$ctx/rootfs/etc/secrets-broker" "$ctx/rootfs/secrets"
+	chmod 0644 "$ctx/rootfs/etc/passwd" "$ctx/rootfs/etc/group"
 	name="secrets-broker_${version}_image_linux_$arch.sbom.cdx.json"
 	go run ./scripts/imagesbom "$out/$name" "$out/secrets-broker_${version}_linux_$arch.sbom.cdx.json" \
-		"${IMAGE:-ghcr.io/secrets-broker/secrets-broker}" "$version" "$ctx/rootfs" "$ca_purl"
+		"${IMAGE:-ghcr.io/secrets-broker/secrets-broker}" "$version" "$ctx/rootfs"
 	echo "release: $name"
 done
 

@@ -11,6 +11,12 @@ import (
 
 	"github.com/secrets-broker/secrets-broker/cmd/internal/cli"
 	"github.com/secrets-broker/secrets-broker/internal/nodump"
+
+	// Mozilla's roots, compiled in, used only where the system has none
+	// (the FROM scratch image): the image carries no CA bundle of the
+	// machine that built it. A bundle mounted at /etc/ssl/certs, or
+	// SSL_CERT_FILE, replaces them; the version is in every SBOM.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 // version, commit and date are set at link time by scripts/ldflags.sh

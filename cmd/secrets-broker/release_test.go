@@ -22,30 +22,33 @@ import (
 
 // The release build in snapshot mode (scripts/release.sh, what the release
 // workflow runs on a tag): every archive is built and its checksum
-// verifies; a second build of the same commit is byte-identical; each
+// verifies; a second build of the same commit, under another umask, is
+// byte-identical; each
 // archive holds only its binary and documents, and that binary is a static
 // executable for its platform (ELF, Mach-O or PE) stamped with the
 // version, commit and date (the linux/amd64 one prints them); each
 // archive's SBOM and each image's parse and list vault/api, the AWS SDK's
 // KMS client and cobra at the versions go.mod resolves, for that platform;
-// the image SBOM lists the image's binary and CA bundle by hash; and the
-// image holds the very binary the archive holds.
+// the image SBOM lists every file of the image by hash, and the SBOMs the
+// Go standard library; and the image holds the very binary the archive
+// holds, and no CA bundle of the build machine.
 func TestReleaseSnapshot(t *testing.T) {
 	if _, err := exec.LookPath("podman"); err != nil {
 		t.Fatal("podman is required to build the release image (scripts/test.sh installs it)")
 	}
 	root, _ := filepath.Abs("../..")
 	a, b := t.TempDir(), t.TempDir()
-	release := func(args ...string) string {
-		cmd := exec.Command(filepath.Join(root, "scripts/release.sh"), args...)
+	release := func(umask string, args ...string) string {
+		cmd := exec.Command("bash", append([]string{"-c", "umask " + umask + " && exec \"$0\" \"$@\"", filepath.Join(root, "scripts/release.sh")}, args...)...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("release.sh %v: %v\n%s", args, err, out)
 		}
 		return string(out)
 	}
-	logA := release("--snapshot", "--image", a)
-	release("--snapshot", b)
+	// The second build under another umask: modes are fixed, not inherited.
+	logA := release("022", "--snapshot", "--image", a)
+	release("077", "--snapshot", b)
 	sums, _ := filepath.Glob(filepath.Join(a, "*_SHA256SUMS"))
 	if len(sums) != 1 {
 		t.Fatalf("checksums files: %v", sums)
@@ -107,9 +110,10 @@ func TestReleaseSnapshot(t *testing.T) {
 		t.Errorf("version of the linux/amd64 binary: %v %q", err, out)
 	}
 
-	// Each image's SBOM: the image, the archive's binary and the CA bundle,
-	// with their hashes, and the binary's modules.
-	caBundle, _ := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	// Each image's SBOM: the image, and every file in it by hash (the
+	// archive's binary, /etc/passwd, /etc/group), the binary's modules and
+	// the Go standard library it was built with.
+	goVersion, _ := exec.Command("go", "env", "GOVERSION").Output()
 	for _, arch := range []string{"amd64", "arm64"} {
 		sbom := checkSBOM(t, filepath.Join(a, prefix+"image_linux_"+arch+".sbom.cdx.json"), "goarch="+arch+"&goos=linux")
 		if c := sbom.Metadata.Component; c.Type != "container" || c.Name != "ghcr.io/secrets-broker/secrets-broker" || c.Version != version {
@@ -123,20 +127,30 @@ func TestReleaseSnapshot(t *testing.T) {
 				}
 			}
 		}
-		if got := hashes["github.com/secrets-broker/secrets-broker"]; got != sha(binaries["linux_"+arch]) {
-			t.Errorf("image SBOM (%s): the binary's hash %q is not the archive's binary's", arch, got)
+		want := map[string]string{
+			"github.com/secrets-broker/secrets-broker": sha(binaries["linux_"+arch]),
+			"/etc/passwd": sha([]byte("nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")),
+			"/etc/group":  sha([]byte("nonroot:x:65532:\n")),
 		}
-		if got := hashes["/etc/ssl/certs/ca-certificates.crt"]; got != sha(caBundle) {
-			t.Errorf("image SBOM (%s): the CA bundle's hash %q is not the bundle's", arch, got)
-		}
-		named := false
-		for _, c := range sbom.Components {
-			for _, p := range c.Pedigree.Ancestors {
-				named = named || c.Name == "/etc/ssl/certs/ca-certificates.crt" && strings.HasPrefix(p.Purl, "pkg:deb/") && strings.Contains(p.Purl, "/ca-certificates@")
+		for name, h := range want {
+			if hashes[name] != h {
+				t.Errorf("image SBOM (%s): %s has hash %q, not %q", arch, name, hashes[name], h)
 			}
 		}
-		if !named {
-			t.Errorf("image SBOM (%s) does not name the CA bundle's package", arch)
+		files := 0
+		for _, c := range sbom.Components {
+			if c.Type == "file" {
+				files++
+			}
+		}
+		if files != 2 {
+			t.Errorf("image SBOM (%s) lists %d files besides the binary; the image has /etc/passwd and /etc/group", arch, files)
+		}
+	}
+	for _, f := range []string{prefix + "linux_amd64.sbom.cdx.json", prefix + "image_linux_arm64.sbom.cdx.json"} {
+		data, _ := os.ReadFile(filepath.Join(a, f))
+		if !strings.Contains(string(data), `"pkg:golang/std@`+strings.TrimSpace(string(goVersion))) || !strings.Contains(string(data), `"golang.org/x/crypto/x509roots/fallback"`) {
+			t.Errorf("%s lacks the Go standard library at %s or the compiled-in roots", f, goVersion)
 		}
 	}
 
@@ -159,8 +173,8 @@ func TestReleaseSnapshot(t *testing.T) {
 	if sha(inImage) != sha(binaries["linux_amd64"]) {
 		t.Errorf("the image's binary (%s) is not the archive's", sha(inImage))
 	}
-	if inImage, _ := os.ReadFile(filepath.Join(strings.TrimSpace(string(mnt)), "etc/ssl/certs/ca-certificates.crt")); sha(inImage) != sha(caBundle) {
-		t.Error("the image's CA bundle is not the one its SBOM lists")
+	if _, err := os.Stat(filepath.Join(strings.TrimSpace(string(mnt)), "etc/ssl")); !os.IsNotExist(err) {
+		t.Errorf("the image holds the build machine's CA files (%v); the binary carries its roots", err)
 	}
 	user, _ := exec.Command("podman", "image", "inspect", "--format", "{{.Config.User}}", image).Output()
 	if strings.TrimSpace(string(user)) != "65532:65532" {
@@ -300,14 +314,11 @@ type cdxSBOM struct {
 		Component struct{ Type, Name, Version string } `json:"component"`
 	} `json:"metadata"`
 	Components []struct {
-		Name, Version, Purl string
-		Hashes              []struct {
+		Name, Version, Purl, Type string
+		Hashes                    []struct {
 			Alg     string `json:"alg"`
 			Content string `json:"content"`
 		} `json:"hashes"`
-		Pedigree struct {
-			Ancestors []struct{ Purl string } `json:"ancestors"`
-		} `json:"pedigree"`
 	} `json:"components"`
 }
 
@@ -347,4 +358,53 @@ func checkSBOM(t *testing.T, path, platform string) cdxSBOM {
 		t.Errorf("%s lists %d Go modules", filepath.Base(path), modules)
 	}
 	return sbom
+}
+
+// A release (not a snapshot) is built only from a clean checkout of the
+// tag being released: not an untagged commit, not one of several tags
+// git describe would pick between, not a tag that points elsewhere.
+func TestReleaseRefusesTheWrongTag(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	repo := filepath.Join(t.TempDir(), "repo")
+	git := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("git", append([]string{"-C", repo, "-c", "user.name=t", "-c", "user.email=t@t"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	if out, err := exec.Command("git", "clone", "-q", "--no-hardlinks", root, repo).CombinedOutput(); err != nil {
+		t.Fatalf("git clone: %v\n%s", err, out)
+	}
+	// The scripts under test are the working tree's, committed in the clone.
+	for _, f := range []string{"scripts/release.sh", "scripts/ldflags.sh"} {
+		data, _ := os.ReadFile(filepath.Join(root, f))
+		os.WriteFile(filepath.Join(repo, f), data, 0o755)
+	}
+	git("commit", "-q", "--allow-empty", "-am", "the scripts under test")
+	release := func(refName string) string {
+		cmd := exec.Command(filepath.Join(repo, "scripts/release.sh"), filepath.Join(t.TempDir(), "out"))
+		cmd.Env = append(os.Environ(), "GITHUB_REF_NAME="+refName)
+		out, err := cmd.CombinedOutput()
+		if code := cmd.ProcessState.ExitCode(); err == nil || code != 2 {
+			t.Errorf("release.sh with GITHUB_REF_NAME=%q: exit %d, want 2\n%s", refName, code, out)
+		}
+		return string(out)
+	}
+	if out := release(""); !strings.Contains(out, "HEAD has 0 v* tags") {
+		t.Errorf("untagged: %s", out)
+	}
+	git("tag", "-a", "-m", "one", "v1.0.0")
+	git("tag", "v1.0.1")
+	if out := release(""); !strings.Contains(out, "HEAD has 2 v* tags (v1.0.0 v1.0.1)") {
+		t.Errorf("two tags: %s", out)
+	}
+	git("commit", "-q", "--allow-empty", "-m", "later")
+	git("tag", "v1.0.2")
+	if out := release("v1.0.1"); !strings.Contains(out, "the tag v1.0.1 does not point at HEAD") {
+		t.Errorf("a tag elsewhere: %s", out)
+	}
+	os.WriteFile(filepath.Join(repo, "README.md"), []byte("changed"), 0o644)
+	if out := release("v1.0.2"); !strings.Contains(out, "the tree has changes") {
+		t.Errorf("a dirty tree: %s", out)
+	}
 }

@@ -1,12 +1,12 @@
 // Command imagesbom writes the CycloneDX SBOM of one release image from the
 // SBOM of the binary it holds (cyclonedx-gomod's, every linked module) and
-// the files scripts/release.sh puts beside it: the image becomes the
-// described component, the binary and the CA bundle its parts, each with
-// its SHA-256, and the CA bundle names the distribution package it came
-// from. Nothing else is in the image (scripts/release.Dockerfile is FROM
-// scratch), so nothing else is listed.
+// the root file system scripts/release.sh made for it: the image becomes
+// the described component, and every file in it a part, with its SHA-256
+// (the binary is the binary's SBOM's component). Nothing else is in the
+// image (scripts/release.Dockerfile is FROM scratch), so nothing else is
+// listed; a file it does not know is an error, not an omission.
 //
-//	go run ./scripts/imagesbom OUT BINARY.sbom.cdx.json IMAGE VERSION ROOTFS PACKAGE-PURL
+//	go run ./scripts/imagesbom OUT BINARY.sbom.cdx.json IMAGE VERSION ROOTFS
 package main
 
 import (
@@ -27,10 +27,10 @@ func main() {
 }
 
 func run(args []string) error {
-	if len(args) != 6 {
-		return fmt.Errorf("usage: imagesbom OUT BINARY.sbom.cdx.json IMAGE VERSION ROOTFS PACKAGE-PURL")
+	if len(args) != 5 {
+		return fmt.Errorf("usage: imagesbom OUT BINARY.sbom.cdx.json IMAGE VERSION ROOTFS")
 	}
-	out, binSBOM, image, version, rootfs, caPurl := args[0], args[1], args[2], args[3], args[4], args[5]
+	out, binSBOM, image, version, rootfs := args[0], args[1], args[2], args[3], args[4]
 	data, err := os.ReadFile(binSBOM)
 	if err != nil {
 		return err
@@ -46,24 +46,36 @@ func run(args []string) error {
 	if binary == nil || binary["bom-ref"] == nil {
 		return fmt.Errorf("%s describes no component; give the binary's SBOM from cyclonedx-gomod bin", binSBOM)
 	}
-	binHash, err := sha256File(filepath.Join(rootfs, "secrets-broker"))
+	parts := []any{binary}
+	refs := []any{binary["bom-ref"]}
+	err = filepath.WalkDir(rootfs, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(rootfs, path)
+		hash, err := sha256File(path)
+		if err != nil {
+			return err
+		}
+		sum := []any{map[string]any{"alg": "SHA-256", "content": hash}}
+		switch rel {
+		case "secrets-broker":
+			binary["hashes"] = sum
+			binary["properties"] = []any{map[string]any{"name": "secrets-broker:image:path", "value": "/secrets-broker"}}
+		case "etc/passwd", "etc/group":
+			ref := "file:/" + rel
+			parts = append(parts, map[string]any{"bom-ref": ref, "type": "file", "name": "/" + rel, "hashes": sum})
+			refs = append(refs, ref)
+		default:
+			return fmt.Errorf("%s: the image's root file system holds %s, which this SBOM does not describe", rootfs, rel)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	caHash, err := sha256File(filepath.Join(rootfs, "etc/ssl/certs/ca-certificates.crt"))
-	if err != nil {
-		return err
-	}
-	binary["hashes"] = []any{map[string]any{"alg": "SHA-256", "content": binHash}}
-	binary["properties"] = []any{map[string]any{"name": "secrets-broker:image:path", "value": "/secrets-broker"}}
-	ca := map[string]any{
-		"bom-ref": "file:/etc/ssl/certs/ca-certificates.crt",
-		"type":    "file",
-		"name":    "/etc/ssl/certs/ca-certificates.crt",
-		"hashes":  []any{map[string]any{"alg": "SHA-256", "content": caHash}},
-		"pedigree": map[string]any{"ancestors": []any{map[string]any{
-			"type": "library", "name": "ca-certificates", "purl": caPurl,
-		}}},
+	if binary["hashes"] == nil {
+		return fmt.Errorf("%s holds no secrets-broker binary", rootfs)
 	}
 	imageRef := "oci:" + image + ":" + version
 	meta["component"] = map[string]any{
@@ -72,8 +84,8 @@ func run(args []string) error {
 		"name":    image,
 		"version": version,
 	}
-	bom["components"] = append([]any{binary, ca}, components...)
-	bom["dependencies"] = append([]any{map[string]any{"ref": imageRef, "dependsOn": []any{binary["bom-ref"], ca["bom-ref"]}}}, deps...)
+	bom["components"] = append(parts, components...)
+	bom["dependencies"] = append([]any{map[string]any{"ref": imageRef, "dependsOn": refs}}, deps...)
 	compositions, _ := bom["compositions"].([]any)
 	bom["compositions"] = append([]any{map[string]any{"aggregate": "complete", "dependencies": []any{imageRef}}}, compositions...)
 	var buf bytes.Buffer
