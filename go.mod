@@ -2,6 +2,8 @@ module github.com/secrets-broker/secrets-broker
 
 go 1.26.0
 
+toolchain go1.26.8
+
 require (
 	dario.cat/mergo v1.0.1
 	github.com/BurntSushi/toml v1.5.0
