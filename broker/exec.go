@@ -38,6 +38,9 @@ type ExecOptions struct {
 	// GitHubEnv, when set, is a file ($GITHUB_ENV) to append the secrets to
 	// with the heredoc syntax and a random delimiter.
 	GitHubEnv string
+	// Only, when set, limits what is fetched, passed, masked and exported
+	// to these variables (each must be one exec would pass).
+	Only []string
 	// GitLabDotenv, when set, is a dotenv report artifact to write (0600).
 	GitLabDotenv string
 	// RedactOutput passes the child's stdout and stderr through a filter that
@@ -60,20 +63,39 @@ type ExitError struct{ Code int }
 func (e *ExitError) Error() string { return fmt.Sprintf("command exited with status %d", e.Code) }
 
 // ExecEnv maps environment variable names to declared secrets: the config's
-// exec.env, or every declared secret under its own name.
-func (b *Broker) ExecEnv() (map[string]string, error) {
+// exec.env, or every declared secret under its own name. With only, just
+// those variables, each of which must be one of them.
+func (b *Broker) ExecEnv(only ...string) (map[string]string, error) {
+	keep := func(string) bool { return true }
+	if len(only) > 0 {
+		set := map[string]bool{}
+		for _, n := range only {
+			set[n] = true
+		}
+		keep = func(n string) bool { return set[n] }
+	}
 	out := map[string]string{}
 	if b.cfg.Exec != nil && len(b.cfg.Exec.Env) > 0 {
 		for k, v := range b.cfg.Exec.Env {
-			out[k] = v
+			if keep(k) {
+				out[k] = v
+			}
 		}
-		return out, nil
+	} else {
+		for _, d := range b.cfg.Secrets {
+			if !keep(d.Name) {
+				continue
+			}
+			if !config.ValidEnvName(d.Name) {
+				return nil, fail.Mark(fail.Usage, fmt.Errorf("secret %q is not a valid environment variable name; map it with exec.env in the config", d.Name))
+			}
+			out[d.Name] = d.Name
+		}
 	}
-	for _, d := range b.cfg.Secrets {
-		if !config.ValidEnvName(d.Name) {
-			return nil, fail.Mark(fail.Usage, fmt.Errorf("secret %q is not a valid environment variable name; map it with exec.env in the config", d.Name))
+	for _, n := range only {
+		if _, ok := out[n]; !ok {
+			return nil, fail.Mark(fail.Usage, fmt.Errorf("--only %s: no secret is passed under that name; declare it (--secret %s=REF) or map it in the config's exec.env", n, n))
 		}
-		out[d.Name] = d.Name
 	}
 	if len(out) == 0 {
 		return nil, fail.Mark(fail.Usage, errors.New("no secrets declared: use --secret NAME=REF or a config with secrets"))
@@ -86,7 +108,7 @@ func (b *Broker) ExecEnv() (map[string]string, error) {
 // an *ExitError with the child's status when the child fails. If any secret
 // is unavailable, the command is not run.
 func (b *Broker) Exec(ctx context.Context, opts ExecOptions) error {
-	envMap, err := b.ExecEnv()
+	envMap, err := b.ExecEnv(opts.Only...)
 	if err != nil {
 		return err
 	}

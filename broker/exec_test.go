@@ -149,6 +149,23 @@ func TestGitHubActions(t *testing.T) {
 	}
 }
 
+// --only fetches, masks and exports just the variables it names; a name
+// exec would not pass is refused before anything is fetched.
+func TestExecOnly(t *testing.T) {
+	b, dir := execBroker(t, "KEEP", "kept-value", "SKIP", "skipped-value")
+	ghEnv := filepath.Join(dir, "github_env")
+	out, _, err := runExec(t, b, broker.ExecOptions{NoChild: true, Only: []string{"KEEP"}, GitHubActions: true, GitHubEnv: ghEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env := read(t, ghEnv); !strings.Contains(env, "KEEP<<") || strings.Contains(env, "SKIP") || strings.Contains(out, "skipped-value") {
+		t.Errorf("--only KEEP: stdout %q GITHUB_ENV %q", out, env)
+	}
+	if _, _, err := runExec(t, b, broker.ExecOptions{NoChild: true, Only: []string{"NOPE"}}); err == nil || !strings.Contains(err.Error(), "--only NOPE: no secret is passed under that name") {
+		t.Errorf("--only NOPE: %v", err)
+	}
+}
+
 func TestRedactOutput(t *testing.T) {
 	b, _ := execBroker(t, "PW", "hunter2-pa$$", "ML", "line-one\nline-two")
 	script := `printf '%s|' "$PW"; printf '%s' "$PW" | base64; printf 'url=%s\n' 'hunter2-pa%24%24'; echo "$ML" >&2; printf 'hun'; sleep 0.1; printf 'ter2-pa$$ split\n'`

@@ -7,9 +7,10 @@
 # signed by this repository's release workflow at exactly that tag
 # (cosign: action.yml installs it; INPUT_VERIFY_SIGNATURE=false skips this
 # with a warning), then runs `secrets-broker exec --github-actions
-# --github-env`: every value and line masked first, then the secrets the
-# broker resolved (and only those) appended to GITHUB_ENV; their names go
-# to GITHUB_OUTPUT.
+# --github-env --only NAME...`: exactly the secrets lines' secrets are
+# fetched, every value and line masked first, then appended to GITHUB_ENV
+# (nothing else of a config's secrets or exec.env); their names go to
+# GITHUB_OUTPUT.
 set -euo pipefail
 version="${INPUT_VERSION:?version is required (e.g. v1.2.3)}"
 want="${INPUT_SHA256:?sha256 is required: pin the checksum of the release archive}"
@@ -64,7 +65,7 @@ names=()
 while IFS= read -r line; do
 	line="${line#"${line%%[![:space:]]*}"}" line="${line%"${line##*[![:space:]]}"}"
 	[[ -z "$line" || "$line" == \#* ]] && continue
-	args+=(--secret "$line")
+	args+=(--secret "$line" --only "${line%%=*}")
 	names+=("${line%%=*}")
 done <<<"${INPUT_SECRETS:-}"
 if [[ -n "${INPUT_CONFIG:-}" ]]; then

@@ -125,15 +125,19 @@ func TestActionMasksAndExports(t *testing.T) {
 		t.Errorf("outputs lack the names:\n%s", outputs)
 	}
 
-	// A config that maps exec's environment itself: the secrets lines are
-	// still the ones exported, with their values, and nothing of the
-	// runner's own environment is (RUNNER_TEMP named as a secret was
-	// exported from the runner before).
+	// A config with secrets of its own and an exec.env: exactly the secrets
+	// lines are exported, with their values; nothing else of the config
+	// (a later step, a third-party action among them, reads GITHUB_ENV),
+	// and nothing of the runner's own environment (RUNNER_TEMP named as a
+	// secret was exported from the runner before).
 	cfg := filepath.Join(dir, "broker.yaml")
-	os.WriteFile(cfg, []byte("secrets:\n  db: vault:secret/data/ci#db_password\nexec:\n  env:\n    OTHER: db\n"), 0o600)
-	_, stderr, outputs, env, err = action(pinned, "INPUT_VERIFY_SIGNATURE=false", "INPUT_CONFIG="+cfg)
-	if err != nil || !strings.Contains(env, "DB_PASSWORD<<") || !strings.Contains(env, "CERT<<") || !strings.Contains(env, "OTHER<<") || !strings.Contains(outputs, "names=DB_PASSWORD CERT") {
-		t.Errorf("with a config's exec.env: %v\n%s\nenv %q outputs %q", err, stderr, env, outputs)
+	os.WriteFile(cfg, []byte("secrets:\n  db: vault:secret/data/ci#db_password\n  not.an.env.name: vault:secret/data/ci#cert\nexec:\n  env:\n    OTHER: db\n"), 0o600)
+	for _, extra := range [][]string{{"INPUT_CONFIG=" + cfg}, {"INPUT_CONFIG=" + strings.Replace(cfg, "broker.yaml", "plain.yaml", 1)}} {
+		os.WriteFile(filepath.Join(dir, "plain.yaml"), []byte("secrets:\n  db: vault:secret/data/ci#db_password\n  not.an.env.name: vault:secret/data/ci#cert\n"), 0o600)
+		_, stderr, outputs, env, err = action(pinned, append(extra, "INPUT_VERIFY_SIGNATURE=false")...)
+		if err != nil || strings.Count(env, "<<ghadelimiter_") != 2 || !strings.Contains(env, "DB_PASSWORD<<") || !strings.Contains(env, "CERT<<") || !strings.Contains(outputs, "names=DB_PASSWORD CERT") {
+			t.Errorf("with %s: %v\n%s\nenv %q outputs %q", extra, err, stderr, env, outputs)
+		}
 	}
 	if strings.Contains(env, dir) {
 		t.Errorf("the runner's environment was exported: %q", env)

@@ -74,6 +74,7 @@ the command's output with [redacted].`,
 	f.BoolVar(&opts.PassBrokerCredentials, "pass-broker-credentials", false, "let VAULT_TOKEN, AWS credentials and SECRETS_BROKER_* reach the command")
 	f.BoolVar(&opts.GitHubActions, "github-actions", false, "print ::add-mask:: for every value (and every line) first")
 	f.StringVar(&opts.GitHubEnv, "github-env", "", "append the secrets to this file with the heredoc syntax ('-' for $GITHUB_ENV)")
+	f.StringArrayVar(&opts.Only, "only", nil, "fetch, pass and export only this variable (repeatable); the rest of the config's secrets stay untouched")
 	f.StringVar(&opts.GitLabDotenv, "gitlab-dotenv", "", "write a GitLab dotenv report artifact here (mode 0600)")
 	f.DurationVar(&opts.Timeout, "timeout", time.Minute, "keep retrying an unreachable or sealed Vault or a throttling KMS this long, then fail without running the command")
 	f.BoolVar(&opts.RedactOutput, "redact-output", false, "replace secret values in the command's stdout and stderr with [redacted]")
