@@ -1,8 +1,9 @@
 # secrets-broker image: one static binary and a passwd entry on an empty
 # base, running as 65532:65532. No shell, no package manager, no CA bundle:
 # the binary carries Mozilla's roots (golang.org/x/crypto/x509roots/fallback),
-# used where the system has none; mount a bundle at /etc/ssl/certs or set
-# SSL_CERT_FILE to trust others.
+# used only where the system has none. A bundle mounted at /etc/ssl/certs, or
+# SSL_CERT_FILE, replaces them: include the public roots in it if Vault, KMS
+# or the IdP use public certificates.
 #
 #   docker build $(scripts/ldflags.sh --build-args) -t secrets-broker .
 #
