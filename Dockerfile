@@ -7,8 +7,9 @@
 #
 #   docker build $(scripts/ldflags.sh --build-args) -t secrets-broker .
 #
-# (VERSION, COMMIT and DATE as scripts/ldflags.sh computes them; a release
-# builds the image from its own reproducible binary instead: --target release.)
+# (VERSION, COMMIT and DATE as scripts/ldflags.sh computes them. A release
+# builds its images from its own reproducible binaries instead:
+# scripts/release.sh --image, with scripts/release.Dockerfile.)
 #
 # The builder image is pinned by digest; override GO_IMAGE to use another
 # (scripts/image.sh passes a local stand-in where registries are unreachable).

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -60,6 +61,13 @@ func TestInjectorManifestsAndChart(t *testing.T) {
 		if !strings.Contains(string(rendered), want) {
 			t.Errorf("rendered chart lacks %q", want)
 		}
+	}
+	// By default the image is the release's tag (vX.Y.Z, as the release
+	// workflow pushes it), not the chart's bare version.
+	plain, err := exec.Command(helm, "template", "sb", chart, "--set", "tls.caBundle="+ca).Output()
+	if err != nil || !regexp.MustCompile(`image: "ghcr\.io/secrets-broker/secrets-broker:v\d+\.\d+\.\d+"\n`).Match(plain) ||
+		!regexp.MustCompile(`--image=ghcr\.io/secrets-broker/secrets-broker:v\d+\.\d+\.\d+\n`).Match(plain) {
+		t.Errorf("the chart's default image is not a release tag: %v\n%s", err, plain)
 	}
 	// No way to trust the webhook: refused at render, saying what to set.
 	if out, err := exec.Command(helm, "template", "sb", chart).CombinedOutput(); err == nil || !strings.Contains(string(out), "set tls.caBundle") {

@@ -16,7 +16,7 @@ func newExec(env Env) *cobra.Command {
 		opts broker.ExecOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "exec [flags] -- COMMAND [ARGS...]",
+		Use:   "exec [flags] [-- COMMAND [ARGS...]]",
 		Short: "Run a command with secrets in its environment (CI steps, entrypoints)",
 		Long: `Fetch every declared secret and run COMMAND with them in its environment, never
 on its command line. Signals are forwarded; the exit status is the command's.
@@ -27,12 +27,15 @@ reach the command unless --pass-broker-credentials.
 
 CI: --github-actions prints ::add-mask:: for every value and every line of a
 multi-line value first; --github-env appends them to $GITHUB_ENV (heredoc
-syntax, random delimiter); --gitlab-dotenv writes a dotenv report artifact.
+syntax, random delimiter); --gitlab-dotenv writes a dotenv report artifact;
+with either, COMMAND may be left out (only those files are written).
+--only NAME (repeatable) fetches, passes and exports just those variables.
 --redact-output replaces values, and their base64 and URL-encoded forms, in
 the command's output with [redacted].`,
 		Example: `  secrets-broker exec --secret DB_PASSWORD=vault:secret/data/ci#db -- ./migrate.sh
   secrets-broker exec --env-file secrets.enc.yaml --redact-output -- ./deploy.sh
-  secrets-broker exec --github-actions --redact-output -c broker.yaml -- make deploy`,
+  secrets-broker exec --github-actions --redact-output -c broker.yaml -- make deploy
+  secrets-broker exec --github-actions --github-env - -c broker.yaml --only DB_PASSWORD`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 0 && len(args) > 0 {
 				return usageErr("put the command after --: secrets-broker exec [flags] -- COMMAND [ARGS...]")
