@@ -66,14 +66,11 @@ func (e *ExitError) Error() string { return fmt.Sprintf("command exited with sta
 // exec.env, or every declared secret under its own name. With only, just
 // those variables, each of which must be one of them.
 func (b *Broker) ExecEnv(only ...string) (map[string]string, error) {
-	keep := func(string) bool { return true }
-	if len(only) > 0 {
-		set := map[string]bool{}
-		for _, n := range only {
-			set[n] = true
-		}
-		keep = func(n string) bool { return set[n] }
+	wanted := map[string]bool{}
+	for _, n := range only {
+		wanted[n] = true
 	}
+	keep := func(n string) bool { return len(only) == 0 || wanted[n] }
 	out := map[string]string{}
 	if b.cfg.Exec != nil && len(b.cfg.Exec.Env) > 0 {
 		for k, v := range b.cfg.Exec.Env {

@@ -232,7 +232,7 @@ func (c *Config) Check() error {
 			add("exec.kill_timeout and exec.splay must not be negative")
 		}
 		for env, s := range c.Exec.Env {
-			if !envNameRE.MatchString(env) {
+			if !ValidEnvName(env) {
 				add("exec.env: %q is not a valid environment variable name", env)
 			}
 			if _, ok := c.Secrets.Lookup(s); !ok {
@@ -270,6 +270,7 @@ func (c *Config) Check() error {
 // checked apart.
 var bundleRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
+// envNameRE is what a shell takes as a variable name (ValidEnvName).
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // FileMode parses the output's mode (default 0600). Modes that let the

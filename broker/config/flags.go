@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/secrets-broker/secrets-broker/envelope"
@@ -92,7 +91,7 @@ func (c *Config) AddSecretFlags(flags []string) error {
 			if _, taken := c.Exec.Env[name]; taken {
 				return fail.Mark(fail.Usage, fmt.Errorf("--secret %q: the config's exec.env already sets %s; rename the secret or drop that entry", f, name))
 			}
-			if !envName.MatchString(name) {
+			if !ValidEnvName(name) {
 				return fail.Mark(fail.Usage, fmt.Errorf("--secret %q: %q is not an environment variable name (letters, digits, _), and the config's exec.env passes secrets to exec by name", f, name))
 			}
 			c.Exec.Env[name] = name
@@ -100,9 +99,6 @@ func (c *Config) AddSecretFlags(flags []string) error {
 	}
 	return nil
 }
-
-// envName is what a shell takes as a variable name.
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // AddEnvFile declares every entry of the secrets file path (names are
 // public: read without a key) as a secret of the same name, as SOPS'
@@ -126,7 +122,7 @@ func (c *Config) AddEnvFile(path string) error {
 	}
 	var flags []string
 	for _, e := range f.Entries {
-		if !envName.MatchString(e.Name) {
+		if !ValidEnvName(e.Name) {
 			return fail.Mark(fail.Usage, fmt.Errorf("--env-file %s: entry %q is not an environment variable name (letters, digits, _); rename it, or map it in a config's exec.env", path, e.Name))
 		}
 		flags = append(flags, e.Name+"=envelope:"+abs+"#"+e.Name)
