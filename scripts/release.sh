@@ -66,9 +66,6 @@ for platform in linux/amd64 linux/arm64 darwin/arm64 windows/amd64; do
 		[[ -f "$doc" ]] && cp "$doc" "$dir/" && touch -d "@$epoch" "$dir/$doc" && files+=("$doc")
 	done
 	touch -d "@$epoch" "$dir/$exe"
-	# Modes fixed, not the builder's umask: the binary 0755, documents 0644.
-	chmod 0755 "$dir/$exe"
-	for doc in "${files[@]:1}"; do chmod 0644 "$dir/$doc"; done
 	name="secrets-broker_${version}_${os}_$arch"
 	# From the binary's own build information: exactly the modules linked
 	# into what ships (and no git needed, so it works in a worktree). Its
@@ -77,6 +74,8 @@ for platform in linux/amd64 linux/arm64 darwin/arm64 windows/amd64; do
 	if [[ $os == windows ]]; then
 		go run ./scripts/zipdet "$out/$name.zip" "$date" "$dir" "${files[@]}"
 	else
+		# Modes fixed, not the builder's umask (zipdet fixes them too):
+		# the binary 0755, documents 0644.
 		tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner --mode=u=rwX,go=rX \
 			-C "$dir" -cf - "${files[@]}" | gzip -n -9 >"$out/$name.tar.gz"
 	fi

@@ -23,9 +23,8 @@ import (
 // The release build in snapshot mode (scripts/release.sh, what the release
 // workflow runs on a tag): every archive is built and its checksum
 // verifies; a second build of the same commit, under another umask, is
-// byte-identical; each
-// archive holds only its binary and documents, and that binary is a static
-// executable for its platform (ELF, Mach-O or PE) stamped with the
+// byte-identical; each archive holds only its binary and documents, and
+// that binary is a static executable for its platform (ELF, Mach-O or PE) stamped with the
 // version, commit and date (the linux/amd64 one prints them); each
 // archive's SBOM and each image's parse and list vault/api, the AWS SDK's
 // KMS client and cobra at the versions go.mod resolves, for that platform;
@@ -82,9 +81,10 @@ func TestReleaseSnapshot(t *testing.T) {
 		}
 	}
 
-	commit, _ := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
+	head, _ := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
+	commit := strings.TrimSpace(string(head))
 	ldflags, err := exec.Command(filepath.Join(root, "scripts/ldflags.sh")).Output()
-	_, date, _ := strings.Cut(string(ldflags), "main.date=")
+	_, date, _ := strings.Cut(strings.TrimSpace(string(ldflags)), "main.date=")
 	date, _, _ = strings.Cut(date, " ")
 	if err != nil || len(date) < 10 {
 		t.Fatalf("scripts/ldflags.sh: %v %q", err, ldflags)
@@ -95,7 +95,7 @@ func TestReleaseSnapshot(t *testing.T) {
 		// The binary as the archive holds it, not as the build left it.
 		bin := unpack(t, filepath.Join(a, prefix+platform+"."+p.archive))
 		binaries[platform] = bin
-		checkBinary(t, platform, bin, version, strings.TrimSpace(string(commit)), strings.TrimSpace(date))
+		checkBinary(t, platform, bin, version, commit, date)
 		// Its SBOM names the required libraries at go.mod's versions, for its platform.
 		checkSBOM(t, filepath.Join(a, prefix+platform+".sbom.cdx.json"), "goarch="+p.arch+"&goos="+p.os)
 	}
@@ -106,7 +106,7 @@ func TestReleaseSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(amd64, "version").Output()
-	if err != nil || !strings.Contains(string(out), version) || !strings.Contains(string(out), strings.TrimSpace(date)) || !strings.Contains(string(out), strings.TrimSpace(string(commit))) || strings.Contains(string(out), "built unknown") {
+	if err != nil || !strings.Contains(string(out), version) || !strings.Contains(string(out), date) || !strings.Contains(string(out), commit) || strings.Contains(string(out), "built unknown") {
 		t.Errorf("version of the linux/amd64 binary: %v %q", err, out)
 	}
 
@@ -119,12 +119,15 @@ func TestReleaseSnapshot(t *testing.T) {
 		if c := sbom.Metadata.Component; c.Type != "container" || c.Name != "ghcr.io/secrets-broker/secrets-broker" || c.Version != version {
 			t.Errorf("image SBOM (%s) describes %+v, not the image", arch, c)
 		}
-		hashes := map[string]string{}
+		hashes, files := map[string]string{}, 0
 		for _, c := range sbom.Components {
 			for _, h := range c.Hashes {
 				if h.Alg == "SHA-256" {
 					hashes[c.Name] = h.Content
 				}
+			}
+			if c.Type == "file" {
+				files++
 			}
 		}
 		want := map[string]string{
@@ -135,12 +138,6 @@ func TestReleaseSnapshot(t *testing.T) {
 		for name, h := range want {
 			if hashes[name] != h {
 				t.Errorf("image SBOM (%s): %s has hash %q, not %q", arch, name, hashes[name], h)
-			}
-		}
-		files := 0
-		for _, c := range sbom.Components {
-			if c.Type == "file" {
-				files++
 			}
 		}
 		if files != 2 {
