@@ -130,16 +130,17 @@ func TestActionMasksAndExports(t *testing.T) {
 	// (a later step, a third-party action among them, reads GITHUB_ENV),
 	// and nothing of the runner's own environment (RUNNER_TEMP named as a
 	// secret was exported from the runner before).
-	cfg := filepath.Join(dir, "broker.yaml")
-	os.WriteFile(cfg, []byte("secrets:\n  db: vault:secret/data/ci#db_password\n  not.an.env.name: vault:secret/data/ci#cert\nexec:\n  env:\n    OTHER: db\n"), 0o600)
-	for _, extra := range [][]string{{"INPUT_CONFIG=" + cfg}, {"INPUT_CONFIG=" + strings.Replace(cfg, "broker.yaml", "plain.yaml", 1)}} {
-		os.WriteFile(filepath.Join(dir, "plain.yaml"), []byte("secrets:\n  db: vault:secret/data/ci#db_password\n  not.an.env.name: vault:secret/data/ci#cert\n"), 0o600)
-		_, stderr, outputs, env, err = action(pinned, append(extra, "INPUT_VERIFY_SIGNATURE=false")...)
+	const ownSecrets = "secrets:\n  db: vault:secret/data/ci#db_password\n  not.an.env.name: vault:secret/data/ci#cert\n"
+	withExecEnv, plain := filepath.Join(dir, "broker.yaml"), filepath.Join(dir, "plain.yaml")
+	os.WriteFile(withExecEnv, []byte(ownSecrets+"exec:\n  env:\n    OTHER: db\n"), 0o600)
+	os.WriteFile(plain, []byte(ownSecrets), 0o600)
+	for _, cfg := range []string{withExecEnv, plain} {
+		_, stderr, outputs, env, err = action(pinned, "INPUT_CONFIG="+cfg, "INPUT_VERIFY_SIGNATURE=false")
 		if err != nil || strings.Count(env, "<<ghadelimiter_") != 2 || !strings.Contains(env, "DB_PASSWORD<<") || !strings.Contains(env, "CERT<<") || !strings.Contains(outputs, "names=DB_PASSWORD CERT") {
-			t.Errorf("with %s: %v\n%s\nenv %q outputs %q", extra, err, stderr, env, outputs)
+			t.Errorf("with %s: %v\n%s\nenv %q outputs %q", cfg, err, stderr, env, outputs)
 		}
-	}
-	if strings.Contains(env, dir) {
-		t.Errorf("the runner's environment was exported: %q", env)
+		if strings.Contains(env, dir) {
+			t.Errorf("with %s, the runner's environment was exported: %q", cfg, env)
+		}
 	}
 }
